@@ -1,0 +1,52 @@
+"""A PTB context type that exposes moodbot's services as typed properties instead of string keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.config import Config
+from bot.conversation import Conversations
+from engine import Engine
+from storage import Store
+
+SERVICES_KEY = "moodbot.services"
+
+
+@dataclass
+class Services:
+    """What handlers work with; created in ``post_init``, closed in ``post_shutdown``."""
+
+    config: Config
+    engine: Engine
+    store: Store
+    conversations: Conversations
+    refused_users: set[int] = field(default_factory=set)
+
+
+class MoodContext(CallbackContext[ExtBot[None], dict, dict, dict]):
+    """CallbackContext with ``services``, ``store``, ``engine`` and ``config`` properties."""
+
+    def __init__(self, application: Application, chat_id: int | None = None, user_id: int | None = None):
+        super().__init__(application=application, chat_id=chat_id, user_id=user_id)
+
+    @property
+    def services(self) -> Services:
+        """moodbot's services for this application."""
+        return self.bot_data[SERVICES_KEY]
+
+    @property
+    def store(self) -> Store:
+        """The database."""
+        return self.services.store
+
+    @property
+    def engine(self) -> Engine:
+        """The model."""
+        return self.services.engine
+
+    @property
+    def config(self) -> Config:
+        """The configuration."""
+        return self.services.config

@@ -1,0 +1,174 @@
+"""One small coroutine per command or kind of message; each docstring says what the user gets."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from telegram import Message, MessageEntity, Update
+from telegram.constants import ChatType
+from telegram.ext import ApplicationHandlerStop
+
+from bot import render
+from bot.context import MoodContext
+from bot.conversation import Incoming
+from bot.streaming import StreamedReply
+from engine import EngineBusy
+
+logger = logging.getLogger(__name__)
+
+EMPTY_REPLY_FALLBACK = "I'm here with you. Tell me a little more?"
+
+
+async def check_access(update: Update, context: MoodContext) -> None:
+    """Stops updates from people outside the allowlist before any work, with one polite refusal each."""
+    user = update.effective_user
+    if context.config.telegram.allows(user.id if user else None):
+        return
+    if user is not None and user.id not in context.services.refused_users and update.effective_message:
+        context.services.refused_users.add(user.id)
+        await update.effective_message.reply_text(render.REFUSAL_TEXT)
+    logger.info("refused an update from user %s", user.id if user else "unknown")
+    raise ApplicationHandlerStop
+
+
+async def start(update: Update, context: MoodContext) -> None:
+    """Greets the person and says what the bot keeps."""
+    user = update.effective_user
+    await update.effective_message.reply_text(render.START_TEXT.format(name=user.first_name if user else "there"))
+
+
+async def help_command(update: Update, context: MoodContext) -> None:
+    """Lists the commands."""
+    await update.effective_message.reply_text(render.HELP_TEXT)
+
+
+async def mood(update: Update, context: MoodContext) -> None:
+    """Shows how the mood moved: the person's own in a private chat, the chat's in a group."""
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    try:
+        days = render.parse_period(context.args[0] if context.args else None, context.config.mood.default_days)
+    except ValueError as exc:
+        await message.reply_text(str(exc))
+        return
+    offset = context.config.mood.utc_offset_minutes
+    today = (datetime.now(UTC) + timedelta(minutes=offset)).date()
+    since = period_start(today, days, offset)
+    in_group = chat.type != ChatType.PRIVATE
+    summary = await context.store.mood_summary(
+        chat_id=chat.id, user_id=None if in_group else user.id, since=since, utc_offset_minutes=offset
+    )
+    who = "This chat's" if in_group else "Your"
+    await message.reply_text(render.mood_summary_text(summary, days, today, who=who))
+
+
+def period_start(today: datetime | object, days: int | None, utc_offset_minutes: int) -> float:
+    """Unix time of local midnight ``days - 1`` days before ``today`` (0 for all time)."""
+    if days is None:
+        return 0.0
+    first = today - timedelta(days=days - 1)  # type: ignore[operator]
+    local_midnight = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    return (local_midnight - timedelta(minutes=utc_offset_minutes)).timestamp()
+
+
+async def reset(update: Update, context: MoodContext) -> None:
+    """Sets the conversation aside so replies start fresh; the mood log is kept."""
+    await context.store.reset_context(chat_id=update.effective_chat.id, user_id=update.effective_user.id)
+    await update.effective_message.reply_text(render.RESET_TEXT)
+
+
+async def forget(update: Update, context: MoodContext) -> None:
+    """Deletes everything stored about this person in this chat, then confirms."""
+    count = await context.store.forget(chat_id=update.effective_chat.id, user_id=update.effective_user.id)
+    await update.effective_message.reply_text(render.FORGET_TEXT.format(count=count))
+
+
+async def text_message(update: Update, context: MoodContext) -> None:
+    """Answers a text message with care, after logging it and its mood."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    in_group = chat.type != ChatType.PRIVATE
+    if in_group and not addressed_to_bot(message, context.bot.id, context.bot.username):
+        return
+    conversations = context.services.conversations
+    started = time.perf_counter()
+    stored = await conversations.record(
+        Incoming(
+            chat_id=chat.id, chat_kind=chat.type, chat_title=chat.title, user_id=user.id,
+            first_name=user.first_name, username=user.username,
+            text=without_mention(message.text, context.bot.username) if in_group else message.text,
+            message_id=message.message_id,
+        )
+    )
+    if not stored.is_new and await context.store.has_reply(stored.id):
+        logger.info("chat %s: message %d was already answered (re-delivered update)", chat.id, stored.id)
+        return
+    sentiment = await conversations.classify(stored)
+    classified = time.perf_counter()
+    if sentiment is None:
+        await message.reply_text(render.BUSY_TEXT)
+        return
+    writer = StreamedReply(context.bot, chat.id, reply_to_message_id=message.message_id if in_group else None)
+    try:
+        reply_text = await writer.write(conversations.reply(stored)) or EMPTY_REPLY_FALLBACK
+    except EngineBusy:
+        await message.reply_text(render.BUSY_TEXT)
+        return
+    sent = await writer.finish(reply_text)
+    await conversations.save_reply(stored, reply_text, sent[0].message_id)
+    logger.info(
+        "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)",
+        chat.id, stored.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,
+        context.engine.queue_depth,
+    )
+
+
+async def edited_text(update: Update, context: MoodContext) -> None:
+    """Updates the stored text and mood of an edited message; no second reply."""
+    message = update.edited_message
+    if message is None or message.text is None:
+        return
+    stored = await context.store.update_user_message_text(
+        chat_id=message.chat_id, telegram_message_id=message.message_id, text=message.text
+    )
+    if stored is not None:
+        await context.services.conversations.classify(stored)
+
+
+async def non_text(update: Update, context: MoodContext) -> None:
+    """Answers stickers, photos, voice and other non-text messages with a short, friendly note."""
+    message = update.effective_message
+    kind = next((k for k in render.NON_TEXT_REPLIES if getattr(message, k, None)), None)
+    await message.reply_text(render.NON_TEXT_REPLIES.get(kind or "", render.DEFAULT_NON_TEXT_REPLY))
+
+
+async def error_handler(update: object, context: MoodContext) -> None:
+    """Logs the error first, then tells the person gently (never a traceback)."""
+    logger.error("error while handling an update", exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await context.bot.send_message(update.effective_chat.id, render.FAILED_TEXT)
+        except Exception:
+            logger.warning("could not tell chat %s about the error", update.effective_chat.id, exc_info=True)
+
+
+def addressed_to_bot(message: Message, bot_id: int, bot_username: str | None) -> bool:
+    """True when a group message mentions the bot or replies to one of its messages."""
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.id == bot_id:
+        return True
+    mentions = message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION])
+    for entity, text in mentions.items():
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot_id:
+            return True
+        if bot_username and text.lower() == f"@{bot_username.lower()}":
+            return True
+    return False
+
+
+def without_mention(text: str, bot_username: str | None) -> str:
+    """The message text with ``@botname`` taken out (what the person actually says to the bot)."""
+    if not bot_username:
+        return text
+    cleaned = " ".join(word for word in text.split(" ") if word.lower() != f"@{bot_username.lower()}")
+    return cleaned.strip() or text

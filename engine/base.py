@@ -1,0 +1,36 @@
+"""The interface every engine backend offers to the bot (local model now, remote servers later)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from engine.values import ChatTurn, Sentiment
+
+
+class Engine(Protocol):
+    """A loaded model playing the two roles: analyst (classify) and companion (reply)."""
+
+    @property
+    def model_name(self) -> str:
+        """The configured model, recorded with every sentiment."""
+        ...
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests submitted and not yet finished (for logs and back-pressure)."""
+        ...
+
+    async def start(self) -> None:
+        """Load the model; raises ModelLoadError with a one-line reason."""
+
+    async def classify(self, text: str) -> Sentiment:
+        """Sentiment of one message, seen in isolation; raises EngineBusy when the queue is full."""
+        ...
+
+    def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
+        """Stream an empathetic reply to ``message`` given this user's ``history``, as text chunks."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued work and release the model; idempotent."""

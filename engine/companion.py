@@ -1,0 +1,156 @@
+"""The companion role: an empathetic reply from the user's recent history, decoded one token at a time.
+
+A :class:`ReplyStream` is a small state machine the worker advances with :meth:`ReplyStream.step`, so several
+replies and classifications can share the one model thread fairly (nobody waits for a whole reply of another chat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    DynamicCache,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from engine.chat_format import encode_prompt
+from engine.guard import visible_reply
+from engine.prompts import COMPANION_SYSTEM_PROMPT
+from engine.values import ChatTurn
+
+TURN_OVERHEAD_TOKENS = 5  # <|im_start|>role\n … <|im_end|>\n
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is picked; temperature 0 means greedy (deterministic)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+
+    def processors(self) -> LogitsProcessorList:
+        """transformers' logits processors for these settings."""
+        processors = LogitsProcessorList()
+        if self.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.temperature > 0:
+            processors.append(TemperatureLogitsWarper(self.temperature))
+            if self.top_p < 1.0:
+                processors.append(TopPLogitsWarper(self.top_p))
+        return processors
+
+
+def trim_history(
+    tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], budget_tokens: int
+) -> list[ChatTurn]:
+    """The newest turns of ``history`` that fit in ``budget_tokens``, oldest first; never starts on a reply."""
+    kept: list[ChatTurn] = []
+    used = 0
+    for turn in reversed(history):
+        cost = len(tokenizer.encode(turn.text, add_special_tokens=False)) + TURN_OVERHEAD_TOKENS
+        if used + cost > budget_tokens:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    while kept and kept[0].role == "assistant":  # a conversation shown to the model opens with the user
+        kept.pop(0)
+    return kept
+
+
+def truncate_text(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
+    """``text`` cut to its first ``max_tokens`` tokens (unchanged when it fits)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
+
+
+def reply_prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], message: str, history_tokens: int
+) -> list[int]:
+    """Token ids of the companion prompt: system prompt, trimmed history, the new message, an open reply."""
+    message = truncate_text(tokenizer, message, history_tokens)
+    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}]
+    messages += [{"role": t.role, "content": t.text} for t in trim_history(tokenizer, history, history_tokens)]
+    messages.append({"role": "user", "content": message})
+    return encode_prompt(tokenizer, messages)
+
+
+class ReplyStream:
+    """One reply being generated: prefill on the first step, then one token per step until a stop or the limit."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_ids: list[int],
+        sampling: SamplingSettings,
+        stop_ids: frozenset[int],
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt_ids = prompt_ids
+        self.sampling = sampling
+        self.stop_ids = stop_ids
+        self.generator = generator
+        self.processors = sampling.processors()
+        self.generated: list[int] = []
+        self.cache: DynamicCache | None = None
+        self.shown = ""
+        self.done = False
+
+    @torch.inference_mode()
+    def step(self) -> str:
+        """Advance by one token (the first call prefills the prompt); return newly visible text, maybe ''."""
+        if self.done:
+            return ""
+        if self.cache is None:
+            self.cache = DynamicCache()
+            logits = self._forward(self.prompt_ids)
+        else:
+            logits = self._forward(self.generated[-1:])
+        token = self._pick(logits)
+        if token in self.stop_ids:
+            self.done = True
+        else:
+            self.generated.append(token)
+            if len(self.generated) >= self.sampling.max_new_tokens:
+                self.done = True
+        return self._new_text()
+
+    def _forward(self, ids: list[int]) -> torch.Tensor:
+        seen = self.cache.get_seq_length() if self.cache is not None else 0
+        input_ids = torch.tensor([ids])  # (1, new)
+        position_ids = torch.arange(seen, seen + len(ids)).unsqueeze(0)  # (1, new)
+        out = self.model(
+            input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float()  # (1, vocab)
+
+    def _pick(self, logits: torch.Tensor) -> int:
+        context = torch.tensor([self.prompt_ids + self.generated])
+        scores = self.processors(context, logits)
+        if self.sampling.temperature <= 0:
+            return int(scores.argmax(dim=-1))
+        probs = torch.softmax(scores, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def _new_text(self) -> str:
+        raw = self.tokenizer.decode(self.generated, skip_special_tokens=True)
+        if raw.endswith("\ufffd") and not self.done:  # a multi-byte character is still incomplete
+            return ""
+        visible = visible_reply(raw, final=self.done)
+        if not visible.startswith(self.shown):  # only trailing whitespace can differ at the end
+            return ""
+        delta, self.shown = visible[len(self.shown):], visible
+        return delta

@@ -1,0 +1,135 @@
+"""Load the one model, once: from a hub id, a local folder or a single ``.gguf`` file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from engine.chat_format import ensure_chat_template
+from engine.errors import ModelLoadError
+from engine.settings import EngineSettings
+
+logger = logging.getLogger(__name__)
+
+# Only what inference needs: skips other frameworks' weights and training leftovers in a hub repo.
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with its tokenizer and the ids that end a reply."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    stop_token_ids: frozenset[int]
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where weights come from: a folder, plus the GGUF file name inside it when loading GGUF."""
+
+    directory: str
+    gguf_file: str | None = None
+
+
+def resolve_source(spec: str) -> ModelSource:
+    """Turn a configured model string into a local source, downloading a hub repo (with progress) if needed."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        return ModelSource(str(path.parent), path.name)
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if not (path / "config.json").exists() and len(ggufs) == 1:
+            return ModelSource(str(path), ggufs[0].name)
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"{path} is a folder but holds no config.json (nor exactly one .gguf file)")
+        return ModelSource(str(path))
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise ModelLoadError(f"model path not found: {spec}")
+    return ModelSource(download_from_hub(spec))
+
+
+def download_from_hub(repo_id: str) -> str:
+    """Download (or find in the local cache) a hub repo and return its folder; tqdm shows progress."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return snapshot_download(repo_id, allow_patterns=HUB_ALLOW_PATTERNS)
+    except GatedRepoError as exc:
+        raise ModelLoadError(f"{repo_id} is gated on the hub: log in with `hf auth login` first") from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelLoadError(
+            f"{repo_id!r} is neither a local path nor a model on the Hugging Face hub (check engine.model)"
+        ) from exc
+    except LocalEntryNotFoundError as exc:
+        raise ModelLoadError(
+            f"cannot download {repo_id!r}: the hub is unreachable and the model is not in the local cache "
+            "(set engine.model to a local folder or .gguf file)"
+        ) from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot download {repo_id!r}: {exc}") from exc
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """Every id that ends a reply: the tokenizer's EOS, the generation config's EOS list, and ChatML's end marks."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    vocab = tokenizer.get_vocab()
+    for marker in ("<|im_end|>", "<|endoftext|>", "<|im_start|>", "<|eot_id|>", "<end_of_turn>"):
+        if marker in vocab:
+            ids.add(vocab[marker])
+    return frozenset(ids)
+
+
+def load_model(settings: EngineSettings) -> LoadedModel:
+    """Load tokenizer and weights in the configured precision, ready for inference (eval mode, no grad)."""
+    started = time.perf_counter()
+    torch.set_num_threads(settings.torch_threads)
+    source = resolve_source(settings.model)
+    kwargs: dict[str, object] = {}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        raise ModelLoadError(f"cannot load model from {settings.model}: {_first_line(exc)}") from exc
+    model.eval()
+    model.requires_grad_(False)
+    if ensure_chat_template(tokenizer):
+        logger.info("tokenizer has no chat template: using ChatML")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    elapsed = time.perf_counter() - started
+    logger.info(
+        "loaded %s (%s, %s, %d threads) in %.1f s",
+        settings.model, type(model).__name__, settings.resolved_precision, settings.torch_threads, elapsed,
+    )
+    return LoadedModel(model, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,157 @@
+"""The local backend: one model in this process, owned by one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+
+from engine.analyst import Analyst
+from engine.companion import ReplyStream, SamplingSettings, reply_prompt_ids
+from engine.errors import EngineBusy, EngineClosed
+from engine.loading import LoadedModel, load_model
+from engine.settings import EngineSettings
+from engine.values import ChatTurn, Sentiment
+from engine.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class LocalEngine:
+    """Loads the configured model once and serves classifications and streamed replies from it."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.sampling = SamplingSettings(
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            repetition_penalty=settings.repetition_penalty,
+        )
+        self._worker: InferenceWorker | None = None
+        self._loaded: LoadedModel | None = None
+        self._generator: torch.Generator | None = None
+        self._outstanding = 0
+        self._closed = False
+
+    @property
+    def model_name(self) -> str:
+        """The configured model string (hub id or path)."""
+        return self.settings.model
+
+    @property
+    def queue_depth(self) -> int:
+        """Classifications and replies submitted and not finished yet."""
+        return self._outstanding
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The loaded model (after :meth:`start`)."""
+        if self._loaded is None:
+            raise EngineClosed()
+        return self._loaded
+
+    async def start(self) -> None:
+        """Start the worker thread and load the model on it (ModelLoadError on failure)."""
+        if self._worker is not None:
+            return
+        self._worker = InferenceWorker(max_active_replies=self.settings.max_active_replies)
+        self._worker.start()
+        try:
+            await self._call(self._load_on_worker)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _load_on_worker(self) -> None:
+        assert self._worker is not None
+        self._loaded = load_model(self.settings)
+        if self.settings.seed is not None:
+            self._generator = torch.Generator().manual_seed(self.settings.seed)
+        analyst = Analyst(self._loaded.model, self._loaded.tokenizer)
+        self._worker.classify_batch = analyst.classify_batch
+
+    async def classify(self, text: str) -> Sentiment:
+        """Sentiment of one message in its own isolated prompt (batched with others waiting at the same time)."""
+        future = self._reserve()
+        self._submit(ClassifyJob(text, future))
+        return await future
+
+    async def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
+        """Stream the companion's reply as text chunks; EngineBusy is raised before the first chunk."""
+        self._check_capacity()
+        loaded = self.loaded
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+
+        def make_stream() -> ReplyStream:
+            prompt = reply_prompt_ids(loaded.tokenizer, history, message, self.settings.history_tokens)
+            return ReplyStream(
+                loaded.model, loaded.tokenizer, prompt, self.sampling, loaded.stop_token_ids, self._generator
+            )
+
+        job = ReplyJob(make_stream, chunks, loop)
+        self._outstanding += 1
+        try:
+            self._submit(job)
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.cancelled.set()  # harmless when finished; stops decoding when the caller went away
+            self._outstanding -= 1
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the model thread (for tools and benchmarks that need the model directly)."""
+        return await self._call(fn)
+
+    async def close(self) -> None:
+        """Let queued work finish, stop the worker thread and drop the model; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+            await asyncio.to_thread(worker.join)
+        self._loaded = None
+
+    def __del__(self) -> None:
+        if self._worker is not None and not self._closed:
+            warnings.warn("LocalEngine was never closed", ResourceWarning, stacklevel=1)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _check_capacity(self) -> None:
+        if self._closed or self._worker is None:
+            raise EngineClosed()
+        if self._outstanding >= self.settings.queue_size:
+            raise EngineBusy()
+
+    def _reserve(self) -> asyncio.Future[Any]:
+        self._check_capacity()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._outstanding += 1
+        future.add_done_callback(self._release)
+        return future
+
+    def _release(self, _future: asyncio.Future[Any]) -> None:
+        self._outstanding -= 1
+
+    def _submit(self, job: object) -> None:
+        if self._worker is None:
+            raise EngineClosed()
+        self._worker.submit(job)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._worker is None:
+            raise EngineClosed()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._worker.submit(CallJob(fn, future))
+        return await future

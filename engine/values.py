@@ -1,0 +1,27 @@
+"""Plain value types passed between the engine and its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Label = Literal["positive", "neutral", "negative"]
+LABELS: tuple[Label, ...] = ("positive", "neutral", "negative")
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    """The analyst's verdict on one message: a label, a score in [-1, 1] and the per-label probabilities."""
+
+    label: Label
+    score: float
+    probs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One earlier turn of a conversation, as the companion sees it."""
+
+    role: Role
+    text: str

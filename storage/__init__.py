@@ -1,0 +1,17 @@
+"""SQLite storage for moodbot: the ``Store`` and the values it returns."""
+
+from .migrations import MigrationRegistry, migrate
+from .models import DayMood, HistoryTurn, MoodSummary, SentimentRecord, StoredMessage, UserMood
+from .store import Store
+
+__all__ = [
+    "DayMood",
+    "HistoryTurn",
+    "MigrationRegistry",
+    "MoodSummary",
+    "SentimentRecord",
+    "Store",
+    "StoredMessage",
+    "UserMood",
+    "migrate",
+]

@@ -1,0 +1,202 @@
+"""Numbered schema migrations, recorded by name in the ``_migrations`` table.
+
+A migration is a plain ``async def mNNN_description(db)`` registered with ``@migration``. ``migrate()`` applies
+each one that is not yet recorded, in registration order, each in its own transaction together with its record
+and the new ``PRAGMA user_version`` (the number of applied migrations). A migration that raises is rolled back
+completely: nothing it created is left and it is not recorded.
+
+Migrations must run their statements one by one with ``db.execute``: ``executescript`` commits first and would
+break the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+_NAME = re.compile(r"^m(\d{3,})_\w+$")
+
+
+class MigrationRegistry:
+    """An ordered set of migrations; numbers must increase and names must be unique."""
+
+    def __init__(self) -> None:
+        self._migrations: dict[str, Migration] = {}
+        self._last_number = 0
+
+    def __call__(self, fn: Migration) -> Migration:
+        """Register ``fn`` (use as a decorator); refuse bad, duplicate or out-of-order names."""
+        name = fn.__name__
+        match = _NAME.match(name)
+        if match is None:
+            raise ValueError(f"migration name {name!r} must look like 'm001_description'")
+        if name in self._migrations:
+            raise ValueError(f"migration {name!r} is already registered")
+        number = int(match.group(1))
+        if number <= self._last_number:
+            raise ValueError(f"migration {name!r} must be numbered above {self._last_number:03d}")
+        self._migrations[name] = fn
+        self._last_number = number
+        return fn
+
+    def __iter__(self) -> Iterator[tuple[str, Migration]]:
+        return iter(self._migrations.items())
+
+    def __len__(self) -> int:
+        return len(self._migrations)
+
+    @property
+    def names(self) -> list[str]:
+        """Registered migration names, in the order they are applied."""
+        return list(self._migrations)
+
+
+MIGRATIONS = MigrationRegistry()
+migration = MIGRATIONS
+
+
+async def migrate(db: aiosqlite.Connection, registry: MigrationRegistry | None = None) -> list[str]:
+    """Apply every migration of ``registry`` (default: the built-in one) not yet recorded; return the names applied.
+
+    Each migration, its ``_migrations`` row and the new ``user_version`` are one transaction. On failure that
+    transaction is rolled back and the exception is raised; migrations applied before it stay applied.
+    """
+    if db.in_transaction:
+        raise RuntimeError("migrate() must be called outside a transaction")
+    registry = MIGRATIONS if registry is None else registry
+    await _ensure_migrations_table(db)
+    applied_now: list[str] = []
+    for name, fn in registry:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked inside the write transaction, so two processes opening one file cannot both apply it.
+            if await _is_applied(db, name):
+                await db.rollback()
+                continue
+            await fn(db)
+            await _record(db, name)
+            await _set_user_version(db, await _applied_count(db))
+        except BaseException:
+            await db.rollback()
+            log.exception("migration %s failed and was rolled back", name)
+            raise
+        await db.commit()
+        log.info("applied migration %s", name)
+        applied_now.append(name)
+    return applied_now
+
+
+async def applied_migrations(db: aiosqlite.Connection) -> list[str]:
+    """Names recorded in ``_migrations``, oldest first (empty if the table does not exist yet)."""
+    await _ensure_migrations_table(db)
+    rows = await db.execute_fetchall("SELECT name FROM _migrations ORDER BY applied_at, name")
+    return [row[0] for row in rows]
+
+
+async def _ensure_migrations_table(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    await db.commit()
+
+
+async def _is_applied(db: aiosqlite.Connection, name: str) -> bool:
+    rows = await db.execute_fetchall("SELECT 1 FROM _migrations WHERE name = :name", {"name": name})
+    return bool(list(rows))
+
+
+async def _record(db: aiosqlite.Connection, name: str) -> None:
+    await db.execute(
+        "INSERT INTO _migrations (name, applied_at) VALUES (:name, :applied_at)",
+        {"name": name, "applied_at": time.time()},
+    )
+
+
+async def _applied_count(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM _migrations"))
+    return int(rows[0][0])
+
+
+async def _set_user_version(db: aiosqlite.Connection, version: int) -> None:
+    # PRAGMA takes no bound parameters; version is an int we computed, never user input.
+    await db.execute(f"PRAGMA user_version = {int(version)}")
+
+
+async def _run(db: aiosqlite.Connection, *statements: str) -> None:
+    for statement in statements:
+        await db.execute(statement)
+
+
+@migration
+async def m001_initial(db: aiosqlite.Connection) -> None:
+    """Chats, users, messages (user turns and bot replies), their sentiments, and /reset markers."""
+    await _run(
+        db,
+        """
+        CREATE TABLE chats (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            title TEXT,
+            created_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            first_name TEXT,
+            username TEXT,
+            created_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            text TEXT NOT NULL,
+            created_at REAL NOT NULL,  -- unix seconds, UTC
+            telegram_message_id INTEGER,
+            reply_to INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+            edited_at REAL
+        )
+        """,
+        # history, export, forget: WHERE user_id = ? AND chat_id = ? ORDER BY id; also "any messages left for
+        # this user?" and the users -> messages foreign key.
+        "CREATE INDEX messages_user_chat_id ON messages (user_id, chat_id, id)",
+        # mood queries: WHERE chat_id = ? AND created_at >= ?; also the chats -> messages foreign key.
+        "CREATE INDEX messages_chat_created ON messages (chat_id, created_at)",
+        # retention: WHERE created_at < ?
+        "CREATE INDEX messages_created ON messages (created_at)",
+        # has_reply and the messages -> messages (reply_to) foreign key.
+        "CREATE INDEX messages_reply_to ON messages (reply_to)",
+        # a Telegram message is stored once: re-delivered updates find the existing row; edits look it up.
+        """
+        CREATE UNIQUE INDEX messages_telegram_id ON messages (chat_id, telegram_message_id)
+        WHERE role = 'user' AND telegram_message_id IS NOT NULL
+        """,
+        """
+        CREATE TABLE sentiments (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            score REAL NOT NULL CHECK (score BETWEEN -1 AND 1),
+            probs TEXT NOT NULL,  -- JSON object label -> probability
+            model TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE conversations (
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            context_start_id INTEGER NOT NULL DEFAULT 0,  -- history only shows messages with id > this
+            PRIMARY KEY (chat_id, user_id)
+        )
+        """,
+    )

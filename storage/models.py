@@ -1,0 +1,73 @@
+"""Plain, immutable values returned by the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One stored message; ``is_new`` is False when ``add_user_message`` found it already stored."""
+
+    id: int
+    chat_id: int
+    user_id: int
+    role: Role
+    text: str
+    created_at: float  # unix seconds, UTC
+    telegram_message_id: int | None
+    is_new: bool
+
+
+@dataclass(frozen=True)
+class HistoryTurn:
+    """One earlier turn of a user's conversation with the bot."""
+
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class SentimentRecord:
+    """A classifier verdict for one message: label, score in [-1, 1], per-label probabilities, model name."""
+
+    label: str
+    score: float
+    probs: dict[str, float]
+    model: str
+
+
+@dataclass(frozen=True)
+class DayMood:
+    """Mood of the classified user messages of one local day ('YYYY-MM-DD')."""
+
+    day: str
+    messages: int
+    average_score: float
+    positive: int
+    neutral: int
+    negative: int
+
+
+@dataclass(frozen=True)
+class MoodSummary:
+    """Mood over a period: totals, label shares in [0, 1] and the per-day breakdown."""
+
+    messages: int
+    average_score: float | None
+    positive_share: float
+    neutral_share: float
+    negative_share: float
+    days: list[DayMood]
+
+
+@dataclass(frozen=True)
+class UserMood:
+    """One chat member's mood over a period."""
+
+    user_id: int
+    display_name: str
+    summary: MoodSummary
