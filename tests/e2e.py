@@ -1,0 +1,43 @@
+"""Helpers for end-to-end tests: run the real moodbot Application against the fake Bot API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import Config, StorageConfig, TelegramConfig
+from engine import Engine, EngineSettings
+from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+
+
+def e2e_config(api: FakeBotApi, database: Path, model: Path, **telegram: Any) -> Config:
+    """A config pointing at the fake Bot API, a temporary database and a local model (greedy, short replies)."""
+    return Config(
+        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url, **telegram),
+        engine=EngineSettings(model=str(model), precision="fp32", threads=2, temperature=0.0, max_new_tokens=40),
+        storage=StorageConfig(path=str(database)),
+    )
+
+
+@asynccontextmanager
+async def running_bot(config: Config, engine: Engine | None = None) -> AsyncIterator[Application]:
+    """Start the bot as ``run_polling`` does (initialize, post_init, polling, start) and stop it the same way."""
+    application = build_application(config, engine=engine)
+    await application.initialize()
+    try:
+        await application.post_init(application)
+        await application.updater.start_polling(poll_interval=0, timeout=1)
+        await application.start()
+        try:
+            yield application
+        finally:
+            await application.updater.stop()
+            await application.stop()
+    finally:
+        await application.shutdown()
+        await application.post_shutdown(application)
