@@ -163,7 +163,9 @@ def addressed_to_bot(message: Message, bot_id: int, bot_username: str | None) ->
             return True
         if bot_username and text.lower() == f"@{bot_username.lower()}":
             return True
-    return False
+    # Telegram marks mentions as entities; clients that don't are still understood by the plain word.
+    words = (message.text or "").lower().split()
+    return bool(bot_username) and f"@{bot_username.lower()}" in words
 
 
 def without_mention(text: str, bot_username: str | None) -> str:

@@ -1,0 +1,53 @@
+"""A scripted engine for bot and storage tests that need no weights: queued replies, controllable delays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from engine import ChatTurn, EngineBusy, Sentiment
+
+
+@dataclass
+class ScriptedEngine:
+    """Implements the Engine protocol; replies come from ``replies`` (or echo), sentiments from keywords."""
+
+    replies: list[list[str] | BaseException] = field(default_factory=list)
+    busy: bool = False
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)  # message text → event the reply waits for
+    seen_histories: list[tuple[list[ChatTurn], str]] = field(default_factory=list)
+    classified: list[str] = field(default_factory=list)
+    model_name: str = "scripted"
+    queue_depth: int = 0
+
+    async def start(self) -> None:
+        """Nothing to load."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def classify(self, text: str) -> Sentiment:
+        """positive for 'good', negative for 'bad', else neutral."""
+        if self.busy:
+            raise EngineBusy()
+        self.classified.append(text)
+        if "good" in text:
+            return Sentiment("positive", 0.8, {"positive": 0.9, "neutral": 0.0, "negative": 0.1})
+        if "bad" in text:
+            return Sentiment("negative", -0.8, {"positive": 0.1, "neutral": 0.0, "negative": 0.9})
+        return Sentiment("neutral", 0.0, {"positive": 0.1, "neutral": 0.8, "negative": 0.1})
+
+    async def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
+        """Yield the next scripted chunks (raising a scripted exception midway), or echo the message."""
+        if self.busy:
+            raise EngineBusy()
+        self.seen_histories.append((list(history), message))
+        if message in self.gates:
+            await self.gates[message].wait()
+        script = self.replies.pop(0) if self.replies else [f"echo: {message}"]
+        if isinstance(script, BaseException):
+            yield "I am starting to "
+            raise script
+        for chunk in script:
+            yield chunk

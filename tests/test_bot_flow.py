@@ -1,0 +1,173 @@
+"""Bot behaviour through the fake Bot API with a scripted engine: ordering, concurrency, crashes, busy, groups."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, StorageConfig, TelegramConfig
+from bot.render import BUSY_TEXT, FAILED_TEXT
+from tests.e2e import running_bot
+from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.fakeengine import ScriptedEngine
+
+
+@pytest.fixture
+async def api():
+    async with FakeBotApi() as fake:
+        yield fake
+
+
+def config_for(api: FakeBotApi, tmp_path: Path) -> Config:
+    return Config(
+        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url),
+        storage=StorageConfig(path=str(tmp_path / "bot.db")),
+    )
+
+
+async def final_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
+    """Wait until the bot has ``count`` finished messages in the chat (no streaming "…" left); return their texts."""
+
+    def finished(fake: FakeBotApi) -> list[str] | None:
+        texts = fake.sent_texts(chat_id)
+        done = len(texts) >= count and not any(t.endswith(" …") for t in texts)
+        return texts if done else None
+
+    return await api.wait_for(finished)
+
+
+def rows(database: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(database) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_a_slow_reply_in_one_chat_does_not_delay_another_chat(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine(gates={"slow one": asyncio.Event()})
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(api.private_chat(alice), alice, "slow one")
+        api.send_text(api.private_chat(bob), bob, "quick one")
+        try:
+            assert await final_texts(api, 2, 1) == ["echo: quick one"]
+            assert api.sent_messages(1) == [], "Alice's reply is still waiting on its gate"
+            assert "slow one" in engine.classified, "Alice's message was classified even though her reply waits"
+        finally:
+            engine.gates["slow one"].set()
+        assert await final_texts(api, 1, 1) == ["echo: slow one"]
+
+
+async def test_messages_of_one_chat_are_handled_in_order_with_history(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine(gates={"first": asyncio.Event()})
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(chat, alice, "first")
+        api.send_text(chat, alice, "second")
+        try:
+            await api.wait_for(lambda a: a.calls_of("sendChatAction"))
+            assert [m for _, m in engine.seen_histories] == ["first"], "the second waits for the first to finish"
+        finally:
+            engine.gates["first"].set()
+        texts = await final_texts(api, 1, 2)
+    assert texts == ["echo: first", "echo: second"]
+    history, message = engine.seen_histories[1]
+    assert message == "second"
+    assert [(t.role, t.text) for t in history] == [("user", "first"), ("assistant", "echo: first")]
+
+
+async def test_a_crash_mid_reply_keeps_the_message_and_no_half_reply(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine(replies=[RuntimeError("model exploded")])
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(api.private_chat(alice), alice, "a good day")
+        await api.wait_for(lambda a: FAILED_TEXT in a.sent_texts(1))
+    database = tmp_path / "bot.db"
+    assert rows(database, "SELECT role, text FROM messages") == [("user", "a good day")]
+    assert rows(database, "SELECT label FROM sentiments") == [("positive",)]
+
+
+async def test_busy_engine_gets_a_polite_answer_and_the_backfill_classifies_later(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    engine = ScriptedEngine(busy=True)
+    alice = api.user(1, "Alice")
+    config = config_for(api, tmp_path)
+    async with running_bot(config, engine=engine):
+        api.send_text(api.private_chat(alice), alice, "a bad day")
+        [busy] = await api.wait_for_messages(1)
+        assert busy["text"] == BUSY_TEXT
+    database = tmp_path / "bot.db"
+    assert rows(database, "SELECT text FROM messages") == [("a bad day",)]
+    assert rows(database, "SELECT COUNT(*) FROM sentiments") == [(0,)]
+    engine.busy = False
+    async with running_bot(config, engine=engine):  # start-up runs the back-fill job
+        await api.wait_for(lambda a: "a bad day" in engine.classified or None, timeout=5)
+        api.send_command(api.private_chat(alice), alice, "/help")
+        await api.wait_for_messages(1, count=2)
+    assert rows(database, "SELECT label FROM sentiments") == [("negative",)]
+
+
+async def test_a_redelivered_update_is_answered_once(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        message_id = api.send_text(chat, alice, "hello")
+        await api.wait_for_messages(1, count=1)
+        duplicate = {"message_id": message_id, "date": 0, "chat": chat, "from": alice, "text": "hello"}
+        api.queue_update({"message": duplicate})
+        api.send_command(chat, alice, "/help")
+        await api.wait_for_messages(1, count=2)
+    assert api.sent_texts(1)[0] == "echo: hello"
+    assert len(api.sent_messages(1)) == 2
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM messages") == [(2,)]
+
+
+async def test_an_edit_updates_text_and_mood_without_a_second_reply(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        message_id = api.send_text(chat, alice, "a good day")
+        await api.wait_for_messages(1, count=1)
+        api.edit_text(chat, alice, message_id, "actually a bad day")
+        api.send_command(chat, alice, "/help")
+        await api.wait_for_messages(1, count=2)
+    database = tmp_path / "bot.db"
+    assert rows(database, "SELECT text FROM messages WHERE role = 'user'") == [("actually a bad day",)]
+    assert rows(database, "SELECT label FROM sentiments") == [("negative",)]
+    assert len(api.sent_messages(1)) == 2  # the reply and /help, nothing for the edit
+
+
+async def test_in_groups_the_bot_answers_only_when_addressed(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    group = api.group_chat(-100500, "Friends")
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(group, alice, "just chatting among friends")
+        api.send_text(group, alice, "@moodbot_test_bot how are you?")
+        await final_texts(api, group["id"], 1)
+        bot_message_id = api.sent_messages(group["id"])[0]["message_id"]
+        api.send_text(group, alice, "thanks!", reply_to_message_id=bot_message_id)
+        texts = await final_texts(api, group["id"], 2)
+    assert texts == ["echo: how are you?", "echo: thanks!"]
+    assert [m for _, m in engine.seen_histories] == ["how are you?", "thanks!"]
+
+
+async def test_mood_command_summarises_the_week(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        for text in ("a good day", "a bad day", "a good morning"):
+            api.send_text(chat, alice, text)
+        api.send_command(chat, alice, "/mood")
+        messages = await api.wait_for_messages(1, count=4)
+        api.send_command(chat, alice, "/mood fortnight")
+        messages = await api.wait_for_messages(1, count=5)
+    summary, complaint = messages[3]["text"], messages[4]["text"]
+    assert "Messages: 3" in summary and "+0.27" in summary and "67% positive" in summary
+    assert "/mood 30d" in complaint
