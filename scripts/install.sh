@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install moodbot into ./.venv (idempotent). `--test` adds the test dependencies.
+#
+# torch comes first and pinned: an unpinned torch can pull a multi-GB CUDA build. On a machine whose pip
+# doesn't already have a CPU wheel at hand, point TORCH_INDEX_URL at PyTorch's CPU index:
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+torch_version=${TORCH_VERSION:-2.13.0}
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
+    .venv/bin/python -m pip install --quiet "torch==${torch_version}" --index-url "$TORCH_INDEX_URL"
+  else
+    .venv/bin/python -m pip install --quiet "torch==${torch_version}"
+  fi
+fi
+.venv/bin/python -m pip install --quiet -e ".${extras}"
+[[ -f config.toml ]] || cp config.example.toml config.toml
+echo "moodbot installed in .venv (config: config.toml)"
