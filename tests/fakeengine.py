@@ -18,6 +18,7 @@ class ScriptedEngine:
     gates: dict[str, asyncio.Event] = field(default_factory=dict)  # message text → event the reply waits for
     seen_histories: list[tuple[list[ChatTurn], str]] = field(default_factory=list)
     classified: list[str] = field(default_factory=list)
+    replies_started: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # each reply's message, as it starts
     model_name: str = "scripted"
     queue_depth: int = 0
 
@@ -43,6 +44,7 @@ class ScriptedEngine:
         if self.busy:
             raise EngineBusy()
         self.seen_histories.append((list(history), message))
+        self.replies_started.put_nowait(message)
         if message in self.gates:
             await self.gates[message].wait()
         script = self.replies.pop(0) if self.replies else [f"echo: {message}"]

@@ -67,7 +67,9 @@ async def test_messages_of_one_chat_are_handled_in_order_with_history(api: FakeB
         api.send_text(chat, alice, "first")
         api.send_text(chat, alice, "second")
         try:
-            await api.wait_for(lambda a: a.calls_of("sendChatAction"))
+            assert await asyncio.wait_for(engine.replies_started.get(), timeout=5) == "first"
+            await api.wait_for(lambda a: not a.pending_updates)  # PTB has fetched "second" too
+            await asyncio.sleep(0.2)  # room for "second" to jump the queue, if it could
             assert [m for _, m in engine.seen_histories] == ["first"], "the second waits for the first to finish"
         finally:
             engine.gates["first"].set()
