@@ -86,7 +86,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "engine": {
         "model": str, "precision": str, "threads": int, "max_new_tokens": int, "history_tokens": int,
         "temperature": (int, float), "top_p": (int, float), "repetition_penalty": (int, float),
-        "queue_size": int, "max_active_replies": int, "seed": int,
+        "queue_size": int, "max_active_replies": int, "prompt_cache_mb": int, "seed": int,
     },
     "storage": {"path": str},
     "mood": {"default_days": int, "utc_offset_minutes": int},

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.chat_format import encode_prompt
+from engine.chat_format import render_prompt
+from engine.prefix import PrefixCache
 from engine.prompts import LABEL_SPELLINGS, analyst_messages
 from engine.values import LABELS, Label, Sentiment
 
@@ -43,39 +44,58 @@ def sentiment_from_label_logits(label_logits: torch.Tensor) -> Sentiment:
     return Sentiment(label=label, score=score, probs=by_label)
 
 
+_MESSAGE_SLOT = "\u2063MOODBOT-MESSAGE\u2063"  # stands in for the message while splitting the rendered prompt
+
+
 class Analyst:
-    """Classifies messages in isolation; runs only on the inference worker thread."""
+    """Classifies messages in isolation; runs only on the inference worker thread.
+
+    The prompt is ``prefix + message + tail``: the prefix (system prompt and the start of the user turn) is the same
+    for every message, so its keys and values are computed once at start-up and reused for every batch.
+    """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.label_ids = label_token_ids(tokenizer)
+        prefix_text, tail_text = render_prompt(tokenizer, analyst_messages(_MESSAGE_SLOT)).split(_MESSAGE_SLOT)
+        self.tail_ids = tokenizer.encode(tail_text, add_special_tokens=False)
+        self.prefix = PrefixCache(model, tokenizer.encode(prefix_text, add_special_tokens=False))
+
+    def message_ids(self, text: str) -> list[int]:
+        """The part of the prompt that depends on the message: its tokens (cut to the beginning) and the tail."""
+        return self.tokenizer.encode(text, add_special_tokens=False)[:MAX_MESSAGE_TOKENS] + self.tail_ids
 
     def prompt_ids(self, text: str) -> list[int]:
-        """Token ids of the isolated analyst prompt for one message (long messages cut to their beginning)."""
-        message_ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(message_ids) > MAX_MESSAGE_TOKENS:
-            text = self.tokenizer.decode(message_ids[:MAX_MESSAGE_TOKENS])
-        return encode_prompt(self.tokenizer, analyst_messages(text))
+        """Token ids of the whole isolated analyst prompt for one message."""
+        return self.prefix.prefix_ids + self.message_ids(text)
 
     @torch.inference_mode()
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
-        """Classify several messages in one left-padded forward pass; each sees only its own message."""
+        """Classify several messages in one forward pass over the cached prefix; each sees only its own message."""
         if not texts:
             return []
-        prompts = [self.prompt_ids(text) for text in texts]
-        width = max(len(p) for p in prompts)
+        suffixes = [self.message_ids(text) for text in texts]
+        batch, width, prefix_len = len(texts), max(len(s) for s in suffixes), len(self.prefix)
         pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
-        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        # With left padding, positions must count real tokens only, or padded rows see shifted positions.
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        assert input_ids.shape == attention_mask.shape == position_ids.shape == (len(texts), width)
+        # Left padding sits between the shared prefix and each message; the mask hides it.
+        input_ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes])  # (batch, width)
+        suffix_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])  # (batch, width)
+        attention_mask = torch.cat([torch.ones(batch, prefix_len, dtype=torch.long), suffix_mask], dim=1)
+        # Positions count real tokens only, continuing after the prefix.
+        position_ids = prefix_len + (suffix_mask.cumsum(-1) - 1).clamp(min=0)  # (batch, width)
+        assert attention_mask.shape == (batch, prefix_len + width) and position_ids.shape == (batch, width)
         logits = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            use_cache=False, logits_to_keep=1,
+            past_key_values=self.prefix.for_batch(batch), use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]  # (batch, vocab)
         return [sentiment_from_label_logits(self._label_scores(row)) for row in logits]
+
+    @torch.inference_mode()
+    def classify_uncached(self, text: str) -> Sentiment:
+        """The same classification without the prefix cache (a reference for tests and benchmarks)."""
+        logits = self.model(input_ids=torch.tensor([self.prompt_ids(text)]), logits_to_keep=1).logits[0, -1]
+        return sentiment_from_label_logits(self._label_scores(logits))
 
     def _label_scores(self, next_token_logits: torch.Tensor) -> torch.Tensor:
         """(vocab,) logits → (3,) label scores, summing the probability mass of each label's spellings."""

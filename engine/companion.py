@@ -20,8 +20,9 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine.chat_format import encode_prompt
+from engine.chat_format import encode_prompt, render_prompt
 from engine.guard import visible_reply
+from engine.prompt_cache import CacheEntry, PromptCache, snapshot
 from engine.prompts import COMPANION_SYSTEM_PROMPT
 from engine.values import ChatTurn
 
@@ -84,6 +85,19 @@ def reply_prompt_ids(
     return encode_prompt(tokenizer, messages)
 
 
+def pinned_system_prefix(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> CacheEntry:
+    """The companion prompt's fixed beginning (system prompt up to the first user turn), prefilled once."""
+    slot = "\u2063MOODBOT-SLOT\u2063"
+    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}, {"role": "user", "content": slot}]
+    prefix_text = render_prompt(tokenizer, messages).split(slot)[0]
+    # Stop before the user turn's first tokens: the history may start there with an assistant-free user turn.
+    prefix_ids = tokenizer.encode(prefix_text, add_special_tokens=False)
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return CacheEntry(tuple(prefix_ids), snapshot(cache))
+
+
 class ReplyStream:
     """One reply being generated: prefill on the first step, then one token per step until a stop or the limit."""
 
@@ -95,6 +109,7 @@ class ReplyStream:
         sampling: SamplingSettings,
         stop_ids: frozenset[int],
         generator: torch.Generator | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -102,6 +117,8 @@ class ReplyStream:
         self.sampling = sampling
         self.stop_ids = stop_ids
         self.generator = generator
+        self.prompt_cache = prompt_cache
+        self.reused_tokens = 0
         self.processors = sampling.processors()
         self.generated: list[int] = []
         self.cache: DynamicCache | None = None
@@ -114,8 +131,8 @@ class ReplyStream:
         if self.done:
             return ""
         if self.cache is None:
-            self.cache = DynamicCache()
-            logits = self._forward(self.prompt_ids)
+            self.cache, self.reused_tokens = self._start_cache()
+            logits = self._forward(self.prompt_ids[self.reused_tokens:])
         else:
             logits = self._forward(self.generated[-1:])
         token = self._pick(logits)
@@ -125,7 +142,17 @@ class ReplyStream:
             self.generated.append(token)
             if len(self.generated) >= self.sampling.max_new_tokens:
                 self.done = True
+        if self.done and self.prompt_cache is not None:
+            computed = self.cache.get_seq_length()  # the last sampled token was never fed back
+            self.prompt_cache.store((self.prompt_ids + self.generated)[:computed], self.cache)
         return self._new_text()
+
+    def _start_cache(self) -> tuple[DynamicCache, int]:
+        if self.prompt_cache is not None:
+            cache, reused = self.prompt_cache.lookup(self.prompt_ids)
+            if cache is not None:
+                return cache, reused
+        return DynamicCache(), 0
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
         seen = self.cache.get_seq_length() if self.cache is not None else 0

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 import torch
 
 from engine.analyst import Analyst
-from engine.companion import ReplyStream, SamplingSettings, reply_prompt_ids
+from engine.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
 from engine.errors import EngineBusy, EngineClosed
 from engine.loading import LoadedModel, load_model
+from engine.prompt_cache import PromptCache
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
 from engine.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
@@ -36,6 +37,7 @@ class LocalEngine:
         self._worker: InferenceWorker | None = None
         self._loaded: LoadedModel | None = None
         self._generator: torch.Generator | None = None
+        self.prompt_cache = PromptCache(settings.prompt_cache_mb * 2**20)
         self._outstanding = 0
         self._closed = False
 
@@ -75,6 +77,8 @@ class LocalEngine:
             self._generator = torch.Generator().manual_seed(self.settings.seed)
         analyst = Analyst(self._loaded.model, self._loaded.tokenizer)
         self._worker.classify_batch = analyst.classify_batch
+        if self.settings.prompt_cache_mb > 0:
+            self.prompt_cache.pin(pinned_system_prefix(self._loaded.model, self._loaded.tokenizer))
 
     async def classify(self, text: str) -> Sentiment:
         """Sentiment of one message in its own isolated prompt (batched with others waiting at the same time)."""
@@ -92,7 +96,8 @@ class LocalEngine:
         def make_stream() -> ReplyStream:
             prompt = reply_prompt_ids(loaded.tokenizer, history, message, self.settings.history_tokens)
             return ReplyStream(
-                loaded.model, loaded.tokenizer, prompt, self.sampling, loaded.stop_token_ids, self._generator
+                loaded.model, loaded.tokenizer, prompt, self.sampling, loaded.stop_token_ids, self._generator,
+                self.prompt_cache if self.settings.prompt_cache_mb > 0 else None,
             )
 
         job = ReplyJob(make_stream, chunks, loop)

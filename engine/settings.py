@@ -51,6 +51,7 @@ class EngineSettings:
     repetition_penalty: float = 1.1
     queue_size: int = 64  # outstanding requests (classifications + replies) before callers are told "busy"
     max_active_replies: int = 8  # replies decoding at once; more wait in line inside the worker
+    prompt_cache_mb: int = 256  # KV caches of recent conversations kept between turns (0 = off)
     seed: int | None = None
 
     def __post_init__(self) -> None:

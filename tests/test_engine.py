@@ -249,3 +249,65 @@ async def test_start_failure_is_a_model_load_error_and_leaves_no_thread(tmp_path
     with pytest.raises(ModelLoadError):
         await engine.start()
     assert not any(t.name == "moodbot-inference" and t.is_alive() for t in threading.enumerate())
+
+
+def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded) -> None:
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
+    for cached, text in zip(analyst.classify_batch(texts), texts, strict=True):
+        reference = analyst.classify_uncached(text)
+        assert cached.label == reference.label
+        for label in reference.probs:
+            assert cached.probs[label] == pytest.approx(reference.probs[label], abs=1e-4)
+    assert len(analyst.prefix) > 20 and analyst.prefix.nbytes() > 0
+
+
+def test_prefix_cache_is_not_modified_by_use(tiny_loaded) -> None:
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    before = [k.clone() for k, _ in analyst.prefix.layers]
+    analyst.classify_batch(["one", "two messages here"])
+    assert all(torch.equal(b, k) for b, (k, _) in zip(before, analyst.prefix.layers, strict=True))
+    assert all(k.shape[0] == 1 for k, _ in analyst.prefix.layers)
+
+
+async def test_next_turn_reuses_the_conversation_cache_and_matches_a_cold_start(tiny_model_dir: Path) -> None:
+    warm = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=10))
+    cold = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=10, prompt_cache_mb=0))
+    await warm.start()
+    await cold.start()
+    try:
+        assert warm.prompt_cache.pinned is not None and len(warm.prompt_cache.pinned.token_ids) > 20
+        first = "".join([c async for c in warm.reply([], "I had a long day at work")])
+        history = [ChatTurn("user", "I had a long day at work"), ChatTurn("assistant", first)]
+        reused_before = warm.prompt_cache.reused_tokens
+        second = "".join([c async for c in warm.reply(history, "and now I am tired")])
+        reused = warm.prompt_cache.reused_tokens - reused_before
+        pinned = len(warm.prompt_cache.pinned.token_ids)
+        assert reused > pinned, "the second turn started from the first turn's cache, not just the system prompt"
+        assert second == "".join([c async for c in cold.reply(history, "and now I am tired")])
+    finally:
+        await warm.close()
+        await cold.close()
+
+
+def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) -> None:
+    from transformers import DynamicCache
+
+    from engine.prompt_cache import PromptCache
+
+    def cache_of(length: int) -> DynamicCache:
+        layer = torch.zeros(1, 2, length, 16)
+        return DynamicCache(ddp_cache_data=[(layer, layer.clone())])
+
+    per_token = 2 * 2 * 16 * 4
+    cache = PromptCache(budget_bytes=per_token * 25)
+    cache.store([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], cache_of(10))
+    cache.store([1, 2, 3, 7, 7, 7, 7, 7, 7, 7], cache_of(10))
+    found, reused = cache.lookup([1, 2, 3, 4, 5, 9])
+    assert found is not None and reused == 5 and found.get_seq_length() == 5
+    cache.store([9, 9, 9, 9, 9, 9, 9, 9, 9, 9], cache_of(10))  # over budget: the least recently used entry goes
+    assert [entry[:4] for entry in cache.entries] == [(1, 2, 3, 4), (9, 9, 9, 9)]
+    assert cache.total_bytes <= per_token * 25
+    assert cache.lookup([5, 5, 5]) == (None, 0)
+    found, reused = cache.lookup([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    assert reused == 9, "one token is always left to compute"

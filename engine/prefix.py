@@ -1,0 +1,39 @@
+"""Prefix KV cache: a fixed prompt beginning (system prompt, instructions) prefilled once and reused.
+
+Each request gets its own DynamicCache built from the stored keys/values (``DynamicCache.update`` concatenates, so
+the stored tensors are never written to), expanded along the batch dimension when several requests run together.
+A request then only pays for its own tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+
+class PrefixCache:
+    """Keys and values of ``prefix_ids`` for every layer, computed once."""
+
+    def __init__(self, model: PreTrainedModel, prefix_ids: list[int]) -> None:
+        self.prefix_ids = list(prefix_ids)
+        cache = DynamicCache()
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([self.prefix_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        # Each (1, kv_heads, prefix_len, head_dim).
+        self.layers = [(layer.keys, layer.values) for layer in cache.layers]
+
+    def __len__(self) -> int:
+        return len(self.prefix_ids)
+
+    def for_batch(self, batch_size: int) -> DynamicCache:
+        """A fresh cache holding the prefix once per row of a batch."""
+        return DynamicCache(
+            ddp_cache_data=[
+                (keys.expand(batch_size, -1, -1, -1), values.expand(batch_size, -1, -1, -1))
+                for keys, values in self.layers
+            ]
+        )
+
+    def nbytes(self) -> int:
+        """Memory held by the cached keys and values."""
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)

@@ -1,0 +1,100 @@
+"""Reuse the KV cache of earlier prompts: a conversation's next turn only prefills its new tokens.
+
+Entries are token sequences with their per-layer keys/values. A new prompt starts from the entry sharing its longest
+common token prefix (the companion's system prompt is always there, pinned), so the 11th turn of a conversation only
+pays for the new message and whatever of the last reply tokenised differently. Entries are evicted least recently
+used first when their total size passes a byte budget; an evicted conversation simply prefills again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+KeyValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (1, kv_heads, seq, head_dim) twice
+
+
+@dataclass
+class CacheEntry:
+    """Token ids and the keys/values computed for exactly those tokens."""
+
+    token_ids: tuple[int, ...]
+    layers: KeyValues
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by this entry's tensors."""
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
+
+
+def common_prefix_length(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def snapshot(cache: DynamicCache, length: int | None = None) -> KeyValues:
+    """The first ``length`` positions of a batch-1 cache's keys/values (views, not copies)."""
+    return [(layer.keys[..., :length, :], layer.values[..., :length, :]) for layer in cache.layers]
+
+
+class PromptCache:
+    """An LRU of prompt KV caches bounded by bytes, plus one pinned entry (the fixed system prompt)."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.pinned: CacheEntry | None = None
+        self.entries: OrderedDict[tuple[int, ...], CacheEntry] = OrderedDict()
+        self.hits = 0
+        self.reused_tokens = 0
+
+    def pin(self, entry: CacheEntry) -> None:
+        """Keep ``entry`` forever (not counted against the budget)."""
+        self.pinned = entry
+
+    def store(self, token_ids: list[int], cache: DynamicCache) -> None:
+        """Remember the keys/values of ``token_ids`` (the cache must hold at least that many positions)."""
+        if self.budget_bytes <= 0:
+            return
+        key = tuple(token_ids)
+        entry = CacheEntry(key, snapshot(cache, len(key)))
+        if entry.nbytes > self.budget_bytes:
+            return
+        self.entries.pop(key, None)
+        self.entries[key] = entry
+        while self.total_bytes > self.budget_bytes:
+            self.entries.popitem(last=False)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes held by the evictable entries."""
+        return sum(entry.nbytes for entry in self.entries.values())
+
+    def lookup(self, token_ids: list[int]) -> tuple[DynamicCache | None, int]:
+        """A fresh cache covering the longest cached prefix of ``token_ids`` and that prefix's length.
+
+        At least one token is always left to compute, so the caller gets next-token logits from its forward pass.
+        """
+        best: CacheEntry | None = None
+        best_length = 0
+        candidates = list(self.entries.values()) + ([self.pinned] if self.pinned else [])
+        for entry in candidates:
+            length = common_prefix_length(entry.token_ids, token_ids)
+            if length > best_length:
+                best, best_length = entry, length
+        best_length = min(best_length, len(token_ids) - 1)
+        if best is None or best_length <= 0:
+            return None, 0
+        if best.token_ids in self.entries:
+            self.entries.move_to_end(best.token_ids)
+        self.hits += 1
+        self.reused_tokens += best_length
+        # DynamicCache.update concatenates, so the stored tensors are never written through these slices.
+        reused = [(k[..., :best_length, :], v[..., :best_length, :]) for k, v in best.layers]
+        return DynamicCache(ddp_cache_data=reused), best_length
