@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
+from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop
 
 from bot import render
+from bot.charts import render_mood_chart
 from bot.context import MoodContext
 from bot.conversation import Incoming
 from bot.streaming import StreamedReply
 from engine import EngineBusy
+from storage import DayMood, MoodSummary, Store, UserMood
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +49,8 @@ async def help_command(update: Update, context: MoodContext) -> None:
 
 
 async def mood(update: Update, context: MoodContext) -> None:
-    """Shows how the mood moved: the person's own in a private chat, the chat's in a group."""
+    """Shows how the mood moved, as a chart with a short summary: the person's own in a private chat; in a group,
+    the chat's plus one line per member who spoke."""
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     try:
         days = render.parse_period(context.args[0] if context.args else None, context.config.mood.default_days)
@@ -54,13 +59,67 @@ async def mood(update: Update, context: MoodContext) -> None:
         return
     offset = context.config.mood.utc_offset_minutes
     today = (datetime.now(UTC) + timedelta(minutes=offset)).date()
-    since = period_start(today, days, offset)
     in_group = chat.type != ChatType.PRIVATE
-    summary = await context.store.mood_summary(
-        chat_id=chat.id, user_id=None if in_group else user.id, since=since, utc_offset_minutes=offset
-    )
     who = "This chat's" if in_group else "Your"
-    await message.reply_text(render.mood_summary_text(summary, days, today, who=who))
+    summary, previous, members = await load_mood(
+        context.store, chat.id, None if in_group else user.id, days, today, offset, with_members=in_group
+    )
+    text = render.mood_summary_text(summary, days, today, who=who, previous=previous, members=members)
+    if summary.messages == 0:
+        await message.reply_text(text)  # "nothing yet", never an empty chart
+        return
+    first_day, last_day = render.period_days(summary, days, today)
+    await send_mood_answer(message, text, summary.days, first_day, last_day, render.chart_title(who, days))
+
+
+async def load_mood(
+    store: Store,
+    chat_id: int,
+    user_id: int | None,
+    days: int | None,
+    today: date,
+    utc_offset_minutes: int,
+    *,
+    with_members: bool,
+) -> tuple[MoodSummary, MoodSummary | None, list[UserMood] | None]:
+    """The period's mood (``user_id`` None: the whole chat), the previous period's of the same length (None for all
+    time or an empty period) and, ``with_members``, each member's."""
+    since = period_start(today, days, utc_offset_minutes)
+    scope = {"chat_id": chat_id, "user_id": user_id, "utc_offset_minutes": utc_offset_minutes}
+    summary = await store.mood_summary(since=since, **scope)
+    if summary.messages == 0:
+        return summary, None, None
+    previous = None
+    if days is not None:
+        previous_start = period_start(today - timedelta(days=days), days, utc_offset_minutes)
+        previous = await store.mood_summary(since=previous_start, until=since, **scope)
+    members = None
+    if with_members:
+        members = await store.mood_by_user(chat_id=chat_id, since=since, utc_offset_minutes=utc_offset_minutes)
+    return summary, previous, members
+
+
+async def send_mood_answer(
+    message: Message, text: str, days: list[DayMood], first_day: date, last_day: date, title: str
+) -> None:
+    """The chart with the summary as its caption (or a short caption and the summary after it, when too long);
+    the summary alone when the chart can't be drawn or Telegram refuses it."""
+    try:
+        png = await asyncio.to_thread(render_mood_chart, days, first_day, last_day, title=title)
+    except Exception:
+        logger.exception("could not draw the /mood chart; sending the summary as text")
+        png = None
+    if png is not None:
+        caption, rest = render.photo_caption(text)
+        try:
+            await message.reply_photo(photo=png, caption=caption)
+        except BadRequest as exc:
+            logger.warning("Telegram refused the /mood chart (%s); sending the summary as text", exc.message)
+        else:
+            if rest is None:
+                return
+    for piece in render.split_for_telegram(text):
+        await message.reply_text(piece)
 
 
 def period_start(today: datetime | object, days: int | None, utc_offset_minutes: int) -> float:

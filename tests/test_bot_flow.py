@@ -170,6 +170,6 @@ async def test_mood_command_summarises_the_week(api: FakeBotApi, tmp_path: Path)
         messages = await api.wait_for_messages(1, count=4)
         api.send_command(chat, alice, "/mood fortnight")
         messages = await api.wait_for_messages(1, count=5)
-    summary, complaint = messages[3]["text"], messages[4]["text"]
+    summary, complaint = messages[3]["caption"], messages[4]["text"]
     assert "Messages: 3" in summary and "+0.27" in summary and "67% positive" in summary
     assert "/mood 30d" in complaint

@@ -1,0 +1,164 @@
+"""The ``/mood`` chart: a PNG of the daily mood over a period, drawn with matplotlib.
+
+``render_mood_chart`` is pure and synchronous (data in, PNG bytes out) and CPU-bound (~0.1–0.3 s), so the bot
+calls it off the event loop with ``await asyncio.to_thread(render_mood_chart, ...)``. It builds a
+``matplotlib.figure.Figure`` and an Agg canvas directly and never touches ``pyplot``: no global figure registry,
+no GUI backend, no shared state between calls, so charts can be drawn from several threads at once.
+
+What the chart shows, over every day from ``first_day`` to ``last_day``:
+
+* the daily average mood score (−1 … +1) as points, coloured by mood, with a smoothed line through them
+  (a rolling mean over the days that have data: 3 days, 7 when there are more than 31 such days);
+* the number of messages per day as light bars on a secondary axis (right);
+* a green band above 0 (positive) and a red band below 0 (negative) as background.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import date
+
+from matplotlib import dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from storage import DayMood
+
+WIDTH_PX, HEIGHT_PX, DPI = 1000, 560, 100
+
+POSITIVE_COLOUR = "#2e9d5b"
+NEGATIVE_COLOUR = "#d1495b"
+NEUTRAL_COLOUR = "#8a8f98"
+LINE_COLOUR = "#3d5a80"
+BAR_COLOUR = "#7fa7c9"
+TEXT_COLOUR = "#33373d"
+SCORE_LIMIT = 1.08  # the score axis runs from -SCORE_LIMIT to +SCORE_LIMIT, a little room around ±1
+SHORT_PERIOD_DAYS = 10  # up to this many days on the axis, every day gets a labelled tick
+
+
+def rolling_mean(values: Sequence[float], window: int = 3) -> list[float]:
+    """Centred rolling mean: each value averaged with its neighbours, ``window`` values wide (fewer at the ends)."""
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    before = (window - 1) // 2
+    after = window - 1 - before
+    smoothed = []
+    for index in range(len(values)):
+        neighbours = values[max(0, index - before) : index + after + 1]
+        smoothed.append(sum(neighbours) / len(neighbours))
+    return smoothed
+
+
+def smoothing_window(days_with_data: int) -> int:
+    """How many days with data the smoothed line averages over."""
+    return 3 if days_with_data <= 31 else 7
+
+
+def score_colour(score: float) -> str:
+    """Green for a positive day, red for a negative one, grey in between (same thresholds as the 😐 face)."""
+    if score >= 0.15:
+        return POSITIVE_COLOUR
+    if score <= -0.15:
+        return NEGATIVE_COLOUR
+    return NEUTRAL_COLOUR
+
+
+def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, *, title: str) -> bytes:
+    """PNG bytes (1000×560 px) of the mood from ``first_day`` to ``last_day``; ``days`` holds the days with data.
+
+    Raises ValueError when ``days`` is empty: an empty period gets the "nothing yet" text, never an empty chart.
+    """
+    if not days:
+        raise ValueError("no days with data to draw")
+    moods = sorted(days, key=lambda d: d.day)
+    when = [date.fromisoformat(d.day) for d in moods]
+    x = mdates.date2num(when)
+    scores = [d.average_score for d in moods]
+    counts = [d.messages for d in moods]
+    start, end = min(first_day, when[0]), max(last_day, when[-1])
+
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, facecolor="white")
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.075, right=0.925, top=0.83, bottom=0.13)
+    scores_axis = figure.add_subplot()
+    counts_axis = scores_axis.twinx()
+    # Scores (points, line) in front of the bars: raise their axis and let the bars show through its background.
+    scores_axis.set_zorder(counts_axis.get_zorder() + 1)
+    scores_axis.patch.set_visible(False)
+
+    span = (end - start).days + 1
+    _draw_counts(counts_axis, x, counts, bar_width=0.8 * min(1.0, span / 7))
+    _draw_scores(scores_axis, x, scores)
+    _format_date_axis(scores_axis, start, end)
+
+    figure.suptitle(title, x=0.075, y=0.965, ha="left", fontsize=16, fontweight="bold", color=TEXT_COLOUR)
+    window = smoothing_window(len(moods))
+    legend = [
+        Line2D([], [], marker="o", linestyle="", markersize=8, markerfacecolor=NEUTRAL_COLOUR,
+               markeredgecolor="white", label="daily average"),
+        Line2D([], [], color=LINE_COLOUR, linewidth=2.5, label=f"{window}-day trend (days with messages)"),
+        Patch(facecolor=BAR_COLOUR, alpha=0.6, label="messages per day"),
+    ]
+    if len(moods) < 2:
+        del legend[1]  # one point draws no line
+    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.07, 0.915), ncols=3, frameon=False,
+                  fontsize=10, labelcolor=TEXT_COLOUR)
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return buffer.getvalue()
+
+
+def _draw_scores(axis: Axes, x: Sequence[float], scores: list[float]) -> None:
+    axis.set_ylim(-SCORE_LIMIT, SCORE_LIMIT)
+    axis.axhline(0, color=NEUTRAL_COLOUR, linewidth=0.8, zorder=1)
+    label_box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+    bands = ((0.975, "top", "positive ▲", POSITIVE_COLOUR), (0.025, "bottom", "negative ▼", NEGATIVE_COLOUR))
+    for y, va, word, colour in bands:
+        axis.text(0.008, y, word, transform=axis.transAxes, va=va, fontsize=9, color=colour, bbox=label_box,
+                  zorder=5)
+    if len(scores) > 1:
+        trend = rolling_mean(scores, smoothing_window(len(scores)))
+        axis.plot(x, trend, color=LINE_COLOUR, linewidth=2.5, alpha=0.9, solid_capstyle="round", zorder=3)
+    size = 60 if len(scores) <= 31 else 28
+    axis.scatter(x, scores, s=size, c=[score_colour(s) for s in scores], edgecolors="white", linewidths=1.2,
+                 zorder=4)
+    axis.set_yticks([-1, -0.5, 0, 0.5, 1])
+    axis.set_ylabel("mood score", color=TEXT_COLOUR)
+    axis.grid(axis="y", color="#d0d4da", linewidth=0.6, alpha=0.7)
+    for side in ("top", "right"):
+        axis.spines[side].set_visible(False)
+
+
+def _draw_counts(axis: Axes, x: Sequence[float], counts: list[int], bar_width: float) -> None:
+    # The mood bands live on this, the lowest axis, so the bars sit on them and the scores above both.
+    # The score axis is symmetric around 0, so its 0 is this axis' middle.
+    for bottom, colour in ((0.5, POSITIVE_COLOUR), (0.0, NEGATIVE_COLOUR)):
+        axis.add_patch(Rectangle((0, bottom), 1, 0.5, transform=axis.transAxes, facecolor=colour, alpha=0.08,
+                                 linewidth=0, zorder=0))
+    axis.bar(x, counts, width=bar_width, color=BAR_COLOUR, alpha=0.6, linewidth=0, zorder=1)
+    # Bars fill the lower ~40 % of the plot, so they stay a backdrop to the scores.
+    axis.set_ylim(0, max(counts) * 2.5)
+    axis.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
+    axis.set_ylabel("messages", color=TEXT_COLOUR)
+    axis.tick_params(axis="y", colors=NEUTRAL_COLOUR)
+    for side in ("top", "left"):
+        axis.spines[side].set_visible(False)
+
+
+def _format_date_axis(axis: Axes, start: date, end: date) -> None:
+    span = (end - start).days + 1
+    axis.set_xlim(mdates.date2num(start) - 0.6, mdates.date2num(end) + 0.6)
+    if span <= SHORT_PERIOD_DAYS:
+        axis.xaxis.set_major_locator(mdates.DayLocator())
+        axis.xaxis.set_major_formatter(mdates.DateFormatter("%a\n%d %b"))
+    else:
+        locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+        axis.xaxis.set_major_locator(locator)
+        axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axis.tick_params(axis="x", colors=TEXT_COLOUR)
