@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from engine.chat_format import ensure_chat_template
 from engine.errors import ModelLoadError
+from engine.gguf_loader import load_gguf_model
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -113,8 +114,11 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         kwargs["gguf_file"] = source.gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        if source.gguf_file:
+            model = load_gguf_model(Path(source.directory) / source.gguf_file, settings.dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, NotImplementedError) as exc:
         raise ModelLoadError(f"cannot load model from {settings.model}: {_first_line(exc)}") from exc
     model.eval()
     model.requires_grad_(False)
