@@ -104,6 +104,27 @@ def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     return frozenset(ids)
 
 
+class FlatInputLinear(torch.nn.Linear):
+    """A Linear that makes its input contiguous first.
+
+    transformers computes logits for the last position only by slicing ``hidden[:, -1:, :]``; for a prompt longer
+    than one token torch then runs the vocabulary-sized head as a batched matmul that copies the whole weight
+    matrix (~270 MB for Qwen2.5 in bf16) on every forward pass: 300 ms of a 350 ms step here. A 2-D input avoids it.
+    """
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The usual linear map, computed as one 2-D matmul on the (small) flattened input."""
+        flat = hidden.reshape(-1, hidden.shape[-1])  # 2-D: torch takes the plain matmul path, no weight copy
+        return torch.nn.functional.linear(flat, self.weight, self.bias).view(*hidden.shape[:-1], -1)
+
+
+def use_flat_input_head(model: PreTrainedModel) -> None:
+    """Swap the output head for :class:`FlatInputLinear`, sharing the same (possibly tied) weight."""
+    head = model.get_output_embeddings()
+    if type(head) is torch.nn.Linear:
+        head.__class__ = FlatInputLinear
+
+
 def load_model(settings: EngineSettings) -> LoadedModel:
     """Load tokenizer and weights in the configured precision, ready for inference (eval mode, no grad)."""
     started = time.perf_counter()
@@ -122,6 +143,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         raise ModelLoadError(f"cannot load model from {settings.model}: {_first_line(exc)}") from exc
     model.eval()
     model.requires_grad_(False)
+    use_flat_input_head(model)
     if ensure_chat_template(tokenizer):
         logger.info("tokenizer has no chat template: using ChatML")
     if tokenizer.pad_token_id is None:

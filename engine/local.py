@@ -52,6 +52,11 @@ class LocalEngine:
         return self._outstanding
 
     @property
+    def tokens_generated(self) -> int:
+        """Reply tokens decoded by finished replies since start."""
+        return self._worker.tokens_generated if self._worker is not None else 0
+
+    @property
     def loaded(self) -> LoadedModel:
         """The loaded model (after :meth:`start`)."""
         if self._loaded is None:

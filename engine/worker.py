@@ -90,6 +90,7 @@ class InferenceWorker(threading.Thread):
         self._waiting_replies: deque[ReplyJob] = deque()
         self._active: list[ReplyJob] = []
         self._stopping = False
+        self.tokens_generated = 0  # reply tokens decoded since start (for logs and benchmarks)
 
     def submit(self, job: object) -> None:
         """Queue a job (thread-safe, never blocks; back-pressure is the engine's job)."""
@@ -184,4 +185,5 @@ class InferenceWorker(threading.Thread):
                 job.send(delta)
             if job.stream.done:
                 self._active.remove(job)
+                self.tokens_generated += len(job.stream.generated)
                 job.send(None)

@@ -311,3 +311,13 @@ def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) 
     assert cache.lookup([5, 5, 5]) == (None, 0)
     found, reused = cache.lookup([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     assert reused == 9, "one token is always left to compute"
+
+
+def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
+    from engine.loading import FlatInputLinear
+
+    head = tiny_loaded.model.get_output_embeddings()
+    assert isinstance(head, FlatInputLinear)
+    hidden = torch.randn(2, 5, head.in_features)[:, -1:, :]
+    assert not hidden.is_contiguous()
+    assert torch.allclose(head(hidden), hidden @ head.weight.T, atol=1e-5)

@@ -1,0 +1,241 @@
+"""The engine benchmark: moodbot at each precision against the seed recipe and llama.cpp, in one run.
+
+    python -m bench.engine_bench                      # full run on the Qwen2.5 0.5B stand-in (~15 min on 2 cores)
+    python -m bench.engine_bench --quick              # smoke check with tiny counts
+    python -m bench.engine_bench --precisions bf16    # only some precisions
+
+Every part runs in its own child process, one after another, so memory figures start fresh and parts never compete
+for the two cores. Prints a table and writes JSON to ``bench/results/engine.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.baselines import DEFAULT_MODEL, FOLLOW_UP_MESSAGE, SAMPLE_MESSAGES, build_history
+from bench.measure import PeakRssSampler, median, percentile, rss_mb
+
+RESULTS = Path(__file__).resolve().parent / "results" / "engine.json"
+CONCURRENCY = (1, 4, 16)
+
+
+# -- moodbot -----------------------------------------------------------------------------------------------------
+
+
+async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> dict[str, Any]:
+    from engine import ChatTurn, EngineSettings, LocalEngine
+    from engine.companion import ReplyStream, reply_prompt_ids
+
+    settings = EngineSettings(model=str(model), precision=precision, threads=threads, temperature=0.0,
+                              max_new_tokens=128, max_active_replies=16, queue_size=256)
+    engine = LocalEngine(settings)
+    with PeakRssSampler() as load_memory:
+        started = time.perf_counter()
+        await engine.start()
+        load_s = time.perf_counter() - started
+    out: dict[str, Any] = {"precision": settings.resolved_precision, "load_s": round(load_s, 1),
+                           "load_peak_rss_mb": round(load_memory.peak_mb), "rss_method": load_memory.method}
+    messages = SAMPLE_MESSAGES[:4] if quick else SAMPLE_MESSAGES
+    await engine.classify(messages[0])  # warm-up
+    latencies = []
+    for text in messages:
+        t0 = time.perf_counter()
+        await engine.classify(text)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    out["classify_ms_p50"] = round(median(latencies), 1)
+    out["classify_ms_p95"] = round(percentile(latencies, 95), 1)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(engine.classify(text) for text in messages[:8]))
+    out["classify_ms_per_message_batch8"] = round((time.perf_counter() - t0) * 1000 / len(messages[:8]), 1)
+
+    # Time to first token of the 11th turn: cold (only the system prompt cached) and in a running conversation.
+    history = [ChatTurn(role, text) for role, text in build_history(10)]
+    out["ttft_ms_10_turns_cold"] = round(await _ttft(engine, history, FOLLOW_UP_MESSAGE), 1)
+    # In a running chat the 10th turn was the engine's own reply to the 9th, so its cache is still there.
+    tenth = "".join([chunk async for chunk in engine.reply(history[:8], history[8].text)])
+    conversation = [*history[:9], ChatTurn("assistant", tenth)]
+    out["ttft_ms_10_turns_warm"] = round(await _ttft(engine, conversation, FOLLOW_UP_MESSAGE), 1)
+    loaded = engine.loaded
+    out["prompt_tokens_10_turns"] = len(reply_prompt_ids(loaded.tokenizer, history, FOLLOW_UP_MESSAGE, 10_000))
+
+    # Single-stream decode speed of the model path (128 tokens, stops disabled so every run decodes all of them).
+    def decode() -> float:
+        prompt = reply_prompt_ids(loaded.tokenizer, history[:2], "Tell me a long story.", 2048)
+        stream = ReplyStream(loaded.model, loaded.tokenizer, prompt, engine.sampling, frozenset())
+        stream.step()  # prefill
+        t = time.perf_counter()
+        while not stream.done:
+            stream.step()
+        return (len(stream.generated) - 1) / (time.perf_counter() - t)
+
+    out["decode_tok_s"] = round(await engine.call(decode), 1)
+
+    # N chats asking at once: aggregate decode throughput and end-to-end latency per chat.
+    loaded.stop_token_ids = frozenset()  # every reply decodes max_new_tokens
+    engine.sampling = type(engine.sampling)(max_new_tokens=32 if quick else 64, temperature=0.0)
+    for chats in CONCURRENCY if not quick else (1, 4):
+        before = engine.tokens_generated
+        t0 = time.perf_counter()
+        ends = await asyncio.gather(*(_one_chat(engine, i) for i in range(chats)))
+        wall = time.perf_counter() - t0
+        out[f"aggregate_tok_s_{chats}_chats"] = round((engine.tokens_generated - before) / wall, 1)
+        out[f"p95_latency_s_{chats}_chats"] = round(percentile([e - t0 for e in ends], 95), 2)
+    out["steady_rss_mb"] = round(rss_mb())
+    await engine.close()
+    return out
+
+
+async def _ttft(engine: Any, history: Sequence[Any], message: str) -> float:
+    t0 = time.perf_counter()
+    stream = engine.reply(history, message)
+    await anext(stream)
+    elapsed = (time.perf_counter() - t0) * 1000
+    await stream.aclose()
+    return elapsed
+
+
+async def _one_chat(engine: Any, index: int) -> float:
+    from engine import ChatTurn
+
+    history = [ChatTurn("user", f"Hi, I am user number {index}."), ChatTurn("assistant", "Hello! How are you today?")]
+    async for _ in engine.reply(history, f"Chat {index}: tell me something kind."):
+        pass
+    return time.perf_counter()
+
+
+# -- orchestration ------------------------------------------------------------------------------------------------
+
+
+def _child(part: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.engine_bench", "--model", str(args.model), "--threads", str(args.threads),
+           "--child", part]
+    if args.quick:
+        cmd.append("--quick")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": f"{part} exited with {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _run_child(part: str, args: argparse.Namespace) -> dict[str, Any]:
+    if part.startswith("moodbot-"):
+        return asyncio.run(_moodbot(args.model, part.removeprefix("moodbot-"), args.threads, args.quick))
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.baselines", "--model", str(args.model), "--only", part, "--threads",
+         str(args.threads), "--no-isolate", *(["--quick"] if args.quick else [])],
+        stdout=subprocess.PIPE, text=True, check=True,
+    )
+    return json.loads(result.stdout)[part]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Ratios of each moodbot precision against the seed recipe and llama.cpp from the same run."""
+    seed, llama = results.get("seed", {}), results.get("llamacpp") or {}
+    ratios = {}
+    for name, figures in results.items():
+        if not name.startswith("moodbot-") or "error" in figures:
+            continue
+        ratios[name] = {
+            "classify_speedup_vs_seed": _ratio(seed.get("classify_ms_p50"), figures.get("classify_ms_p50")),
+            "ttft_speedup_vs_seed": _ratio(seed.get("ttft_ms_10_turns"), figures.get("ttft_ms_10_turns_warm")),
+            "decode_vs_seed": _ratio(figures.get("decode_tok_s"), seed.get("decode_tok_s")),
+            "decode_vs_llamacpp": _ratio(figures.get("decode_tok_s"), llama.get("decode_tok_s")),
+            "aggregate16_vs_single": _ratio(figures.get("aggregate_tok_s_16_chats"), figures.get("decode_tok_s")),
+        }
+    return ratios
+
+
+ROWS = [
+    ("classification p50 ms", "classify_ms_p50", "classify_ms_p50"),
+    ("classification p95 ms", "classify_ms_p95", "classify_ms_p95"),
+    ("classification ms/msg, batch of 8", None, "classify_ms_per_message_batch8"),
+    ("TTFT 10 turns, cold ms", "ttft_ms_10_turns", "ttft_ms_10_turns_cold"),
+    ("TTFT 10 turns, running chat ms", "ttft_ms_10_turns", "ttft_ms_10_turns_warm"),
+    ("decode tok/s, one stream", "decode_tok_s", "decode_tok_s"),
+    ("aggregate tok/s, 1 chat", None, "aggregate_tok_s_1_chats"),
+    ("aggregate tok/s, 4 chats", None, "aggregate_tok_s_4_chats"),
+    ("aggregate tok/s, 16 chats", None, "aggregate_tok_s_16_chats"),
+    ("p95 latency s, 16 chats", None, "p95_latency_s_16_chats"),
+    ("load s", "load_s", "load_s"),
+    ("peak RSS while loading MB", "load_peak_rss_mb", "load_peak_rss_mb"),
+    ("steady RSS MB", "steady_rss_mb", "steady_rss_mb"),
+]
+
+
+def table(results: dict[str, Any]) -> str:
+    """A Markdown table: one row per figure, one column per part."""
+    parts = [name for name in results if name not in ("machine", "ratios")]
+    lines = ["| figure | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
+    llama = results.get("llamacpp") or {}
+    for label, seed_key, moodbot_key in ROWS:
+        cells = []
+        for part in parts:
+            figures = results[part] or {}
+            key = seed_key if part in ("seed", "llamacpp") else moodbot_key
+            value = figures.get(key) if key else None
+            if part == "llamacpp" and label.startswith("TTFT 10 turns, cold"):
+                value = llama.get("ttft_ms_32_tokens")
+            cells.append("–" if value is None else str(value))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every part in its own process, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench.engine_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: seed, llamacpp")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_run_child(args.child, args)))
+        return 0
+    if not args.model.is_file():
+        parser.error(f"model not found: {args.model} (python scripts/fetch_models.py qwen)")
+    parts = [p for p in ("seed", "llamacpp") if p not in args.skip.split(",")]
+    parts += [f"moodbot-{p}" for p in args.precisions.split(",")]
+    results: dict[str, Any] = {
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+                    "python": platform.python_version(), "model": args.model.name, "quick": args.quick},
+    }
+    for part in parts:
+        print(f"[bench] {part} …", file=sys.stderr, flush=True)
+        results[part] = _child(part, args)
+    results["ratios"] = summarise(results)
+    print(table(results))
+    print(json.dumps(results["ratios"], indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"[bench] wrote {RESULTS}", file=sys.stderr)
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
