@@ -22,7 +22,7 @@ from transformers import (
 
 from engine.chat_format import encode_prompt, render_prompt
 from engine.guard import visible_reply
-from engine.prompt_cache import CacheEntry, PromptCache, snapshot
+from engine.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
 from engine.prompts import COMPANION_SYSTEM_PROMPT
 from engine.values import ChatTurn
 
@@ -127,14 +127,21 @@ class ReplyStream:
 
     @torch.inference_mode()
     def step(self) -> str:
-        """Advance by one token (the first call prefills the prompt); return newly visible text, maybe ''."""
+        """Advance alone by one token (the first call prefills); return newly visible text, maybe ''."""
         if self.done:
             return ""
         if self.cache is None:
-            self.cache, self.reused_tokens = self._start_cache()
-            logits = self._forward(self.prompt_ids[self.reused_tokens:])
-        else:
-            logits = self._forward(self.generated[-1:])
+            return self.prefill()
+        return self.accept(self._forward(self.generated[-1:]))
+
+    @torch.inference_mode()
+    def prefill(self) -> str:
+        """Compute the prompt (starting from the longest cached prefix) and pick the first token."""
+        self.cache, self.reused_tokens = self._start_cache()
+        return self.accept(self._forward(self.prompt_ids[self.reused_tokens:]))
+
+    def accept(self, logits: torch.Tensor) -> str:
+        """Pick the next token from ``logits`` (1, vocab), update the state, return newly visible text."""
         token = self._pick(logits)
         if token in self.stop_ids:
             self.done = True
@@ -142,10 +149,21 @@ class ReplyStream:
             self.generated.append(token)
             if len(self.generated) >= self.sampling.max_new_tokens:
                 self.done = True
-        if self.done and self.prompt_cache is not None:
-            computed = self.cache.get_seq_length()  # the last sampled token was never fed back
-            self.prompt_cache.store((self.prompt_ids + self.generated)[:computed], self.cache)
+        if self.done and self.cache is not None:
+            self.remember(snapshot(self.cache))
         return self._new_text()
+
+    def remember(self, layers: KeyValues) -> None:
+        """Offer this conversation's keys/values (prompt + reply so far) to the prompt cache for the next turn."""
+        if self.prompt_cache is None:
+            return
+        computed = layers[0][0].shape[-2]  # the last sampled token was never fed back
+        self.prompt_cache.store((self.prompt_ids + self.generated)[:computed], layers)
+
+    @property
+    def pending_token(self) -> int:
+        """The token sampled last, to be fed in the next forward pass."""
+        return self.generated[-1]
 
     def _start_cache(self) -> tuple[DynamicCache, int]:
         if self.prompt_cache is not None:

@@ -58,12 +58,15 @@ class PromptCache:
         """Keep ``entry`` forever (not counted against the budget)."""
         self.pinned = entry
 
-    def store(self, token_ids: list[int], cache: DynamicCache) -> None:
-        """Remember the keys/values of ``token_ids`` (the cache must hold at least that many positions)."""
+    def store(self, token_ids: list[int], layers: KeyValues) -> None:
+        """Remember the keys/values of ``token_ids`` (``layers`` must hold at least that many positions).
+
+        The tensors are copied: a view would keep alive the whole (possibly batched, larger) tensor it came from.
+        """
         if self.budget_bytes <= 0:
             return
         key = tuple(token_ids)
-        entry = CacheEntry(key, snapshot(cache, len(key)))
+        entry = CacheEntry(key, [(k[..., : len(key), :].clone(), v[..., : len(key), :].clone()) for k, v in layers])
         if entry.nbytes > self.budget_bytes:
             return
         self.entries.pop(key, None)

@@ -2,8 +2,9 @@
 
 Shaped like aiosqlite's connection thread: it takes jobs from a queue, runs them, and hands each result back
 through the caller's own event loop with ``call_soon_threadsafe``. Unlike a plain call queue it interleaves work:
-every turn of its loop it first classifies all waiting messages in one batch, then advances every active reply
-by one token, so a long reply in one chat never holds up another chat's classification or reply.
+every turn of its loop it first classifies all waiting messages in one batch, prefills at most one new reply, then
+advances every active reply by one token in one batched forward pass (engine/batching.py), so a long reply in one
+chat never holds up another chat's classification or reply.
 Shutdown is a sentinel through the same queue, so work already queued finishes first. Nothing polls: when there
 is no active reply the thread blocks on the queue.
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.batching import DecodeBatch
 from engine.companion import ReplyStream
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,8 @@ class InferenceWorker(threading.Thread):
         self.max_active_replies = max_active_replies
         self._waiting_classify: deque[ClassifyJob] = deque()
         self._waiting_replies: deque[ReplyJob] = deque()
-        self._active: list[ReplyJob] = []
+        self._active: list[ReplyJob] = []  # in the same order as the decode batch's rows
+        self._batch: DecodeBatch | None = None
         self._stopping = False
         self.tokens_generated = 0  # reply tokens decoded since start (for logs and benchmarks)
 
@@ -154,6 +157,7 @@ class InferenceWorker(threading.Thread):
                 _resolve(job.future, result)
 
     def _admit_replies(self) -> None:
+        """Prefill at most one waiting reply per turn, so the replies already decoding keep flowing."""
         while self._waiting_replies and len(self._active) < self.max_active_replies:
             job = self._waiting_replies.popleft()
             if job.cancelled.is_set():
@@ -161,29 +165,51 @@ class InferenceWorker(threading.Thread):
                 continue
             try:
                 job.stream = job.make_stream()
+                delta = job.stream.prefill()
             except Exception as exc:
                 logger.exception("could not start a reply")
-                job.send(exc)
-                continue
-            self._active.append(job)
-
-    def _advance_replies(self) -> None:
-        for job in list(self._active):
-            assert job.stream is not None
-            if job.cancelled.is_set():
-                self._active.remove(job)
-                job.send(None)
-                continue
-            try:
-                delta = job.stream.step()
-            except Exception as exc:
-                logger.exception("reply generation failed")
-                self._active.remove(job)
                 job.send(exc)
                 continue
             if delta:
                 job.send(delta)
             if job.stream.done:
-                self._active.remove(job)
-                self.tokens_generated += len(job.stream.generated)
-                job.send(None)
+                self._finish(job)
+            else:
+                if self._batch is None:
+                    self._batch = DecodeBatch(job.stream.model)
+                self._batch.add(job.stream)
+                self._active.append(job)
+            return
+
+    def _advance_replies(self) -> None:
+        """One decoding step for every active reply, in one batched forward pass."""
+        for job in [j for j in self._active if j.cancelled.is_set()]:
+            self._leave(job)
+            job.send(None)
+        if not self._active:
+            return
+        assert self._batch is not None
+        try:
+            deltas = self._batch.step()
+        except Exception as exc:
+            logger.exception("reply generation failed")
+            for job in list(self._active):
+                self._leave(job)
+                job.send(exc)
+            return
+        for job, delta in zip(list(self._active), deltas, strict=True):
+            if delta:
+                job.send(delta)
+            if job.stream is not None and job.stream.done:
+                self._leave(job)
+                self._finish(job)
+
+    def _leave(self, job: ReplyJob) -> None:
+        assert self._batch is not None and job.stream is not None
+        self._batch.remove(job.stream)
+        self._active.remove(job)
+
+    def _finish(self, job: ReplyJob) -> None:
+        assert job.stream is not None
+        self.tokens_generated += len(job.stream.generated)
+        job.send(None)

@@ -291,13 +291,11 @@ async def test_next_turn_reuses_the_conversation_cache_and_matches_a_cold_start(
 
 
 def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) -> None:
-    from transformers import DynamicCache
-
     from engine.prompt_cache import PromptCache
 
-    def cache_of(length: int) -> DynamicCache:
+    def cache_of(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         layer = torch.zeros(1, 2, length, 16)
-        return DynamicCache(ddp_cache_data=[(layer, layer.clone())])
+        return [(layer, layer.clone())]
 
     per_token = 2 * 2 * 16 * 4
     cache = PromptCache(budget_bytes=per_token * 25)
@@ -321,3 +319,54 @@ def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
     hidden = torch.randn(2, 5, head.in_features)[:, -1:, :]
     assert not hidden.is_contiguous()
     assert torch.allclose(head(hidden), hidden @ head.weight.T, atol=1e-5)
+
+
+def test_batched_decoding_gives_each_stream_what_it_would_get_alone(tiny_loaded) -> None:
+    from engine.batching import DecodeBatch
+
+    tokenizer, model = tiny_loaded.tokenizer, tiny_loaded.model
+    prompts = [reply_prompt_ids(tokenizer, [], m, 500) for m in ("hi", "I feel happy and grateful today", "bad")]
+    lengths = [12, 20, 6]
+
+    def stream(prompt: list[int], n: int) -> ReplyStream:
+        return ReplyStream(model, tokenizer, prompt, SamplingSettings(n, 0.0, 1.0, 1.0), frozenset())
+
+    alone = []
+    for prompt, n in zip(prompts, lengths, strict=True):
+        solo = stream(prompt, n)
+        while not solo.done:
+            solo.step()
+        alone.append(solo.generated)
+
+    batch = DecodeBatch(model)
+    streams = [stream(p, n) for p, n in zip(prompts, lengths, strict=True)]
+    streams[0].prefill()
+    batch.add(streams[0])
+    batch.step()
+    batch.step()
+    for late in streams[1:]:  # join while others are mid-reply, with shorter and longer prompts
+        late.prefill()
+        batch.add(late)
+        batch.step()
+    while len(batch):
+        batch.step()
+        for finished in [s for s in batch.streams if s.done]:
+            batch.remove(finished)
+    assert [s.generated for s in streams] == alone
+
+
+async def test_concurrent_replies_through_the_engine_match_sequential_ones(tiny_model_dir: Path) -> None:
+    engine = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=15, prompt_cache_mb=0))
+    await engine.start()
+    try:
+        messages = ["one", "two two two", "three is a longer message than the others"]
+
+        async def reply(text: str) -> str:
+            return "".join([chunk async for chunk in engine.reply([], text)])
+
+        sequential = [await reply(text) for text in messages]
+        concurrent = await asyncio.gather(*(reply(text) for text in messages))
+        assert list(concurrent) == sequential
+        assert engine.tokens_generated > 0
+    finally:
+        await engine.close()
