@@ -36,6 +36,15 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture
+async def api():
+    """A fake Telegram Bot API server on 127.0.0.1 for the duration of one test."""
+    from tests.fakebotapi import FakeBotApi
+
+    async with FakeBotApi() as fake:
+        yield fake
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a tiny random Qwen2 (GQA, like Qwen2.5) and its tokenizer."""

@@ -24,6 +24,14 @@ def e2e_config(api: FakeBotApi, database: Path, model: Path, **telegram: Any) ->
     )
 
 
+def config_for(api: FakeBotApi, tmp_path: Path) -> Config:
+    """A config for bot tests with a scripted engine: the fake Bot API and a temporary database."""
+    return Config(
+        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url),
+        storage=StorageConfig(path=str(tmp_path / "bot.db")),
+    )
+
+
 @asynccontextmanager
 async def running_bot(config: Config, engine: Engine | None = None) -> AsyncIterator[Application]:
     """Start the bot as ``run_polling`` does (initialize, post_init, polling, start) and stop it the same way."""

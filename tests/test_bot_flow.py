@@ -6,26 +6,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-import pytest
-
-from bot.config import Config, StorageConfig, TelegramConfig
 from bot.render import BUSY_TEXT, FAILED_TEXT
-from tests.e2e import running_bot
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.e2e import config_for, running_bot
+from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
-
-
-@pytest.fixture
-async def api():
-    async with FakeBotApi() as fake:
-        yield fake
-
-
-def config_for(api: FakeBotApi, tmp_path: Path) -> Config:
-    return Config(
-        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url),
-        storage=StorageConfig(path=str(tmp_path / "bot.db")),
-    )
 
 
 async def final_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:

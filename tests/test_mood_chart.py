@@ -12,7 +12,6 @@ import pytest
 
 from bot import handlers
 from bot.charts import HEIGHT_PX, WIDTH_PX, render_mood_chart, rolling_mean
-from bot.config import Config, StorageConfig, TelegramConfig
 from bot.render import (
     best_and_worst_day,
     member_lines,
@@ -25,8 +24,8 @@ from bot.render import (
 )
 from storage import DayMood, SentimentRecord, Store, UserMood
 from storage.mood import summarize
-from tests.e2e import running_bot
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.e2e import config_for, running_bot
+from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
 
 TODAY = date(2026, 11, 22)  # a Sunday
@@ -174,19 +173,6 @@ def test_no_chart_without_data() -> None:
 
 
 # -- through the fake Bot API ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api():
-    async with FakeBotApi() as fake:
-        yield fake
-
-
-def config_for(api: FakeBotApi, tmp_path: Path) -> Config:
-    return Config(
-        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url),
-        storage=StorageConfig(path=str(tmp_path / "bot.db")),
-    )
 
 
 async def store_past_messages(
