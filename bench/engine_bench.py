@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import DEFAULT_MODEL, FOLLOW_UP_MESSAGE, SAMPLE_MESSAGES, build_history
-from bench.measure import PeakRssSampler, median, percentile, rss_mb
+from bench.measure import PeakRssSampler, bench_lock, median, percentile, rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine.json"
 CONCURRENCY = (1, 4, 16)
@@ -129,7 +129,8 @@ def _child(part: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_child(part: str, args: argparse.Namespace) -> dict[str, Any]:
     if part.startswith("moodbot-"):
-        return asyncio.run(_moodbot(args.model, part.removeprefix("moodbot-"), args.threads, args.quick))
+        with bench_lock():
+            return asyncio.run(_moodbot(args.model, part.removeprefix("moodbot-"), args.threads, args.quick))
     result = subprocess.run(
         [sys.executable, "-m", "bench.baselines", "--model", str(args.model), "--only", part, "--threads",
          str(args.threads), "--no-isolate", *(["--quick"] if args.quick else [])],

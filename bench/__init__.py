@@ -1,0 +1,1 @@
+"""moodbot benchmarks: measurement helpers (:mod:`bench.measure`) and baselines (:mod:`bench.baselines`)."""
