@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from telegram import BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
@@ -26,10 +28,15 @@ from storage import Store
 
 logger = logging.getLogger(__name__)
 
+SECONDS_PER_DAY = 86_400
+RETENTION_FIRST_RUN_S = 60.0  # the first retention purge, this long after start-up (then once a day)
+
 COMMANDS = [
     BotCommand("mood", "How my mood moved (7d, 30d, 90d, all)"),
     BotCommand("reset", "Start the conversation fresh"),
     BotCommand("forget", "Delete everything stored about me here"),
+    BotCommand("export", "Download everything stored about me here"),
+    BotCommand("privacy", "What is kept, where, and for how long"),
     BotCommand("help", "What this bot does"),
     BotCommand("start", "Say hello"),
 ]
@@ -59,6 +66,10 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         await application.bot.set_my_commands(COMMANDS)
         if application.job_queue is not None:
             application.job_queue.run_once(_backfill, when=0, name="backfill")
+            if config.storage.retention_days > 0:
+                application.job_queue.run_repeating(
+                    purge_expired, interval=SECONDS_PER_DAY, first=RETENTION_FIRST_RUN_S, name="retention"
+                )
         logger.info("moodbot is up as @%s, database %s", application.bot.username, config.storage.database)
 
     async def post_shutdown(application: Application) -> None:
@@ -95,6 +106,10 @@ def register_handlers(application: Application) -> None:
     application.add_handler(CommandHandler("mood", handlers.mood))
     application.add_handler(CommandHandler("reset", handlers.reset))
     application.add_handler(CommandHandler("forget", handlers.forget))
+    # Privacy: download your data, read what is kept; /forget's Yes/Cancel buttons.
+    application.add_handler(CommandHandler("export", handlers.export))
+    application.add_handler(CommandHandler("privacy", handlers.privacy))
+    application.add_handler(CallbackQueryHandler(handlers.forget_answer, pattern=f"^{handlers.FORGET_PREFIX}"))
     # Conversation: new text messages get a reply; edits update the log quietly.
     application.add_handler(
         MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, handlers.text_message)
@@ -115,3 +130,12 @@ async def _backfill(context: MoodContext) -> None:
     done = await context.services.conversations.backfill()
     if done:
         logger.info("back-filled the sentiment of %d stored messages", done)
+
+
+async def purge_expired(context: MoodContext) -> None:
+    """Deletes messages older than ``storage.retention_days`` (with their replies and moods); runs daily."""
+    days = context.config.storage.retention_days
+    if days <= 0:
+        return
+    deleted = await context.store.purge_older_than(time.time() - days * SECONDS_PER_DAY)
+    logger.info("retention: deleted %d messages older than %d days", deleted, days)

@@ -38,9 +38,10 @@ class TelegramConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """``[storage]``: where the SQLite database lives."""
+    """``[storage]``: where the SQLite database lives and how long messages are kept (0 days = forever)."""
 
     path: str = DEFAULT_DATABASE
+    retention_days: int = 0
 
     @property
     def database(self) -> Path:
@@ -88,7 +89,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "temperature": (int, float), "top_p": (int, float), "repetition_penalty": (int, float),
         "queue_size": int, "max_active_replies": int, "prompt_cache_mb": int, "seed": int,
     },
-    "storage": {"path": str},
+    "storage": {"path": str, "retention_days": int},
     "mood": {"default_days": int, "utc_offset_minutes": int},
     "logging": {"level": str},
 }
@@ -181,8 +182,11 @@ def _check_values(section: str, values: dict[str, Any]) -> None:
             fail("top_p", "must be in (0, 1]")
         if not values.get("model", DEFAULT_MODEL).strip():
             fail("model", "must not be empty")
-    if section == "storage" and not values.get("path", DEFAULT_DATABASE).strip():
-        fail("path", "must not be empty")
+    if section == "storage":
+        if not values.get("path", DEFAULT_DATABASE).strip():
+            fail("path", "must not be empty")
+        if values.get("retention_days", 0) < 0:
+            fail("retention_days", "must be 0 (keep forever) or more")
     if section == "mood" and not -720 <= values.get("utc_offset_minutes", 0) <= 840:
         fail("utc_offset_minutes", "must be between -720 and 840")
     if section == "logging" and values.get("level", "INFO").upper() not in _LOG_LEVELS:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from telegram import Message, MessageEntity, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop
@@ -23,6 +24,7 @@ from storage import DayMood, MoodSummary, Store, UserMood
 logger = logging.getLogger(__name__)
 
 EMPTY_REPLY_FALLBACK = "I'm here with you. Tell me a little more?"
+FORGET_PREFIX = "forget:"  # callback data: forget:yes:<user id> / forget:no:<user id> (the user who asked)
 
 
 async def check_access(update: Update, context: MoodContext) -> None:
@@ -30,7 +32,9 @@ async def check_access(update: Update, context: MoodContext) -> None:
     user = update.effective_user
     if context.config.telegram.allows(user.id if user else None):
         return
-    if user is not None and user.id not in context.services.refused_users and update.effective_message:
+    if update.callback_query is not None:  # a button press: an alert for them alone, nothing in the chat
+        await update.callback_query.answer(render.REFUSAL_TEXT, show_alert=True)
+    elif user is not None and user.id not in context.services.refused_users and update.effective_message:
         context.services.refused_users.add(user.id)
         await update.effective_message.reply_text(render.REFUSAL_TEXT)
     logger.info("refused an update from user %s", user.id if user else "unknown")
@@ -138,9 +142,50 @@ async def reset(update: Update, context: MoodContext) -> None:
 
 
 async def forget(update: Update, context: MoodContext) -> None:
-    """Deletes everything stored about this person in this chat, then confirms."""
-    count = await context.store.forget(chat_id=update.effective_chat.id, user_id=update.effective_user.id)
-    await update.effective_message.reply_text(render.FORGET_TEXT.format(count=count))
+    """Asks, with Yes/Cancel buttons, before deleting everything stored about this person in this chat."""
+    user_id = update.effective_user.id
+    buttons = InlineKeyboardMarkup(
+        [[
+            InlineKeyboardButton(render.FORGET_YES_BUTTON, callback_data=f"{FORGET_PREFIX}yes:{user_id}"),
+            InlineKeyboardButton(render.FORGET_NO_BUTTON, callback_data=f"{FORGET_PREFIX}no:{user_id}"),
+        ]]
+    )
+    await update.effective_message.reply_text(render.FORGET_CONFIRM_TEXT, reply_markup=buttons)
+
+
+async def forget_answer(update: Update, context: MoodContext) -> None:
+    """Deletes everything after "Yes" from the person who asked (Cancel deletes nothing); others get an alert."""
+    query = update.callback_query
+    choice, asker = parse_forget_data(query.data)
+    # Only the person who asked may answer; and the deletion is always of the presser's own rows.
+    if asker is None or asker != query.from_user.id:
+        await query.answer(render.FORGET_NOT_YOURS_TEXT, show_alert=True)
+        return
+    if choice != "yes":
+        await query.answer()
+        await query.edit_message_text(render.FORGET_CANCELLED_TEXT)
+        return
+    count = await context.store.forget(chat_id=update.effective_chat.id, user_id=query.from_user.id)
+    await query.answer()
+    await query.edit_message_text(render.FORGET_TEXT.format(count=count))
+
+
+async def export(update: Update, context: MoodContext) -> None:
+    """Sends this person's messages, replies and moods in this chat as a JSON file (or says there is none)."""
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    data = await context.store.export_user(chat_id=chat.id, user_id=user.id)
+    if not data["messages"]:
+        await message.reply_text(render.EXPORT_NOTHING_TEXT)
+        return
+    content = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+    await message.reply_document(
+        document=content, filename=render.export_filename(chat.id, user.id), caption=render.EXPORT_CAPTION
+    )
+
+
+async def privacy(update: Update, context: MoodContext) -> None:
+    """Says plainly what is kept, where, for how long, and how to delete or download it."""
+    await update.effective_message.reply_text(render.privacy_text(context.config.storage.retention_days))
 
 
 async def text_message(update: Update, context: MoodContext) -> None:
@@ -209,6 +254,14 @@ async def error_handler(update: object, context: MoodContext) -> None:
             await context.bot.send_message(update.effective_chat.id, render.FAILED_TEXT)
         except Exception:
             logger.warning("could not tell chat %s about the error", update.effective_chat.id, exc_info=True)
+
+
+def parse_forget_data(data: str | None) -> tuple[str, int | None]:
+    """``forget:yes:42`` → ``("yes", 42)`` (choice, id of the user who asked); any other shape → ``("", None)``."""
+    parts = (data or "").split(":")
+    if len(parts) != 3 or f"{parts[0]}:" != FORGET_PREFIX or not parts[2].lstrip("-").isdigit():
+        return "", None
+    return parts[1], int(parts[2])
 
 
 def addressed_to_bot(message: Message, bot_id: int, bot_username: str | None) -> bool:

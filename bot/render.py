@@ -19,6 +19,8 @@ HELP_TEXT = (
     "/mood [7d|30d|90d|all] – how your mood moved (default: last 7 days)\n"
     "/reset – start our conversation fresh (your mood log stays)\n"
     "/forget – delete everything I stored about you in this chat\n"
+    "/export – download everything I stored about you in this chat (a JSON file)\n"
+    "/privacy – what I keep, where, for how long, and how to delete it\n"
     "/help – this message"
 )
 
@@ -30,6 +32,16 @@ START_TEXT = (
 
 RESET_TEXT = "Fresh start 🌱 I've set our earlier conversation aside. Your mood log is kept (/mood)."
 FORGET_TEXT = "Done. I deleted everything I had stored about you in this chat ({count} messages). 🧹"
+FORGET_CONFIRM_TEXT = (
+    "Delete everything I stored about you in this chat – your messages, my replies and their moods? "
+    "This can't be undone. (/export first if you'd like a copy.)"
+)
+FORGET_YES_BUTTON = "Yes, delete everything"
+FORGET_NO_BUTTON = "Cancel"
+FORGET_CANCELLED_TEXT = "Nothing was deleted."
+FORGET_NOT_YOURS_TEXT = "Only the person who asked can answer this. Send /forget yourself to delete your own data."
+EXPORT_CAPTION = "Everything I stored about you in this chat: your messages, my replies and their moods."
+EXPORT_NOTHING_TEXT = "I have nothing stored about you in this chat – there's nothing to export. 🙂"
 BUSY_TEXT = "I'm talking with a lot of people right now 😅 Your message is saved – please try again in a moment."
 FAILED_TEXT = "Sorry, something went wrong on my side. Your message is saved; please try again in a moment."
 REFUSAL_TEXT = "Sorry, this Moodbot is private and only talks with the people its owner has allowed. 🙏"
@@ -49,6 +61,34 @@ NON_TEXT_REPLIES = {
     "poll": "I can't vote in polls 🙂 but I'd love to hear how you're doing.",
 }
 DEFAULT_NON_TEXT_REPLY = "I can only read text messages for now – tell me in words how you're doing? 🙂"
+
+def privacy_text(retention_days: int) -> str:
+    """The ``/privacy`` answer: what is kept, where, for how long, and how to delete or download it."""
+    if retention_days > 0:
+        how_long = (
+            f"Messages older than {retention_days} day{'s' if retention_days != 1 else ''} are deleted "
+            "automatically (once a day); you can delete yours sooner with /forget."
+        )
+    else:
+        how_long = "Everything is kept until you delete it with /forget."
+    return (
+        "🔒 What I keep\n"
+        "• your messages to me and my replies\n"
+        "• a mood estimate (sentiment) for each of your messages\n"
+        "• your name, username and Telegram ids (yours and the chat's)\n\n"
+        "Where: in one SQLite database on the server of the person who runs this bot. Apart from Telegram "
+        "itself, nothing leaves that server – the language model runs there too.\n\n"
+        f"How long: {how_long}\n\n"
+        "In groups I only read messages that mention me or reply to me.\n\n"
+        "/export – download everything I stored about you in this chat (a JSON file)\n"
+        "/forget – delete all of it"
+    )
+
+
+def export_filename(chat_id: int, user_id: int) -> str:
+    """The file name of an ``/export`` download."""
+    return f"moodbot-export-{chat_id}-{user_id}.json"
+
 
 PERIODS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
 _PERIOD_PATTERN = re.compile(r"^(\d{1,4})d?$")

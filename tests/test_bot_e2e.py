@@ -103,6 +103,10 @@ async def test_mood_history_survive_a_restart_and_forget_deletes(api, smol_engin
         assert len(rows(database, "SELECT id FROM messages WHERE user_id = 2002")) == 4  # 2 messages + 2 replies
 
         api.send_command(bob_chat, bob, "/forget")
+        await wait_for_last_text(api, bob_chat, "can't be undone")
+        assert len(rows(database, "SELECT id FROM messages WHERE user_id = 2002")) == 4, "nothing deleted yet"
+        confirm = api.sent_messages(bob_chat["id"])[-1]
+        api.press_button(bob_chat, bob, confirm["message_id"], f"forget:yes:{bob['id']}")
         await wait_for_last_text(api, bob_chat, "deleted everything")
 
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 2002") == [(0,)]

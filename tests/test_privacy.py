@@ -1,0 +1,267 @@
+"""Privacy commands through the fake Bot API with a scripted engine: /forget's confirmation, /export, /privacy,
+retention, and the retention_days setting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import app as bot_app
+from bot import render
+from bot.config import Config, ConfigError, StorageConfig, load_config
+from storage import Store
+from tests.e2e import config_for, running_bot
+from tests.fakebotapi import BOT_USER, FakeBotApi
+from tests.fakeengine import ScriptedEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+MENTION = f"@{BOT_USER['username']}"
+
+
+def rows(database: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(database) as db:
+        return db.execute(sql).fetchall()
+
+
+async def wait_rows(database: Path, sql: str, expected: list[tuple], timeout: float = 5.0) -> None:
+    """Poll the database until ``sql`` returns ``expected``."""
+    deadline = time.monotonic() + timeout
+    while (found := rows(database, sql)) != expected:
+        assert time.monotonic() < deadline, f"{sql} gave {found}, expected {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def say(api: FakeBotApi, chat: dict, user: dict, text: str) -> None:
+    """Send ``text`` and wait until the bot's echo is complete (no streaming "…" left)."""
+    api.send_text(chat, user, text)
+    expected = f"echo: {text.replace(MENTION, '').strip()}"
+
+    def done(fake: FakeBotApi) -> bool:
+        return expected in fake.sent_texts(chat["id"])
+
+    await api.wait_for(done)
+
+
+async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
+    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
+
+    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
+        messages = fake.sent_messages(chat["id"])
+        last = messages[-1] if messages else {}
+        return last if needle in last.get("text", last.get("caption", "")) else None
+
+    return await api.wait_for(latest)
+
+
+def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
+    markup = message.get("reply_markup") or {}
+    return [(b["text"], b["callback_data"]) for row in markup.get("inline_keyboard", []) for b in row]
+
+
+async def answered(api: FakeBotApi, query_id: str) -> dict[str, Any]:
+    return await api.wait_for(lambda fake: fake.callback_answers.get(query_id))
+
+
+USER_ROWS = "SELECT COUNT(*) FROM messages WHERE user_id = {}"
+SENTIMENT_ROWS = "SELECT COUNT(*) FROM sentiments s JOIN messages m ON m.id = s.message_id WHERE m.user_id = {}"
+
+
+# -- /forget ---------------------------------------------------------------------------------------------------
+
+
+async def test_forget_asks_first_and_deletes_only_after_yes(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    database = tmp_path / "bot.db"
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, chat, alice, "a good day")
+        await say(api, chat, alice, "a bad night")
+        api.send_command(chat, alice, "/forget")
+        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        assert buttons(confirm) == [
+            (render.FORGET_YES_BUTTON, "forget:yes:1"), (render.FORGET_NO_BUTTON, "forget:no:1")
+        ]
+        assert rows(database, USER_ROWS.format(1)) == [(4,)], "nothing is deleted before yes"
+
+        query_id = api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
+        edited = await last_message_with(api, chat, "deleted everything")
+        assert await answered(api, query_id)
+    assert edited["message_id"] == confirm["message_id"], "the question itself becomes the confirmation"
+    assert edited["text"] == render.FORGET_TEXT.format(count=4)
+    assert "reply_markup" not in edited, "the buttons are gone"
+    assert rows(database, USER_ROWS.format(1)) == [(0,)]
+    assert rows(database, SENTIMENT_ROWS.format(1)) == [(0,)]
+
+
+async def test_forget_cancel_deletes_nothing(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    database = tmp_path / "bot.db"
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, chat, alice, "a good day")
+        api.send_command(chat, alice, "/forget")
+        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        query_id = api.press_button(chat, alice, confirm["message_id"], button_text=render.FORGET_NO_BUTTON)
+        edited = await last_message_with(api, chat, render.FORGET_CANCELLED_TEXT)
+        assert await answered(api, query_id)
+    assert edited["message_id"] == confirm["message_id"] and "reply_markup" not in edited
+    assert rows(database, USER_ROWS.format(1)) == [(2,)]
+    assert rows(database, SENTIMENT_ROWS.format(1)) == [(1,)]
+
+
+async def test_another_member_cannot_answer_someone_elses_forget(api: FakeBotApi, tmp_path: Path) -> None:
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    group = api.group_chat()
+    database = tmp_path / "bot.db"
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, group, alice, f"{MENTION} a good day")
+        await say(api, group, bob, f"{MENTION} a bad day")
+        api.send_command(group, alice, "/forget")
+        confirm = await last_message_with(api, group, render.FORGET_CONFIRM_TEXT)
+
+        bob_query = api.press_button(group, bob, confirm["message_id"], "forget:yes:1")
+        answer = await answered(api, bob_query)
+        assert answer.get("show_alert") is True and answer["text"] == render.FORGET_NOT_YOURS_TEXT
+        assert api.sent_messages(group["id"])[-1]["text"] == render.FORGET_CONFIRM_TEXT, "the question stands"
+        assert rows(database, USER_ROWS.format(1)) == [(2,)] and rows(database, USER_ROWS.format(2)) == [(2,)]
+
+        alice_query = api.press_button(group, alice, confirm["message_id"], "forget:yes:1")
+        await last_message_with(api, group, "deleted everything")
+        assert await answered(api, alice_query)
+    assert rows(database, USER_ROWS.format(1)) == [(0,)]
+    assert rows(database, USER_ROWS.format(2)) == [(2,)], "Bob's rows stay"
+
+
+async def test_a_refused_users_button_press_gets_an_alert_and_no_work(api: FakeBotApi, tmp_path: Path) -> None:
+    alice, eve = api.user(1, "Alice"), api.user(5, "Eve")
+    group = api.group_chat()
+    config = config_for(api, tmp_path)
+    config = replace(config, telegram=replace(config.telegram, allowed_user_ids=(1,)))
+    database = tmp_path / "bot.db"
+    async with running_bot(config, engine=ScriptedEngine()):
+        await say(api, group, alice, f"{MENTION} a good day")
+        api.send_command(group, alice, "/forget")
+        confirm = await last_message_with(api, group, render.FORGET_CONFIRM_TEXT)
+        sent_before = len(api.sent_messages(group["id"]))
+
+        query_id = api.press_button(group, eve, confirm["message_id"], "forget:yes:1")
+        answer = await answered(api, query_id)
+        assert answer.get("show_alert") is True and answer["text"] == render.REFUSAL_TEXT
+        api.send_command(group, alice, "/privacy")  # handled after Eve's press (same chat, in order)
+        await last_message_with(api, group, "What I keep")
+    assert len(api.sent_messages(group["id"])) == sent_before + 1, "no refusal message in the group"
+    assert api.sent_messages(group["id"])[-2]["text"] == render.FORGET_CONFIRM_TEXT
+    assert not [c for c in api.calls_of("editMessageText") if c.params["message_id"] == confirm["message_id"]]
+    assert rows(database, USER_ROWS.format(1)) == [(2,)]
+
+
+# -- /export ---------------------------------------------------------------------------------------------------
+
+
+async def test_export_sends_own_messages_with_sentiments_as_json(api: FakeBotApi, tmp_path: Path) -> None:
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    group = api.group_chat()
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, group, alice, f"{MENTION} a good day")
+        await say(api, group, alice, f"{MENTION} a bad night")
+        await say(api, group, bob, f"{MENTION} Bob's secret")
+        api.send_command(group, alice, "/export")
+        [call] = await api.wait_for_call("sendDocument")
+    assert call.filenames["document"] == f"moodbot-export-{group['id']}-1.json"
+    assert call.params["caption"] == render.EXPORT_CAPTION
+    data = json.loads(call.files["document"])
+    assert data["chat_id"] == group["id"] and data["user_id"] == 1
+    assert data["user"]["first_name"] == "Alice"
+    users = [(m["role"], m["text"], (m["sentiment"] or {}).get("label")) for m in data["messages"]]
+    assert users == [
+        ("user", "a good day", "positive"),
+        ("assistant", "echo: a good day", None),
+        ("user", "a bad night", "negative"),
+        ("assistant", "echo: a bad night", None),
+    ]
+    assert "Bob's secret" not in call.files["document"].decode()
+
+
+async def test_export_after_forget_says_nothing_is_stored(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, chat, alice, "a good day")
+        api.send_command(chat, alice, "/forget")
+        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
+        await last_message_with(api, chat, "deleted everything")
+        api.send_command(chat, alice, "/export")
+        await last_message_with(api, chat, render.EXPORT_NOTHING_TEXT)
+    assert not api.calls_of("sendDocument")
+
+
+# -- /privacy and the command list -----------------------------------------------------------------------------
+
+
+async def test_privacy_explains_and_commands_are_listed(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        api.send_command(chat, alice, "/privacy")
+        text = (await last_message_with(api, chat, "What I keep"))["text"]
+        api.send_command(chat, alice, "/help")
+        help_text = (await last_message_with(api, chat, "/mood"))["text"]
+    assert "/forget" in text and "/export" in text and "SQLite" in text
+    assert "until you delete it with /forget" in text
+    assert "/export" in help_text and "/privacy" in help_text
+    assert {c["command"] for c in api.commands()} >= {"export", "privacy", "forget"}
+
+
+def test_privacy_text_names_the_retention_period() -> None:
+    assert "older than 30 days are deleted" in render.privacy_text(30)
+    assert "older than 1 day are deleted" in render.privacy_text(1)
+    assert "mention me or reply to me" in render.privacy_text(0)
+
+
+# -- retention ---------------------------------------------------------------------------------------------------
+
+
+def with_retention(config: Config, days: int) -> Config:
+    return replace(config, storage=StorageConfig(path=config.storage.path, retention_days=days))
+
+
+async def test_retention_job_purges_old_messages(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "bot.db"
+    async with await Store.open(database) as store:
+        await store.add_user_message(
+            chat_id=1, user_id=1, text="an old day", telegram_message_id=None, created_at=time.time() - 3 * 86_400
+        )
+        await store.add_user_message(chat_id=1, user_id=1, text="today", telegram_message_id=None)
+    monkeypatch.setattr(bot_app, "RETENTION_FIRST_RUN_S", 0.5)  # an interval job never starts in the past
+    async with running_bot(with_retention(config_for(api, tmp_path), 1), engine=ScriptedEngine()) as application:
+        [job] = application.job_queue.get_jobs_by_name("retention")
+        await wait_rows(database, "SELECT text FROM messages", [("today",)])
+    assert job.job.trigger.interval.total_seconds() == 86_400
+
+
+async def test_no_retention_job_when_keeping_forever(api: FakeBotApi, tmp_path: Path) -> None:
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()) as application:
+        assert application.job_queue.get_jobs_by_name("retention") == ()
+
+
+def test_retention_days_is_validated(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[storage]\nretention_days = -1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^storage\.retention_days: must be 0"):
+        load_config(path, environ={})
+    path.write_text('[storage]\nretention_days = "30"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^storage\.retention_days: expected an int"):
+        load_config(path, environ={})
+    path.write_text("[storage]\nretention_days = 30\n", encoding="utf-8")
+    assert load_config(path, environ={}).storage.retention_days == 30
+    assert load_config(ROOT / "config.example.toml", environ={}).storage.retention_days == 0
