@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from engine.chat_format import ensure_chat_template
 from engine.errors import ModelLoadError
 from engine.gguf_loader import load_gguf_model, release_freed_memory
+from engine.quantize import quantize_model
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     model.eval()
     model.requires_grad_(False)
     use_flat_input_head(model)
+    if settings.resolved_precision == "int8":
+        quantize_model(model)
     if ensure_chat_template(tokenizer):
         logger.info("tokenizer has no chat template: using ChatML")
     if tokenizer.pad_token_id is None:

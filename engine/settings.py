@@ -8,13 +8,13 @@ from typing import Literal
 
 import torch
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
-# dtype each explicit precision loads the weights in.
-PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# dtype each explicit precision loads the weights in (int8 loads bf16, then quantises the weights layer by layer).
+PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
 def cpu_has_fast_bf16() -> bool:

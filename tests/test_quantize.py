@@ -1,0 +1,53 @@
+"""Weight-only int8: small error, half the bytes, tied embedding stored once, the engine runs with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine import EngineSettings, LocalEngine
+from engine.loading import load_model
+from engine.quantize import Int8Embedding, Int8Linear, quantize_rows
+
+
+def test_rows_round_trip_within_half_a_step() -> None:
+    weight = torch.randn(32, 64)
+    q, scales = quantize_rows(weight)
+    assert q.dtype == torch.int8 and scales.shape == (32,)
+    restored = q.float() * scales.float()[:, None]
+    assert (restored - weight).abs().max() <= scales.float().max() * 0.51
+
+
+def test_int8_linear_matches_the_float_layer() -> None:
+    linear = nn.Linear(64, 48, bias=True)
+    quantized = Int8Linear.from_linear(linear)
+    x = torch.randn(3, 5, 64)
+    expected = linear(x)
+    got = quantized(x).float()
+    assert got.shape == expected.shape
+    assert (got - expected).norm() / expected.norm() < 0.03
+
+
+def test_quantized_model_keeps_one_shared_int8_vocabulary(tiny_model_dir: Path) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
+    model = loaded.model
+    assert isinstance(model.get_input_embeddings(), Int8Embedding)
+    assert not any(type(m) is nn.Linear for m in model.modules())
+    reference = load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1)).model
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.inference_mode():
+        out, ref = model(ids).logits.float(), reference(ids).logits
+    assert (out - ref).norm() / ref.norm() < 0.1
+
+
+async def test_engine_classifies_and_replies_in_int8(tiny_model_dir: Path) -> None:
+    engine = LocalEngine(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1, max_new_tokens=5,
+                                        temperature=0.0))
+    await engine.start()
+    try:
+        assert (await engine.classify("I love it")).label in ("positive", "neutral", "negative")
+        assert "".join([c async for c in engine.reply([], "hello")]) is not None
+    finally:
+        await engine.close()
