@@ -66,8 +66,31 @@ def _set_parameter(model: torch.nn.Module, name: str, value: torch.Tensor) -> No
     setattr(module, attr, torch.nn.Parameter(value, requires_grad=False))
 
 
-def load_gguf_model(path: Path, dtype: torch.dtype) -> PreTrainedModel:
-    """Build the transformers model for a GGUF file in ``dtype``, one tensor at a time."""
+def _quantize_in_place(model: torch.nn.Module, target: str, tied: bool) -> None:
+    """Turn the module that just received weight ``target`` into its int8 form (only once its weight is in)."""
+    from engine.quantize import Int8Embedding, Int8Linear, quantize_rows
+
+    module_name, _, attr = target.rpartition(".")
+    module = model.get_submodule(module_name)
+    if attr != "weight":
+        return
+    if module is model.get_input_embeddings():
+        embedding = Int8Embedding(*quantize_rows(module.weight))
+        model.set_input_embeddings(embedding)
+        if tied:
+            model.set_output_embeddings(Int8Linear(embedding.weight_int8, embedding.scales, None))
+    elif isinstance(module, torch.nn.Linear):
+        parent_name, _, child = module_name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, Int8Linear.from_linear(module))
+
+
+def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False) -> PreTrainedModel:
+    """Build the transformers model for a GGUF file in ``dtype``, one tensor at a time.
+
+    With ``quantize_int8`` every linear layer (and the embedding) is turned into weight-only int8 as soon as its
+    weight is in, so the bf16 copy of the whole model never exists.
+    """
     from accelerate import init_empty_weights
     from gguf import GGUFReader, dequantize
     from transformers.modeling_gguf_pytorch_utils import (
@@ -111,9 +134,11 @@ def load_gguf_model(path: Path, dtype: torch.dtype) -> PreTrainedModel:
             )
             value = torch.from_numpy(np.ascontiguousarray(processed.weights)).to(dtype, copy=True)
         _set_parameter(model, target, value)
+        if quantize_int8:
+            _quantize_in_place(model, target, tied)
         release_freed_memory()
 
-    if tied:
+    if tied and not quantize_int8:
         model.get_output_embeddings().weight = model.get_input_embeddings().weight
     missing = [name for name, param in model.named_parameters() if param.device.type == "meta"]
     if missing:

@@ -138,7 +138,10 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
         if source.gguf_file:
-            model = load_gguf_model(Path(source.directory) / source.gguf_file, settings.dtype)
+            model = load_gguf_model(
+                Path(source.directory) / source.gguf_file, settings.dtype,
+                quantize_int8=settings.resolved_precision == "int8",
+            )
         else:
             model = AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype)
     except (OSError, ValueError, KeyError, RuntimeError, ImportError, NotImplementedError) as exc:

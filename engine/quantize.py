@@ -19,12 +19,21 @@ from torch import nn
 COMPUTE_DTYPE = torch.bfloat16
 
 
+ROW_CHUNK = 4096  # rows quantised at a time: the vocabulary matrix in float32 would be 545 MB at once
+
+
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row int8: ``weight ≈ int8 * scale[:, None]``; returns (int8 (out, in), scales (out,))."""
-    w = weight.detach().float()
-    # Round the scales to bf16 first and quantise against those, so int8 * stored scale is what we meant.
-    scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-8).to(COMPUTE_DTYPE)
-    return torch.round(w / scales.float()[:, None]).clamp(-128, 127).to(torch.int8), scales
+    rows = weight.shape[0]
+    quantized = torch.empty(weight.shape, dtype=torch.int8)
+    scales = torch.empty(rows, dtype=COMPUTE_DTYPE)
+    for start in range(0, rows, ROW_CHUNK):
+        w = weight[start : start + ROW_CHUNK].detach().float()
+        # Round the scales to bf16 first and quantise against those, so int8 * stored scale is what we meant.
+        chunk_scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-8).to(COMPUTE_DTYPE)
+        quantized[start : start + ROW_CHUNK] = torch.round(w / chunk_scales.float()[:, None]).clamp(-128, 127)
+        scales[start : start + ROW_CHUNK] = chunk_scales
+    return quantized, scales
 
 
 class Int8Linear(nn.Module):
@@ -68,6 +77,8 @@ class Int8Embedding(nn.Module):
 def quantize_model(model: nn.Module) -> nn.Module:
     """Replace every Linear (and the embedding) by its int8 form in place, one module at a time."""
     input_embeddings = model.get_input_embeddings()
+    if isinstance(input_embeddings, Int8Embedding):
+        return model  # quantised while loading
     head = model.get_output_embeddings()
     tied = head is not None and head.weight is input_embeddings.weight
     quantized_embedding = Int8Embedding(*quantize_rows(input_embeddings.weight))

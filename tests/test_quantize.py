@@ -51,3 +51,16 @@ async def test_engine_classifies_and_replies_in_int8(tiny_model_dir: Path) -> No
         assert "".join([c async for c in engine.reply([], "hello")]) is not None
     finally:
         await engine.close()
+
+
+def test_gguf_quantised_while_loading_matches_quantised_after(smollm2_gguf: Path) -> None:
+    from engine.gguf_loader import load_gguf_model
+    from engine.quantize import quantize_model
+
+    while_loading = load_gguf_model(smollm2_gguf, torch.bfloat16, quantize_int8=True)
+    after = quantize_model(load_gguf_model(smollm2_gguf, torch.bfloat16))
+    assert not any(type(m) is nn.Linear for m in while_loading.modules())
+    assert while_loading.get_output_embeddings().weight_int8 is while_loading.get_input_embeddings().weight_int8
+    ids = torch.tensor([[1, 4093, 28, 253, 2234, 314, 260, 1345, 30, 2]])
+    with torch.inference_mode():
+        assert torch.equal(while_loading(ids).logits, after(ids).logits)
