@@ -62,7 +62,9 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         except BaseException:
             await store.close()
             raise
-        application.bot_data[SERVICES_KEY] = Services(config, model, store, Conversations(store, model))
+        application.bot_data[SERVICES_KEY] = Services(
+            config, model, store, Conversations(store, model, config.telegram.max_message_chars)
+        )
         await application.bot.set_my_commands(COMMANDS)
         if application.job_queue is not None:
             application.job_queue.run_once(_backfill, when=0, name="backfill")

@@ -30,6 +30,7 @@ class TelegramConfig:
     token: str = field(default="", repr=False)
     base_url: str = DEFAULT_BASE_URL
     allowed_user_ids: tuple[int, ...] = ()
+    max_message_chars: int = 2000
 
     def allows(self, user_id: int | None) -> bool:
         """True when the allowlist is empty (everyone) or names ``user_id``."""
@@ -83,7 +84,7 @@ class Config:
 
 # Expected type of every key, per section; anything else in the file is an error (catches typos).
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "telegram": {"token": str, "base_url": str, "allowed_user_ids": list},
+    "telegram": {"token": str, "base_url": str, "allowed_user_ids": list, "max_message_chars": int},
     "engine": {
         "model": str, "precision": str, "threads": int, "max_new_tokens": int, "history_tokens": int,
         "temperature": (int, float), "top_p": (int, float), "repetition_penalty": (int, float),
@@ -160,7 +161,9 @@ def _check_values(section: str, values: dict[str, Any]) -> None:
     def fail(key: str, why: str) -> None:
         raise ConfigError(f"{section}.{key}: {why}, got {values[key]!r}")
 
-    positive = {"max_new_tokens", "history_tokens", "queue_size", "max_active_replies", "default_days"}
+    positive = {
+        "max_message_chars", "max_new_tokens", "history_tokens", "queue_size", "max_active_replies", "default_days",
+    }
     for key in positive & values.keys():
         if values[key] < 1:
             fail(key, "must be at least 1")

@@ -35,9 +35,18 @@ class Incoming:
 class Conversations:
     """Runs each step of a conversation turn against the store and the engine."""
 
-    def __init__(self, store: Store, engine: Engine) -> None:
+    def __init__(self, store: Store, engine: Engine, max_message_chars: int = 2000) -> None:
         self.store = store
         self.engine = engine
+        self.max_message_chars = max_message_chars
+
+    def view(self, message: StoredMessage) -> str:
+        """What the model reads of a message: all of it, or its beginning when it is very long."""
+        return message.text[: self.max_message_chars]
+
+    def is_truncated(self, message: StoredMessage) -> bool:
+        """True when the model reads only the beginning of ``message``."""
+        return len(message.text) > self.max_message_chars
 
     async def record(self, incoming: Incoming) -> StoredMessage:
         """Persist the message (and who/where) before anything else; a re-delivered message is not duplicated."""
@@ -51,7 +60,7 @@ class Conversations:
     async def classify(self, message: StoredMessage) -> Sentiment | None:
         """Classify and store the sentiment; None when the engine is busy (the back-fill catches up later)."""
         try:
-            sentiment = await self.engine.classify(message.text)
+            sentiment = await self.engine.classify(self.view(message))
         except EngineBusy:
             logger.warning("engine busy: message %d left for the back-fill", message.id)
             return None
@@ -64,7 +73,7 @@ class Conversations:
             chat_id=message.chat_id, user_id=message.user_id, before_id=message.id, limit=HISTORY_TURNS
         )
         history = [ChatTurn(turn.role, turn.text) for turn in turns]
-        async for chunk in self.engine.reply(history, message.text):
+        async for chunk in self.engine.reply(history, self.view(message)):
             yield chunk
 
     async def save_reply(self, message: StoredMessage, text: str, telegram_message_id: int | None) -> int:

@@ -220,6 +220,8 @@ async def text_message(update: Update, context: MoodContext) -> None:
         return
     sent = await writer.finish(reply_text)
     await conversations.save_reply(stored, reply_text, sent[0].message_id)
+    if conversations.is_truncated(stored):
+        await message.reply_text(render.LONG_MESSAGE_TEXT.format(limit=conversations.max_message_chars))
     logger.info(
         "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)",
         chat.id, stored.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,

@@ -44,6 +44,10 @@ EXPORT_CAPTION = "Everything I stored about you in this chat: your messages, my 
 EXPORT_NOTHING_TEXT = "I have nothing stored about you in this chat – there's nothing to export. 🙂"
 BUSY_TEXT = "I'm talking with a lot of people right now 😅 Your message is saved – please try again in a moment."
 FAILED_TEXT = "Sorry, something went wrong on my side. Your message is saved; please try again in a moment."
+LONG_MESSAGE_TEXT = (
+    "That was a long message! It's saved in full, but I could only read its first {limit} characters for my answer "
+    "and your mood log. 📜"
+)
 REFUSAL_TEXT = "Sorry, this Moodbot is private and only talks with the people its owner has allowed. 🙏"
 NOTHING_YET_TEXT = "Nothing yet for {period} – write to me and your mood will show up here. 🙂"
 

@@ -28,7 +28,7 @@ async def chat(config: Config, engine: Engine | None = None, stdin: TextIO = sys
         if own_engine:
             print(f"Loading {config.engine.model} …", file=stdout, flush=True)
             await model.start()
-        conversations = Conversations(store, model)
+        conversations = Conversations(store, model, config.telegram.max_message_chars)
         print(TERMINAL_HELP, file=stdout, flush=True)
         while True:
             print("you> ", end="", file=stdout, flush=True)

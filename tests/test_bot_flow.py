@@ -157,3 +157,42 @@ async def test_mood_command_summarises_the_week(api: FakeBotApi, tmp_path: Path)
     summary, complaint = messages[3]["caption"], messages[4]["text"]
     assert "Messages: 3" in summary and "+0.27" in summary and "67% positive" in summary
     assert "/mood 30d" in complaint
+
+
+async def test_a_very_long_message_is_stored_whole_answered_on_its_beginning(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    text = "a good day " * 910  # 10,010 characters
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(api.private_chat(alice), alice, text)
+        texts = await final_texts(api, 1, 2)
+    assert texts[0].startswith("echo: a good day") and len(texts[0]) <= 4096
+    assert "long message" in texts[1] and "2000" in texts[1]
+    assert rows(tmp_path / "bot.db", "SELECT length(text) FROM messages WHERE role = 'user'") == [(len(text),)]
+    assert len(engine.classified[0]) == 2000 and len(engine.seen_histories[0][1]) == 2000
+
+
+async def test_a_429_from_send_message_is_waited_out_and_the_reply_arrives(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    api.fail_next("sendMessage", status=429, retry_after=1)
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(api.private_chat(alice), alice, "hello")
+        assert await final_texts(api, 1, 1) == ["echo: hello"]
+    statuses = [call.status for call in api.calls_of("sendMessage")]
+    assert statuses[0] == 429 and statuses[-1] == 200
+    assert rows(tmp_path / "bot.db", "SELECT role FROM messages ORDER BY id") == [("user",), ("assistant",)]
+
+
+async def test_every_common_non_text_kind_gets_a_friendly_answer(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    senders = [api.send_sticker, api.send_photo, api.send_voice, api.send_audio, api.send_video, api.send_video_note,
+               api.send_animation, api.send_document, api.send_location, api.send_contact, api.send_poll]
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        for send in senders:
+            send(chat, alice)
+        texts = await final_texts(api, 1, len(senders))
+    assert len(texts) == len(senders)
+    assert all(text and "error" not in text.lower() and "wrong" not in text.lower() for text in texts)
+    assert len(set(texts)) >= 9, "each kind gets its own wording"
