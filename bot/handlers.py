@@ -126,11 +126,11 @@ async def send_mood_answer(
         await message.reply_text(piece)
 
 
-def period_start(today: datetime | object, days: int | None, utc_offset_minutes: int) -> float:
+def period_start(today: date, days: int | None, utc_offset_minutes: int) -> float:
     """Unix time of local midnight ``days - 1`` days before ``today`` (0 for all time)."""
     if days is None:
         return 0.0
-    first = today - timedelta(days=days - 1)  # type: ignore[operator]
+    first = today - timedelta(days=days - 1)
     local_midnight = datetime(first.year, first.month, first.day, tzinfo=UTC)
     return (local_midnight - timedelta(minutes=utc_offset_minutes)).timestamp()
 
