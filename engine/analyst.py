@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.chat_format import render_prompt
+from engine.chat_format import SLOT, split_prompt
 from engine.prefix import PrefixCache
 from engine.prompts import LABEL_SPELLINGS, analyst_messages
 from engine.values import LABELS, Label, Sentiment
@@ -44,9 +44,6 @@ def sentiment_from_label_logits(label_logits: torch.Tensor) -> Sentiment:
     return Sentiment(label=label, score=score, probs=by_label)
 
 
-_MESSAGE_SLOT = "\u2063MOODBOT-MESSAGE\u2063"  # stands in for the message while splitting the rendered prompt
-
-
 class Analyst:
     """Classifies messages in isolation; runs only on the inference worker thread.
 
@@ -58,7 +55,7 @@ class Analyst:
         self.model = model
         self.tokenizer = tokenizer
         self.label_ids = label_token_ids(tokenizer)
-        prefix_text, tail_text = render_prompt(tokenizer, analyst_messages(_MESSAGE_SLOT)).split(_MESSAGE_SLOT)
+        prefix_text, tail_text = split_prompt(tokenizer, analyst_messages(SLOT))
         self.tail_ids = tokenizer.encode(tail_text, add_special_tokens=False)
         self.prefix = PrefixCache(model, tokenizer.encode(prefix_text, add_special_tokens=False))
 

@@ -33,3 +33,12 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
     """Token ids of the prompt for ``messages`` ending with an open assistant turn."""
     return tokenizer.encode(render_prompt(tokenizer, messages), add_special_tokens=False)
+
+
+SLOT = "\u2063MOODBOT-SLOT\u2063"  # stands in for variable content while splitting a rendered prompt
+
+
+def split_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> tuple[str, str]:
+    """The rendered prompt for ``messages`` (one of which contains :data:`SLOT`), as text before and after it."""
+    before, after = render_prompt(tokenizer, messages).split(SLOT)
+    return before, after

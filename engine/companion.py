@@ -20,8 +20,9 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine.chat_format import encode_prompt, render_prompt
+from engine.chat_format import SLOT, encode_prompt, split_prompt
 from engine.guard import visible_reply
+from engine.prefix import PrefixCache
 from engine.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
 from engine.prompts import COMPANION_SYSTEM_PROMPT
 from engine.values import ChatTurn
@@ -87,15 +88,10 @@ def reply_prompt_ids(
 
 def pinned_system_prefix(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> CacheEntry:
     """The companion prompt's fixed beginning (system prompt up to the first user turn), prefilled once."""
-    slot = "\u2063MOODBOT-SLOT\u2063"
-    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}, {"role": "user", "content": slot}]
-    prefix_text = render_prompt(tokenizer, messages).split(slot)[0]
-    # Stop before the user turn's first tokens: the history may start there with an assistant-free user turn.
-    prefix_ids = tokenizer.encode(prefix_text, add_special_tokens=False)
-    cache = DynamicCache()
-    with torch.inference_mode():
-        model(input_ids=torch.tensor([prefix_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return CacheEntry(tuple(prefix_ids), snapshot(cache))
+    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}, {"role": "user", "content": SLOT}]
+    prefix_text, _ = split_prompt(tokenizer, messages)
+    prefix = PrefixCache(model, tokenizer.encode(prefix_text, add_special_tokens=False))
+    return CacheEntry(tuple(prefix.prefix_ids), prefix.layers)
 
 
 class ReplyStream:

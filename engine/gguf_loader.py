@@ -115,14 +115,13 @@ def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False)
     architecture = parsed["config"].get("model_type", config.model_type)
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
     names = get_gguf_hf_weights_map(model, processor)
-    embedding_name = next(k for k, v in names.items() if k == "token_embd.weight" and v) if tied else None
 
     for gguf_name, tensor in tensors.items():
         if tied and gguf_name == "token_embd.weight" and "output.weight" in tensors:
             continue  # the output copy serves both roles
         target = names.get(gguf_name)
         if tied and gguf_name == "output.weight":
-            target = names[embedding_name]
+            target = names["token_embd.weight"]
         if target is None:
             continue
         if gguf_name in EMBEDDING_NAMES:
