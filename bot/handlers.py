@@ -62,7 +62,7 @@ async def mood(update: Update, context: MoodContext) -> None:
         await message.reply_text(str(exc))
         return
     offset = context.config.mood.utc_offset_minutes
-    today = (datetime.now(UTC) + timedelta(minutes=offset)).date()
+    today = local_today(offset)
     in_group = chat.type != ChatType.PRIVATE
     who = "This chat's" if in_group else "Your"
     summary, previous, members = await load_mood(
@@ -124,6 +124,11 @@ async def send_mood_answer(
                 return
     for piece in render.split_for_telegram(text):
         await message.reply_text(piece)
+
+
+def local_today(utc_offset_minutes: int) -> date:
+    """Today's date where the self-hoster lives."""
+    return (datetime.now(UTC) + timedelta(minutes=utc_offset_minutes)).date()
 
 
 def period_start(today: date, days: int | None, utc_offset_minutes: int) -> float:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from bot import render
 from bot.config import Config
 from bot.conversation import Conversations, Incoming
-from bot.handlers import period_start
+from bot.handlers import local_today, period_start
 from engine import Engine, EngineBusy, create_engine
 from storage import Store
 
@@ -78,7 +77,7 @@ async def _command(text: str, config: Config, store: Store) -> str:
         except ValueError as exc:
             return str(exc)
         offset = config.mood.utc_offset_minutes
-        today = (datetime.now(UTC) + timedelta(minutes=offset)).date()
+        today = local_today(offset)
         summary = await store.mood_summary(
             chat_id=TERMINAL_CHAT_ID, user_id=TERMINAL_USER_ID, since=period_start(today, days, offset),
             utc_offset_minutes=offset,
