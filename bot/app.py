@@ -63,7 +63,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
             await store.close()
             raise
         application.bot_data[SERVICES_KEY] = Services(
-            config, model, store, Conversations(store, model, config.telegram.max_message_chars)
+            config, model, store, Conversations(store, model, config.telegram.max_message_chars, config.care)
         )
         await application.bot.set_my_commands(COMMANDS)
         if application.job_queue is not None:
@@ -100,7 +100,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
 
 def register_handlers(application: Application) -> None:
     """Every handler, in the order PTB tries them."""
-    # Access control first: people outside the allowlist get one refusal and no work at all.
+    # Access control first: people outside the allowlists get one refusal and no work at all.
     application.add_handler(TypeHandler(Update, handlers.check_access), group=-1)
     # Commands.
     application.add_handler(CommandHandler("start", handlers.start))
@@ -112,6 +112,8 @@ def register_handlers(application: Application) -> None:
     application.add_handler(CommandHandler("export", handlers.export))
     application.add_handler(CommandHandler("privacy", handlers.privacy))
     application.add_handler(CallbackQueryHandler(handlers.forget_answer, pattern=f"^{handlers.FORGET_PREFIX}"))
+    # Admins only (not in the command menu): counts, engine queue, database size.
+    application.add_handler(CommandHandler("stats", handlers.stats))
     # Conversation: new text messages get a reply; edits update the log quietly.
     application.add_handler(
         MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, handlers.text_message)

@@ -1,4 +1,4 @@
-"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``."""
+"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``, ``eval``, ``doctor``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
+from bot.evaluation import EvalDataError
 from bot.logs import configure_logging
-from engine import EngineError, create_engine
+from engine import Engine, EngineError, create_engine
 
 logger = logging.getLogger("moodbot")
 
@@ -25,10 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML config file (default: ./config.toml if it exists, else built-in defaults)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the Telegram bot (polling)")
+    commands.add_parser("run", help="run the Telegram bot (long polling, or a webhook with telegram.mode)")
     commands.add_parser("chat", help="talk to the bot in this terminal, no Telegram needed")
     classify = commands.add_parser("classify", help="print the sentiment label and score of TEXT")
     classify.add_argument("text", nargs="+", help="the message to classify")
+    evaluate = commands.add_parser(
+        "eval", help="accuracy, macro-F1, confusion, speed and injection flip rate on a text<TAB>label file"
+    )
+    evaluate.add_argument("--data", type=Path, required=True, help="TSV file: text<TAB>label (1 pos, 0 neg, 2 neutral)")
+    evaluate.add_argument("--limit", type=int, default=0, help="use only the first N rows (0 = all)")
+    evaluate.add_argument("--no-injection", action="store_true", help="skip the injected copy")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
+    commands.add_parser("doctor", help="check config, token, database and model; one line each, exit 1 on a FAIL")
     for sub in commands.choices.values():  # accept --config after the sub-command too
         sub.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -38,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; errors become one line on stderr and a non-zero exit."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "doctor":  # reports a bad config as its own FAIL line
+            from bot.doctor import doctor
+
+            return doctor(_config_path(args.config))
         config = load_config(_config_path(args.config))
-        configure_logging(config.logging.level, secrets=[config.telegram.token])
+        configure_logging(config.logging.level, secrets=secrets_of(config))
         if args.command == "run":
             run_bot(config)
         elif args.command == "chat":
@@ -48,12 +61,19 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(chat(config))
         elif args.command == "classify":
             asyncio.run(classify_text(config, " ".join(args.text)))
-    except (ConfigError, EngineError) as exc:
+        elif args.command == "eval":
+            asyncio.run(evaluate_file(config, args.data, args.limit, not args.no_injection, args.json))
+    except (ConfigError, EngineError, EvalDataError, OSError) as exc:
         print(f"moodbot: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def secrets_of(config: Config) -> list[str]:
+    """Everything in ``config`` that must never appear in a log line or on the terminal."""
+    return [config.telegram.token, config.telegram.webhook_secret, config.engine.api_key]
 
 
 def _config_path(explicit: Path | None) -> Path | None:
@@ -62,15 +82,25 @@ def _config_path(explicit: Path | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
-def run_bot(config: Config) -> None:
-    """Run the Telegram bot until Ctrl-C or SIGTERM."""
+def run_bot(config: Config, engine: Engine | None = None) -> None:
+    """Run the Telegram bot until Ctrl-C or SIGTERM, by long polling or as a webhook (``telegram.mode``).
+
+    A stop signal stops the taking of updates; updates already taken are finished (a reply being written is
+    completed and stored, and a reply is only ever stored whole); then the engine and the database are closed.
+    ``engine``: a started engine to use instead of loading ``config.engine`` (the caller closes it).
+    """
     from telegram import Update
 
     from bot.app import build_application
 
-    application = build_application(config)
+    application = build_application(config, engine=engine)
     logger.info("starting moodbot with model %s (%s)", config.engine.model, config.engine.resolved_precision)
-    application.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    if config.telegram.mode == "webhook":
+        from bot.webhook import run_webhook
+
+        run_webhook(application, config.telegram)
+    else:
+        application.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
 
 
 async def classify_text(config: Config, text: str) -> None:
@@ -82,3 +112,25 @@ async def classify_text(config: Config, text: str) -> None:
     finally:
         await engine.close()
     print(f"{sentiment.label} {sentiment.score:+.3f}")
+
+
+async def evaluate_file(config: Config, data: Path, limit: int, injection: bool, json_path: Path | None) -> None:
+    """``moodbot eval``: classify a labelled file (and its injected copy) and print the report."""
+    import json
+
+    from bot.evaluation import evaluate, read_examples, render_report, report_dict
+
+    examples = read_examples(data)
+    if limit > 0:
+        examples = examples[:limit]
+    engine = create_engine(config.engine)
+    await engine.start()
+    try:
+        report = await evaluate(
+            engine, examples, data=str(data), care_threshold=config.care.threshold, injection=injection
+        )
+    finally:
+        await engine.close()
+    print(render_report(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(report_dict(report), indent=2, ensure_ascii=False), encoding="utf-8")

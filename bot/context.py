@@ -8,6 +8,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Config
 from bot.conversation import Conversations
+from bot.ratelimit import RateLimiter
 from engine import Engine
 from storage import Store
 
@@ -23,6 +24,12 @@ class Services:
     store: Store
     conversations: Conversations
     refused_users: set[int] = field(default_factory=set)
+    rate_limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        """The per-user token buckets, from ``[limits]``."""
+        limits = self.config.limits
+        self.rate_limiter = RateLimiter(limits.messages_per_minute, limits.burst)
 
 
 class MoodContext(CallbackContext[ExtBot[None], dict, dict, dict]):

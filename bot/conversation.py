@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from bot.config import CareConfig
 from engine import ChatTurn, Engine, EngineBusy, Sentiment
 from storage import SentimentRecord, Store, StoredMessage
 
@@ -35,10 +36,24 @@ class Incoming:
 class Conversations:
     """Runs each step of a conversation turn against the store and the engine."""
 
-    def __init__(self, store: Store, engine: Engine, max_message_chars: int = 2000) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, max_message_chars: int = 2000, care: CareConfig | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         self.max_message_chars = max_message_chars
+        self.care = care or CareConfig()
+
+    def care_message(self, message: StoredMessage, sentiment: Sentiment | None) -> str | None:
+        """The help resources to send with the reply when ``message`` signals a crisis (and care is on)."""
+        if sentiment is None or not self.care.enabled or sentiment.care < self.care.threshold:
+            return None
+        return self.care.message_for(message.text)
+
+    async def record_care(self, message: StoredMessage, sentiment: Sentiment) -> None:
+        """Log that help resources were offered for ``message``."""
+        await self.store.add_care_event(message.id, sentiment.care)
+        logger.warning("care: help resources offered in chat %s (message %d)", message.chat_id, message.id)
 
     def view(self, message: StoredMessage) -> str:
         """What the model reads of a message: all of it, or its beginning when it is very long."""
@@ -94,5 +109,6 @@ class Conversations:
 
     def _record(self, sentiment: Sentiment) -> SentimentRecord:
         return SentimentRecord(
-            label=sentiment.label, score=sentiment.score, probs=dict(sentiment.probs), model=self.engine.model_name
+            label=sentiment.label, score=sentiment.score, probs=dict(sentiment.probs), model=self.engine.model_name,
+            care=sentiment.care,
         )

@@ -7,19 +7,20 @@ import json
 import logging
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
-from telegram.constants import ChatType
+from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop
 
 from bot import render
 from bot.charts import render_mood_chart
 from bot.context import MoodContext
-from bot.conversation import Incoming
+from bot.conversation import Conversations, Incoming
 from bot.streaming import StreamedReply
-from engine import EngineBusy
-from storage import DayMood, MoodSummary, Store, UserMood
+from engine import EngineBusy, Sentiment
+from storage import DayMood, MoodSummary, Store, StoredMessage, UserMood
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +29,42 @@ FORGET_PREFIX = "forget:"  # callback data: forget:yes:<user id> / forget:no:<us
 
 
 async def check_access(update: Update, context: MoodContext) -> None:
-    """Stops updates from people outside the allowlist before any work, with one polite refusal each."""
-    user = update.effective_user
-    if context.config.telegram.allows(user.id if user else None):
+    """Stops updates from people outside the allowlists before any work, with one polite refusal each (none for
+    group chatter that isn't meant for the bot)."""
+    user, chat = update.effective_user, update.effective_chat
+    if context.config.telegram.allows(user.id if user else None, chat.id if chat else None):
         return
     if update.callback_query is not None:  # a button press: an alert for them alone, nothing in the chat
         await update.callback_query.answer(render.REFUSAL_TEXT, show_alert=True)
-    elif user is not None and user.id not in context.services.refused_users and update.effective_message:
+    elif (
+        user is not None and user.id not in context.services.refused_users and update.effective_message
+        and meant_for_bot(update, context.bot.id, context.bot.username)
+    ):
         context.services.refused_users.add(user.id)
         await update.effective_message.reply_text(render.REFUSAL_TEXT)
-    logger.info("refused an update from user %s", user.id if user else "unknown")
+    logger.info("refused an update from user %s in chat %s", user.id if user else "unknown", chat.id if chat else "-")
     raise ApplicationHandlerStop
+
+
+def meant_for_bot(update: Update, bot_id: int, bot_username: str | None) -> bool:
+    """True for anything in a private chat, commands, and group messages that mention or reply to the bot."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is None or chat is None or chat.type == ChatType.PRIVATE:
+        return True
+    if (message.text or "").startswith("/"):
+        return True
+    return addressed_to_bot(message, bot_id, bot_username)
+
+
+async def reply_formatted(message: Message, html_text: str) -> Message:
+    """Reply with Telegram-HTML ``html_text``; if Telegram can't parse it, the same words again as plain text."""
+    try:
+        return await message.reply_text(html_text, parse_mode=ParseMode.HTML)
+    except BadRequest as exc:
+        if "can't parse entities" not in exc.message.lower():
+            raise
+        logger.warning("Telegram could not parse a formatted message (%s); sending it as plain text", exc.message)
+        return await message.reply_text(render.html_to_plain(html_text))
 
 
 async def start(update: Update, context: MoodContext) -> None:
@@ -49,7 +75,7 @@ async def start(update: Update, context: MoodContext) -> None:
 
 async def help_command(update: Update, context: MoodContext) -> None:
     """Lists the commands."""
-    await update.effective_message.reply_text(render.HELP_TEXT)
+    await reply_formatted(update.effective_message, render.HELP_HTML)
 
 
 async def mood(update: Update, context: MoodContext) -> None:
@@ -68,7 +94,10 @@ async def mood(update: Update, context: MoodContext) -> None:
     summary, previous, members = await load_mood(
         context.store, chat.id, None if in_group else user.id, days, today, offset, with_members=in_group
     )
-    text = render.mood_summary_text(summary, days, today, who=who, previous=previous, members=members)
+    note = None
+    if in_group:
+        note = render.GROUP_MOOD_ALL_NOTE if context.config.groups.log_all else render.GROUP_MOOD_ADDRESSED_NOTE
+    text = render.mood_summary_text(summary, days, today, who=who, previous=previous, members=members, note=note)
     if summary.messages == 0:
         await message.reply_text(text)  # "nothing yet", never an empty chart
         return
@@ -189,16 +218,43 @@ async def export(update: Update, context: MoodContext) -> None:
 
 
 async def privacy(update: Update, context: MoodContext) -> None:
-    """Says plainly what is kept, where, for how long, and how to delete or download it."""
-    await update.effective_message.reply_text(render.privacy_text(context.config.storage.retention_days))
+    """Says plainly what is kept, where, for how long, which group messages, and how to delete or download it."""
+    config = context.config
+    await reply_formatted(
+        update.effective_message, render.privacy_html(config.storage.retention_days, config.groups.log_all)
+    )
+
+
+async def stats(update: Update, context: MoodContext) -> None:
+    """For admins: how many chats, users and messages are stored, the engine's queue and the database's size."""
+    user = update.effective_user
+    if not context.config.telegram.is_admin(user.id if user else None):
+        await update.effective_message.reply_text(render.ADMIN_ONLY_TEXT)
+        return
+    counts = await context.store.counts()
+    size = database_size(context.config.storage.database)
+    await reply_formatted(update.effective_message, render.stats_html(counts, context.engine.queue_depth, size))
+
+
+def database_size(path: Path) -> int:
+    """Bytes the SQLite database takes on disk, its write-ahead log included (0 when there is no file)."""
+    total = 0
+    for file in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += file.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 async def text_message(update: Update, context: MoodContext) -> None:
-    """Answers a text message with care, after logging it and its mood."""
+    """Answers a text message with care, after logging it and its mood (group chatter not meant for the bot is
+    only logged, and only with ``groups.log_all``; over the rate limit, one "slow down" and no reply)."""
     message, chat, user = update.effective_message, update.effective_chat, update.effective_user
     in_group = chat.type != ChatType.PRIVATE
-    if in_group and not addressed_to_bot(message, context.bot.id, context.bot.username):
-        return
+    addressed = not in_group or addressed_to_bot(message, context.bot.id, context.bot.username)
+    if not addressed and not context.config.groups.log_all:
+        return  # never stored, never classified
     conversations = context.services.conversations
     started = time.perf_counter()
     stored = await conversations.record(
@@ -209,11 +265,19 @@ async def text_message(update: Update, context: MoodContext) -> None:
             message_id=message.message_id,
         )
     )
+    if not addressed:
+        if stored.is_new:  # for the group's /mood; never answered (a re-delivery is left to the back-fill)
+            await conversations.classify(stored)
+        return
     if not stored.is_new and await context.store.has_reply(stored.id):
         logger.info("chat %s: message %d was already answered (re-delivered update)", chat.id, stored.id)
         return
+    if not await within_rate_limit(update, context):
+        await conversations.classify(stored)  # the mood log stays complete; only the reply is skipped
+        return
     sentiment = await conversations.classify(stored)
     classified = time.perf_counter()
+    care_text = conversations.care_message(stored, sentiment)
     if sentiment is None:
         await message.reply_text(render.BUSY_TEXT)
         return
@@ -222,16 +286,44 @@ async def text_message(update: Update, context: MoodContext) -> None:
         reply_text = await writer.write(conversations.reply(stored)) or EMPTY_REPLY_FALLBACK
     except EngineBusy:
         await message.reply_text(render.BUSY_TEXT)
+        await offer_care(message, conversations, stored, sentiment, care_text)
         return
     sent = await writer.finish(reply_text)
     await conversations.save_reply(stored, reply_text, sent[0].message_id)
+    await offer_care(message, conversations, stored, sentiment, care_text)
     if conversations.is_truncated(stored):
         await message.reply_text(render.LONG_MESSAGE_TEXT.format(limit=conversations.max_message_chars))
     logger.info(
-        "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)",
+        "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)%s",
         chat.id, stored.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,
-        context.engine.queue_depth,
+        context.engine.queue_depth, f": {stored.text!r}" if context.config.logging.include_text else "",
     )
+
+
+async def offer_care(
+    message: Message, conversations: Conversations, stored: StoredMessage, sentiment: Sentiment,
+    care_text: str | None,
+) -> None:
+    """Send the help resources after the reply when the message signalled a crisis, and log that we did."""
+    if care_text is None:
+        return
+    await message.reply_text(care_text)
+    await conversations.record_care(stored, sentiment)
+
+
+async def within_rate_limit(update: Update, context: MoodContext) -> bool:
+    """True when this person may get a reply now (admins always); otherwise False, after one "slow down" with the
+    wait per empty spell."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or context.config.telegram.is_admin(user.id):
+        return True
+    decision = context.services.rate_limiter.check(user.id)
+    if decision.allowed:
+        return True
+    logger.info("user %s is over the rate limit (next reply in %.1f s)", user.id, decision.retry_after)
+    if decision.notify and message is not None:
+        await message.reply_text(render.SLOW_DOWN_TEXT.format(seconds=decision.wait_seconds))
+    return False
 
 
 async def edited_text(update: Update, context: MoodContext) -> None:

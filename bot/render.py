@@ -1,7 +1,12 @@
-"""Pure, synchronous text for users: help, mood summaries, friendly answers. No Telegram, no I/O."""
+"""Pure, synchronous text for users: help, mood summaries, friendly answers. No Telegram, no I/O.
+
+Texts sent with ``parse_mode=HTML`` are named ``…_html``/``…_HTML``; their dynamic parts are escaped here, and
+``html_to_plain`` gives the same words without markup for when Telegram can't parse it anyway.
+"""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -13,8 +18,8 @@ TELEGRAM_CAPTION_LIMIT = 1024
 MAX_MEMBERS_LISTED = 10  # /mood in a group lists at most this many members
 TREND_FLAT = 0.05  # a smaller change of the average score is shown as → (steady)
 
-HELP_TEXT = (
-    "I'm Moodbot, a friendly ear. Write to me about anything and I'll answer with care. "
+HELP_HTML = (
+    "<b>I'm Moodbot</b>, a friendly ear. Write to me about anything and I'll answer with care. "
     "I also keep a private mood log, so you can see how your days have been.\n\n"
     "/mood [7d|30d|90d|all] – how your mood moved (default: last 7 days)\n"
     "/reset – start our conversation fresh (your mood log stays)\n"
@@ -49,6 +54,18 @@ LONG_MESSAGE_TEXT = (
     "and your mood log. 📜"
 )
 REFUSAL_TEXT = "Sorry, this Moodbot is private and only talks with the people its owner has allowed. 🙏"
+ADMIN_ONLY_TEXT = "Sorry, /stats is only for the people who run this bot. 🙏"
+SLOW_DOWN_TEXT = (
+    "Slow down a little, please 🙂 I can answer again in {seconds} s. "
+    "Everything you write meanwhile is still saved in your mood log."
+)
+GROUP_LOGS_ADDRESSED_TEXT = "In groups I only read messages that mention me or reply to me."
+GROUP_LOGS_ALL_TEXT = (
+    "In groups where I can see every message, I keep each text message and its mood (so /mood shows the whole "
+    "chat), but I only answer messages that mention me or reply to me."
+)
+GROUP_MOOD_ADDRESSED_NOTE = "(Only messages written to me count: mentions and replies.)"
+GROUP_MOOD_ALL_NOTE = "(Every text message in this chat counts.)"
 NOTHING_YET_TEXT = "Nothing yet for {period} – write to me and your mood will show up here. 🙂"
 
 NON_TEXT_REPLIES = {
@@ -66,8 +83,9 @@ NON_TEXT_REPLIES = {
 }
 DEFAULT_NON_TEXT_REPLY = "I can only read text messages for now – tell me in words how you're doing? 🙂"
 
-def privacy_text(retention_days: int) -> str:
-    """The ``/privacy`` answer: what is kept, where, for how long, and how to delete or download it."""
+def privacy_html(retention_days: int, log_all_group_messages: bool = False) -> str:
+    """The ``/privacy`` answer: what is kept, where, for how long, which group messages, and how to delete or
+    download it."""
     if retention_days > 0:
         how_long = (
             f"Messages older than {retention_days} day{'s' if retention_days != 1 else ''} are deleted "
@@ -75,18 +93,56 @@ def privacy_text(retention_days: int) -> str:
         )
     else:
         how_long = "Everything is kept until you delete it with /forget."
+    groups = GROUP_LOGS_ALL_TEXT if log_all_group_messages else GROUP_LOGS_ADDRESSED_TEXT
     return (
-        "🔒 What I keep\n"
+        "<b>🔒 What I keep</b>\n"
         "• your messages to me and my replies\n"
         "• a mood estimate (sentiment) for each of your messages\n"
         "• your name, username and Telegram ids (yours and the chat's)\n\n"
-        "Where: in one SQLite database on the server of the person who runs this bot. Apart from Telegram "
+        "<b>Where:</b> in one SQLite database on the server of the person who runs this bot. Apart from Telegram "
         "itself, nothing leaves that server – the language model runs there too.\n\n"
-        f"How long: {how_long}\n\n"
-        "In groups I only read messages that mention me or reply to me.\n\n"
+        f"<b>How long:</b> {how_long}\n\n"
+        f"<b>Groups:</b> {groups}\n\n"
         "/export – download everything I stored about you in this chat (a JSON file)\n"
         "/forget – delete all of it"
     )
+
+
+def privacy_text(retention_days: int, log_all_group_messages: bool = False) -> str:
+    """``privacy_html`` as plain text."""
+    return html_to_plain(privacy_html(retention_days, log_all_group_messages))
+
+
+def stats_html(counts: dict[str, int], queue_depth: int, database_bytes: int) -> str:
+    """The admin's ``/stats``: rows stored, the engine's queue depth and the database's size on disk."""
+    return (
+        "<b>📊 Moodbot stats</b>\n"
+        f"Chats: {counts.get('chats', 0)}\n"
+        f"Users: {counts.get('users', 0)}\n"
+        f"Messages: {counts.get('messages', 0)} (with a mood: {counts.get('sentiments', 0)})\n"
+        f"Engine queue: {queue_depth}\n"
+        f"Database: {html.escape(human_bytes(database_bytes))}"
+    )
+
+
+def human_bytes(size: int) -> str:
+    """``1536`` → ``1.5 KB`` (powers of 1024; whole bytes below 1 KB)."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def html_to_plain(text: str) -> str:
+    """The words of Telegram-HTML ``text`` without markup (tags dropped, entities such as ``&lt;`` decoded)."""
+    return html.unescape(_TAG.sub("", text))
 
 
 def export_filename(chat_id: int, user_id: int) -> str:
@@ -211,9 +267,11 @@ def mood_summary_text(
     *,
     previous: MoodSummary | None = None,
     members: Sequence[UserMood] | None = None,
+    note: str | None = None,
 ) -> str:
     """The ``/mood`` text: messages, average score, the trend against ``previous`` (the period of the same length
-    just before), label shares, best and worst day, a day-by-day strip and, in a group, one line per ``members``."""
+    just before), label shares, best and worst day, a day-by-day strip and, in a group, a ``note`` saying which
+    messages count and one line per ``members``."""
     period = period_label(days)
     if summary.messages == 0 or summary.average_score is None:
         return NOTHING_YET_TEXT.format(period=period)
@@ -221,6 +279,8 @@ def mood_summary_text(
         f"{who} mood over {period} {mood_emoji(summary.average_score)}",
         f"Messages: {summary.messages} · average score {signed(summary.average_score)} (from −1 to +1)",
     ]
+    if note:
+        lines.append(note)
     change = mood_trend(summary, previous)
     if change is not None and days is not None:
         lines.append(trend_text(change, days))

@@ -27,7 +27,7 @@ async def chat(config: Config, engine: Engine | None = None, stdin: TextIO = sys
         if own_engine:
             print(f"Loading {config.engine.model} …", file=stdout, flush=True)
             await model.start()
-        conversations = Conversations(store, model, config.telegram.max_message_chars)
+        conversations = Conversations(store, model, config.telegram.max_message_chars, config.care)
         print(TERMINAL_HELP, file=stdout, flush=True)
         while True:
             print("you> ", end="", file=stdout, flush=True)
@@ -67,6 +67,10 @@ async def _turn(conversations: Conversations, text: str, stdout: TextIO) -> None
         return
     print(file=stdout, flush=True)
     await conversations.save_reply(message, reply.strip() or "…", None)
+    care_text = conversations.care_message(message, sentiment)
+    if care_text is not None and sentiment is not None:
+        print(f"moodbot> {care_text}", file=stdout, flush=True)
+        await conversations.record_care(message, sentiment)
 
 
 async def _command(text: str, config: Config, store: Store) -> str:

@@ -6,16 +6,20 @@ Knows nothing of Telegram or SQL.
 from engine.base import Engine
 from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError
 from engine.local import LocalEngine
-from engine.settings import DEFAULT_MODEL, PRECISIONS, EngineSettings
+from engine.openai_backend import OpenAIEngine
+from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 from engine.values import LABELS, ChatTurn, Sentiment
 
 
 def create_engine(settings: EngineSettings) -> Engine:
-    """The engine for ``settings`` (not started yet)."""
+    """The engine for ``settings`` (not started yet): the model in this process, or an OpenAI-compatible server."""
+    if settings.backend == "openai":
+        return OpenAIEngine(settings)
     return LocalEngine(settings)
 
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MODEL",
     "LABELS",
     "PRECISIONS",
@@ -27,6 +31,7 @@ __all__ = [
     "EngineSettings",
     "LocalEngine",
     "ModelLoadError",
+    "OpenAIEngine",
     "Sentiment",
     "create_engine",
 ]

@@ -1,100 +1,191 @@
-"""The analyst role: classify one message's sentiment with ONE forward pass and no text generation.
+"""The analyst role: classify one message's sentiment, and ask the care question, in ONE forward pass.
 
-The prompt holds the fixed instructions and that message only, ending with an open assistant turn. We read the
-next-token logits of the label words' first tokens, so the output is always a valid label, whatever the message says.
+The prompt holds the fixed instructions, worked examples and that message only, ending with an open answer. We read
+the next-token logits of the label words' first tokens, so the output is always a valid label, whatever the message
+says. No text is generated.
+
+Two questions share the pass. After the message come two tails: the sentiment answer's opening, and a second user
+turn asking the care question. A custom attention mask hides the first tail from the second, and the second tail's
+positions continue straight from the message, so each question sees exactly ``prefix + message + its own tail``:
+the same numbers as two separate prompts, for the price of a few more tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from statistics import fmean
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.chat_format import SLOT, split_prompt
+from engine.language import Script, script_of
 from engine.prefix import PrefixCache
-from engine.prompts import LABEL_SPELLINGS, analyst_messages
-from engine.values import LABELS, Label, Sentiment
+from engine.prompts import (
+    ANALYST_ANSWER_PREFIX,
+    CARE_SPELLINGS,
+    CONTENT_FREE,
+    LABEL_SPELLINGS,
+    analyst_messages,
+    care_messages,
+)
+from engine.values import Sentiment
+from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
 MAX_MESSAGE_TOKENS = 512  # longer messages are classified on their beginning
 
+# Token kinds in a classification row.
+_PAD, _MESSAGE, _SENTIMENT_TAIL, _CARE_TAIL = 0, 1, 2, 3
 
-def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[Label, list[int]]:
-    """First-token ids voting for each label; a token claimed by two labels is dropped from both."""
-    candidates: dict[Label, set[int]] = {}
-    for label, spellings in LABEL_SPELLINGS.items():
-        candidates[label] = {tokenizer.encode(word, add_special_tokens=False)[0] for word in spellings}
+# (positive, negative, yes, no) log-probabilities for one message.
+AnswerLogprobs = tuple[float, float, float, float]
+
+
+def answer_token_ids(
+    tokenizer: PreTrainedTokenizerBase, spellings: Mapping[str, Sequence[str]]
+) -> dict[str, list[int]]:
+    """First-token ids voting for each answer; a token claimed by two answers is dropped from both."""
+    candidates = {
+        answer: {tokenizer.encode(word, add_special_tokens=False)[0] for word in words}
+        for answer, words in spellings.items()
+    }
     owners: dict[int, int] = {}
     for ids in candidates.values():
         for token_id in ids:
             owners[token_id] = owners.get(token_id, 0) + 1
-    distinct = {label: sorted(i for i in ids if owners[i] == 1) for label, ids in candidates.items()}
-    missing = [label for label, ids in distinct.items() if not ids]
+    distinct = {answer: sorted(i for i in ids if owners[i] == 1) for answer, ids in candidates.items()}
+    missing = [answer for answer, ids in distinct.items() if not ids]
     if missing:
-        raise ValueError(f"tokenizer gives no distinct first token for label(s): {', '.join(missing)}")
+        raise ValueError(f"tokenizer gives no distinct first token for answer(s): {', '.join(missing)}")
     return distinct
 
 
-def sentiment_from_label_logits(label_logits: torch.Tensor) -> Sentiment:
-    """Turn the three label scores (in LABELS order) into a Sentiment; score = P(positive) - P(negative)."""
-    probs = torch.softmax(label_logits.float(), dim=-1).tolist()
-    by_label = dict(zip(LABELS, probs, strict=True))
-    label = LABELS[max(range(len(LABELS)), key=probs.__getitem__)]
-    score = max(-1.0, min(1.0, by_label["positive"] - by_label["negative"]))
-    return Sentiment(label=label, score=score, probs=by_label)
+def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
+    """First-token ids of the sentiment labels (positive, negative)."""
+    return answer_token_ids(tokenizer, LABEL_SPELLINGS)
 
 
 class Analyst:
     """Classifies messages in isolation; runs only on the inference worker thread.
 
-    The prompt is ``prefix + message + tail``: the prefix (system prompt and the start of the user turn) is the same
-    for every message, so its keys and values are computed once at start-up and reused for every batch.
+    The prefix (system prompt, examples, the start of the user turn) is the same for every message, so its keys and
+    values are computed once at start-up and reused for every batch. With ``calibrate`` the model's lean on
+    content-free input is measured per script at start-up and removed from every verdict.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+        *, calibrate: bool = True, neutral_margin: float = 0.0,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.neutral_margin = neutral_margin
         self.label_ids = label_token_ids(tokenizer)
-        prefix_text, tail_text = split_prompt(tokenizer, analyst_messages(SLOT))
-        self.tail_ids = tokenizer.encode(tail_text, add_special_tokens=False)
-        self.prefix = PrefixCache(model, tokenizer.encode(prefix_text, add_special_tokens=False))
+        self.care_ids = answer_token_ids(tokenizer, CARE_SPELLINGS)
+        prefix_text, sentiment_tail = split_prompt(tokenizer, analyst_messages(SLOT))
+        care_prefix, care_tail = split_prompt(tokenizer, care_messages(SLOT))
+        assert care_prefix == prefix_text, "both questions must share the cached prefix"
+        self.sentiment_tail_ids = self._encode(sentiment_tail + ANALYST_ANSWER_PREFIX)
+        self.care_tail_ids = self._encode(care_tail)
+        self.prefix = PrefixCache(model, self._encode(prefix_text))
+        self.bias: dict[Script, float] = {"en": 0.0, "zh": 0.0}
+        if calibrate:
+            self.bias = {script: self._content_free_bias(texts) for script, texts in CONTENT_FREE.items()}
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
 
     def message_ids(self, text: str) -> list[int]:
-        """The part of the prompt that depends on the message: its tokens (cut to the beginning) and the tail."""
-        return self.tokenizer.encode(text, add_special_tokens=False)[:MAX_MESSAGE_TOKENS] + self.tail_ids
+        """The message's own tokens (cut to its beginning)."""
+        return self._encode(text)[:MAX_MESSAGE_TOKENS]
 
     def prompt_ids(self, text: str) -> list[int]:
-        """Token ids of the whole isolated analyst prompt for one message."""
-        return self.prefix.prefix_ids + self.message_ids(text)
+        """Token ids of the whole isolated sentiment prompt for one message, ending where the label comes."""
+        return self.prefix.prefix_ids + self.message_ids(text) + self.sentiment_tail_ids
 
-    @torch.inference_mode()
+    def care_prompt_ids(self, text: str) -> list[int]:
+        """Token ids of the whole isolated care prompt for one message, ending where yes/no comes."""
+        return self.prefix.prefix_ids + self.message_ids(text) + self.care_tail_ids
+
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         """Classify several messages in one forward pass over the cached prefix; each sees only its own message."""
+        return [self.verdict(text, answers) for text, answers in zip(texts, self.answer_logprobs(texts), strict=True)]
+
+    def verdict(self, text: str, answers: AnswerLogprobs) -> Sentiment:
+        """The Sentiment for one message's answer log-probabilities, calibrated for its script."""
+        positive, negative, yes, no = answers
+        return sentiment_from_logprobs(
+            positive, negative, bias=self.bias[script_of(text)], neutral_margin=self.neutral_margin,
+            care=care_from_logprobs(yes, no),
+        )
+
+    @torch.inference_mode()
+    def answer_logprobs(self, texts: Sequence[str]) -> list[AnswerLogprobs]:
+        """(positive, negative, yes, no) log-probabilities per message, both questions in one forward pass."""
         if not texts:
             return []
-        suffixes = [self.message_ids(text) for text in texts]
-        batch, width, prefix_len = len(texts), max(len(s) for s in suffixes), len(self.prefix)
+        rows = [self.message_ids(text) for text in texts]
+        sentiment_tail, care_tail = self.sentiment_tail_ids, self.care_tail_ids
+        batch, prefix_len = len(rows), len(self.prefix)
+        width = max(len(r) for r in rows) + len(sentiment_tail) + len(care_tail)
         pad_id = self.tokenizer.pad_token_id or 0
-        # Left padding sits between the shared prefix and each message; the mask hides it.
-        input_ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in suffixes])  # (batch, width)
-        suffix_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])  # (batch, width)
-        attention_mask = torch.cat([torch.ones(batch, prefix_len, dtype=torch.long), suffix_mask], dim=1)
-        # Positions count real tokens only, continuing after the prefix.
-        position_ids = prefix_len + (suffix_mask.cumsum(-1) - 1).clamp(min=0)  # (batch, width)
-        assert attention_mask.shape == (batch, prefix_len + width) and position_ids.shape == (batch, width)
+        input_ids, positions, kinds = [], [], []
+        for message in rows:
+            padding = width - len(message) - len(sentiment_tail) - len(care_tail)
+            input_ids.append([pad_id] * padding + message + sentiment_tail + care_tail)
+            through_sentiment = len(message) + len(sentiment_tail)
+            # The care tail continues from the message, as if the sentiment tail were not there.
+            positions.append(
+                [prefix_len] * padding
+                + [prefix_len + i for i in range(through_sentiment)]
+                + [prefix_len + len(message) + i for i in range(len(care_tail))]
+            )
+            kinds.append(
+                [_PAD] * padding + [_MESSAGE] * len(message)
+                + [_SENTIMENT_TAIL] * len(sentiment_tail) + [_CARE_TAIL] * len(care_tail)
+            )
+        kind = torch.tensor(kinds)  # (batch, width)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        visible = causal & (kind[:, None, :] != _PAD)  # (batch, query, key)
+        visible &= ~((kind[:, :, None] == _CARE_TAIL) & (kind[:, None, :] == _SENTIMENT_TAIL))
+        # Every query sees the whole prefix, so no row of the mask is empty (padding queries included).
+        mask = torch.cat([torch.ones(batch, width, prefix_len, dtype=torch.bool), visible], dim=2)[:, None]
+        assert mask.shape == (batch, 1, width, prefix_len + width)
+        sentiment_at = width - len(care_tail) - 1
         logits = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=self.prefix.for_batch(batch), use_cache=True, logits_to_keep=1,
-        ).logits[:, -1, :]  # (batch, vocab)
-        return [sentiment_from_label_logits(self._label_scores(row)) for row in logits]
+            input_ids=torch.tensor(input_ids), attention_mask=mask, position_ids=torch.tensor(positions),
+            past_key_values=self.prefix.for_batch(batch), use_cache=True,
+            logits_to_keep=torch.tensor([sentiment_at, width - 1]),
+        ).logits.float()  # (batch, 2, vocab)
+        sentiment_lp = torch.log_softmax(logits[:, 0], dim=-1)
+        care_lp = torch.log_softmax(logits[:, 1], dim=-1)
+        return [
+            (
+                _mass(sentiment_lp[i], self.label_ids["positive"]), _mass(sentiment_lp[i], self.label_ids["negative"]),
+                _mass(care_lp[i], self.care_ids["yes"]), _mass(care_lp[i], self.care_ids["no"]),
+            )
+            for i in range(batch)
+        ]
 
     @torch.inference_mode()
     def classify_uncached(self, text: str) -> Sentiment:
-        """The same classification without the prefix cache (a reference for tests and benchmarks)."""
-        logits = self.model(input_ids=torch.tensor([self.prompt_ids(text)]), logits_to_keep=1).logits[0, -1]
-        return sentiment_from_label_logits(self._label_scores(logits))
+        """The same classification as two plain prompts, no prefix cache and no shared pass (a reference)."""
+        def last_logprobs(ids: list[int]) -> torch.Tensor:
+            logits = self.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
+            return torch.log_softmax(logits.float(), dim=-1)
 
-    def _label_scores(self, next_token_logits: torch.Tensor) -> torch.Tensor:
-        """(vocab,) logits → (3,) label scores, summing the probability mass of each label's spellings."""
-        scores = [torch.logsumexp(next_token_logits[self.label_ids[label]].float(), dim=0) for label in LABELS]
-        return torch.stack(scores)
+        sentiment_lp, care_lp = last_logprobs(self.prompt_ids(text)), last_logprobs(self.care_prompt_ids(text))
+        answers = (
+            _mass(sentiment_lp, self.label_ids["positive"]), _mass(sentiment_lp, self.label_ids["negative"]),
+            _mass(care_lp, self.care_ids["yes"]), _mass(care_lp, self.care_ids["no"]),
+        )
+        return self.verdict(text, answers)
+
+    def _content_free_bias(self, texts: Sequence[str]) -> float:
+        """Mean log-odds (positive over negative) the model gives messages with no content."""
+        return fmean(positive - negative for positive, negative, _, _ in self.answer_logprobs(texts))
+
+
+def _mass(logprobs: torch.Tensor, token_ids: list[int]) -> float:
+    """Log of the probability mass of ``token_ids`` (the spellings of one answer)."""
+    return torch.logsumexp(logprobs[token_ids], dim=0).item()

@@ -80,7 +80,10 @@ class LocalEngine:
         self._loaded = load_model(self.settings)
         if self.settings.seed is not None:
             self._generator = torch.Generator().manual_seed(self.settings.seed)
-        analyst = Analyst(self._loaded.model, self._loaded.tokenizer)
+        analyst = Analyst(
+            self._loaded.model, self._loaded.tokenizer,
+            calibrate=self.settings.calibrate, neutral_margin=self.settings.neutral_margin,
+        )
         self._worker.classify_batch = analyst.classify_batch
         if self.settings.prompt_cache_mb > 0:
             self.prompt_cache.pin(pinned_system_prefix(self._loaded.model, self._loaded.tokenizer))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
+Backend = Literal["local", "openai"]
+BACKENDS: tuple[str, ...] = ("local", "openai")
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; llama.cpp server: :8080/v1, Ollama: :11434/v1
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -39,9 +42,9 @@ def resolve_precision(precision: str) -> str:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Everything the local engine needs to load and run its one model."""
+    """Everything an engine needs: the local model and how to run it, or the remote server to ask."""
 
-    model: str = DEFAULT_MODEL
+    model: str = DEFAULT_MODEL  # for "openai": the model name the server knows
     precision: str = "auto"
     threads: int = 0  # 0 = all cores
     max_new_tokens: int = 256
@@ -53,12 +56,28 @@ class EngineSettings:
     max_active_replies: int = 8  # replies decoding at once; more wait in line inside the worker
     prompt_cache_mb: int = 256  # KV caches of recent conversations kept between turns (0 = off)
     seed: int | None = None
+    calibrate: bool = True  # remove the model's lean on content-free input (measured per script at start-up)
+    neutral_margin: float = 0.2  # |score| below this is labelled neutral
+    backend: str = "local"  # "local" (the model in this process) or "openai" (an OpenAI-compatible server)
+    # backend = "openai" only:
+    base_url: str = DEFAULT_BASE_URL  # up to and including /v1
+    api_key: str = field(default="", repr=False)  # sent as a Bearer token when set; never logged
+    request_timeout_s: float = 60.0  # to connect, and for each read (between streamed chunks too)
+    max_retries: int = 2  # more tries after a connection error, 429 or 5xx (never once reply text was sent)
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not 0 <= self.neutral_margin < 1:
+            raise ValueError("neutral_margin must be in [0, 1)")
         if self.threads < 0:
             raise ValueError("threads must be 0 (all cores) or a positive number")
+        if self.request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be more than 0")
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
 
     @property
     def torch_threads(self) -> int:

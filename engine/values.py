@@ -12,11 +12,15 @@ Role = Literal["user", "assistant"]
 
 @dataclass(frozen=True)
 class Sentiment:
-    """The analyst's verdict on one message: a label, a score in [-1, 1] and the per-label probabilities."""
+    """The analyst's verdict on one message: a label, a score in [-1, 1] and the per-label probabilities.
+
+    ``care`` is the probability that the message signals self-harm or a crisis (0 when not asked).
+    """
 
     label: Label
     score: float
     probs: dict[str, float] = field(default_factory=dict)
+    care: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet "torch==${torch_version}"
   fi
 fi
+if [[ -n "$extras" ]] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  echo "building llama-cpp-python from source for the remote-backend tests (once: a few minutes; needs cmake and a C++ compiler)"
+fi
 .venv/bin/python -m pip install --quiet -e ".${extras}"
 [[ -f config.toml ]] || cp config.example.toml config.toml
 echo "moodbot installed in .venv (config: config.toml)"

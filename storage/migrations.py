@@ -200,3 +200,18 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+async def m002_care(db: aiosqlite.Connection) -> None:
+    """The analyst's crisis probability per sentiment, and a log of the times help resources were offered."""
+    await db.execute("ALTER TABLE sentiments ADD COLUMN care REAL NOT NULL DEFAULT 0 CHECK (care BETWEEN 0 AND 1)")
+    await db.execute(
+        """
+        CREATE TABLE care_events (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            probability REAL NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """
+    )

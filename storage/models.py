@@ -32,12 +32,14 @@ class HistoryTurn:
 
 @dataclass(frozen=True)
 class SentimentRecord:
-    """A classifier verdict for one message: label, score in [-1, 1], per-label probabilities, model name."""
+    """A classifier verdict for one message: label, score in [-1, 1], per-label probabilities, model name, and the
+    probability that the message signals a crisis."""
 
     label: str
     score: float
     probs: dict[str, float]
     model: str
+    care: float = 0.0
 
 
 @dataclass(frozen=True)

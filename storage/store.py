@@ -181,11 +181,11 @@ class Store:
         async with self._transaction() as db:
             cursor = await db.execute(
                 """
-                INSERT INTO sentiments (message_id, label, score, probs, model, created_at)
-                SELECT id, :label, :score, :probs, :model, :now FROM messages WHERE id = :message_id
+                INSERT INTO sentiments (message_id, label, score, probs, model, care, created_at)
+                SELECT id, :label, :score, :probs, :model, :care, :now FROM messages WHERE id = :message_id
                 ON CONFLICT (message_id) DO UPDATE SET
                     label = excluded.label, score = excluded.score, probs = excluded.probs,
-                    model = excluded.model, created_at = excluded.created_at
+                    model = excluded.model, care = excluded.care, created_at = excluded.created_at
                 """,
                 {
                     "message_id": message_id,
@@ -193,8 +193,21 @@ class Store:
                     "score": sentiment.score,
                     "probs": json.dumps(sentiment.probs, sort_keys=True),
                     "model": sentiment.model,
+                    "care": min(1.0, max(0.0, sentiment.care)),
                     "now": time.time(),
                 },
+            )
+            return cursor.rowcount > 0
+
+    async def add_care_event(self, message_id: int, probability: float) -> bool:
+        """Record that help resources were offered for a message; False if the message no longer exists."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                """
+                INSERT OR IGNORE INTO care_events (message_id, probability, created_at)
+                SELECT id, :probability, :now FROM messages WHERE id = :message_id
+                """,
+                {"message_id": message_id, "probability": probability, "now": time.time()},
             )
             return cursor.rowcount > 0
 
@@ -342,9 +355,10 @@ class Store:
                 db,
                 """
                 SELECT m.id, m.role, m.text, m.created_at, m.edited_at, m.telegram_message_id, m.reply_to,
-                       s.label, s.score, s.probs, s.model
+                       s.label, s.score, s.probs, s.model, s.care, c.created_at AS care_offered_at
                 FROM messages AS m
                 LEFT JOIN sentiments AS s ON s.message_id = m.id
+                LEFT JOIN care_events AS c ON c.message_id = m.id
                 WHERE m.user_id = :user_id AND m.chat_id = :chat_id
                 ORDER BY m.id
                 """,
@@ -488,7 +502,8 @@ class Store:
                        (SELECT COUNT(*) FROM users) AS users,
                        (SELECT COUNT(*) FROM messages) AS messages,
                        (SELECT COUNT(*) FROM sentiments) AS sentiments,
-                       (SELECT COUNT(*) FROM conversations) AS conversations
+                       (SELECT COUNT(*) FROM conversations) AS conversations,
+                       (SELECT COUNT(*) FROM care_events) AS care_events
                 """,
             )
         return dict(rows[0])
@@ -670,6 +685,7 @@ def _export_message(row: sqlite3.Row) -> dict[str, Any]:
             "score": row["score"],
             "probs": json.loads(row["probs"]),
             "model": row["model"],
+            "care": row["care"],
         }
     return {
         "id": row["id"],
@@ -680,4 +696,5 @@ def _export_message(row: sqlite3.Row) -> dict[str, Any]:
         "telegram_message_id": row["telegram_message_id"],
         "reply_to": row["reply_to"],
         "sentiment": sentiment,
+        "help_offered_at": _iso(row["care_offered_at"]),
     }

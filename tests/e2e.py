@@ -10,7 +10,7 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.config import Config, StorageConfig, TelegramConfig
+from bot.config import CareConfig, Config, GroupsConfig, LimitsConfig, StorageConfig, TelegramConfig
 from engine import Engine, EngineSettings
 from tests.fakebotapi import TEST_TOKEN, FakeBotApi
 
@@ -24,11 +24,23 @@ def e2e_config(api: FakeBotApi, database: Path, model: Path, **telegram: Any) ->
     )
 
 
-def config_for(api: FakeBotApi, tmp_path: Path) -> Config:
-    """A config for bot tests with a scripted engine: the fake Bot API and a temporary database."""
+def config_for(
+    api: FakeBotApi,
+    tmp_path: Path,
+    *,
+    groups: GroupsConfig | None = None,
+    limits: LimitsConfig | None = None,
+    care: CareConfig | None = None,
+    **telegram: Any,
+) -> Config:
+    """A config for bot tests with a scripted engine: the fake Bot API and a temporary database; ``telegram``
+    keywords (``allowed_chat_ids=...``), ``groups`` and ``limits`` override the defaults."""
     return Config(
-        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url),
+        telegram=TelegramConfig(token=TEST_TOKEN, base_url=api.base_url, **telegram),
         storage=StorageConfig(path=str(tmp_path / "bot.db")),
+        groups=groups or GroupsConfig(),
+        limits=limits or LimitsConfig(),
+        care=care or CareConfig(),
     )
 
 

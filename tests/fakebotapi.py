@@ -23,6 +23,9 @@ What it does, in short:
 * Bot messages are kept with their current state, so edits, "message is not modified", deletes and
   button presses on them behave like Telegram.
 * Failures can be injected with :meth:`FakeBotApi.fail_next` and ``fail_parse_mode_once``.
+* ``parse_mode="HTML"`` texts (sendMessage, editMessageText) are parsed as Telegram does: the message keeps the
+  plain text with ``entities``, and an unknown tag, an unclosed one or a bare ``<`` is refused with 400
+  "can't parse entities".
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import html
 import inspect
 import itertools
 import json
@@ -39,6 +43,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -259,6 +264,74 @@ def _inline_markup(markup: Any) -> dict[str, Any] | None:
 def _buttons(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     markup = message.get("reply_markup") or {}
     return [button for row in markup.get("inline_keyboard", []) for button in row]
+
+
+# Telegram's HTML tags → entity types.
+_HTML_ENTITY_TYPES = {
+    "b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline", "ins": "underline",
+    "s": "strikethrough", "strike": "strikethrough", "del": "strikethrough", "code": "code", "pre": "pre",
+    "a": "text_link", "tg-spoiler": "spoiler", "blockquote": "blockquote",
+}
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class _TelegramHtml(HTMLParser):
+    """Text and entities of a ``parse_mode=HTML`` message; ``error`` says why Telegram would refuse it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.text = ""
+        self.entities: list[dict[str, Any]] = []
+        self.open: list[tuple[str, int, dict[str, Any]]] = []
+        self.error: str | None = None
+
+    def fail(self, why: str) -> None:
+        self.error = self.error or why
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HTML_ENTITY_TYPES:
+            self.fail(f'Unsupported start tag "{tag}"')
+            return
+        entity: dict[str, Any] = {"type": _HTML_ENTITY_TYPES[tag]}
+        if tag == "a":
+            entity["url"] = dict(attrs).get("href") or ""
+        self.open.append((tag, _utf16_length(self.text), entity))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1][0] != tag:
+            self.fail(f'Unmatched end tag "{tag}"')
+            return
+        _, offset, entity = self.open.pop()
+        length = _utf16_length(self.text) - offset
+        if length:
+            self.entities.append({**entity, "offset": offset, "length": length})
+
+    def handle_data(self, data: str) -> None:
+        if "<" in data or ">" in data:
+            self.fail("Unsupported start tag or bare '<'/'>': escape them as &lt; and &gt;")
+        self.text += data
+
+    def handle_entityref(self, name: str) -> None:
+        self.text += html.unescape(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.text += html.unescape(f"&#{name};")
+
+
+def _parse_html(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """``(plain text, entities)`` of Telegram-HTML ``text``, or ApiError 400 "can't parse entities"."""
+    parser = _TelegramHtml()
+    parser.feed(text)
+    parser.close()
+    if parser.open:
+        parser.fail(f"Can't find end tag corresponding to start tag \"{parser.open[-1][0]}\"")
+    if parser.error:
+        raise ApiError(400, f"Bad Request: can't parse entities: {parser.error}")
+    parser.entities.sort(key=lambda e: (e["offset"], -e["length"]))
+    return parser.text, parser.entities
 
 
 def _command_entity(text: str) -> dict[str, Any] | None:
@@ -1065,6 +1138,14 @@ class FakeBotApi:
                 400, "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 0"
             )
 
+    def _formatted_text(self, call: Call, text: str) -> tuple[str, list[dict[str, Any]] | None]:
+        """The text and entities a send/edit shows: HTML parsed, anything else as given (with its entities)."""
+        self._check_parse_mode(call)
+        if str(call.params.get("parse_mode", "")).lower() == "html":
+            return _parse_html(text)
+        entities = call.params.get("entities")
+        return text, entities if isinstance(entities, list) else None
+
     def _new_bot_message(self, call: Call, content: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(call.params.get("chat_id"))
         params = call.params
@@ -1202,10 +1283,10 @@ class FakeBotApi:
     def _send_message(self, call: Call) -> dict[str, Any]:
         text = self._check_text(call.params.get("text"))
         self._chat(call.params.get("chat_id"))
-        self._check_parse_mode(call)
+        text, entities = self._formatted_text(call, text)
         content: dict[str, Any] = {"text": text}
-        if isinstance(call.params.get("entities"), list):
-            content["entities"] = call.params["entities"]
+        if entities:
+            content["entities"] = entities
         if isinstance(call.params.get("link_preview_options"), dict):
             content["link_preview_options"] = call.params["link_preview_options"]
         return self._new_bot_message(call, content)
@@ -1255,7 +1336,7 @@ class FakeBotApi:
     def _edit_message_text(self, call: Call) -> dict[str, Any] | bool:
         text = self._check_text(call.params.get("text"))
         message = self._target_message(call, "message to edit not found")
-        self._check_parse_mode(call)
+        text, entities = self._formatted_text(call, text)
         if message is None:
             return True
         if "text" not in message:
@@ -1265,8 +1346,8 @@ class FakeBotApi:
             raise ApiError(400, _NOT_MODIFIED)
         message["text"] = text
         message.pop("entities", None)
-        if isinstance(call.params.get("entities"), list):
-            message["entities"] = call.params["entities"]
+        if entities:
+            message["entities"] = entities
         self._set_markup(message, markup)
         message["edit_date"] = int(time.time())
         return copy.deepcopy(message)

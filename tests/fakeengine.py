@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from engine import ChatTurn, EngineBusy, Sentiment
 
+CRISIS_WORDS = ("hurt myself", "不想活")
+
 
 @dataclass
 class ScriptedEngine:
@@ -29,10 +31,12 @@ class ScriptedEngine:
         """Nothing to release."""
 
     async def classify(self, text: str) -> Sentiment:
-        """positive for 'good', negative for 'bad', else neutral."""
+        """positive for 'good', negative for 'bad', else neutral; a crisis for the CRISIS_WORDS."""
         if self.busy:
             raise EngineBusy()
         self.classified.append(text)
+        if any(word in text for word in CRISIS_WORDS):
+            return Sentiment("negative", -0.9, {"positive": 0.05, "negative": 0.95}, care=0.9)
         if "good" in text:
             return Sentiment("positive", 0.8, {"positive": 0.9, "neutral": 0.0, "negative": 0.1})
         if "bad" in text:

@@ -1,4 +1,8 @@
-"""`moodbot run` as a real process: polls the fake Bot API, answers, and stops cleanly on SIGTERM."""
+"""`moodbot run` as a real process: polls the fake Bot API, answers, and stops cleanly on SIGTERM.
+
+SIGTERM while a reply is being written: no update is taken after it, the reply is finished and stored whole, and the
+database is closed. SIGKILL (what systemd sends when TimeoutStopSec runs out) mid-reply leaves no half reply behind.
+"""
 
 from __future__ import annotations
 
@@ -49,3 +53,86 @@ async def test_run_answers_and_stops_on_sigterm(tiny_model_dir: Path, tmp_path: 
         assert "handled message" in log and "hello from a real process" not in log
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT role FROM messages ORDER BY id").fetchall() == [("user",), ("assistant",)]
+
+
+# The real run path (bot.cli.run_bot) with an engine that writes half a reply, then waits for a line on stdin.
+HELD_BOT = """
+import asyncio, sys
+from bot.cli import run_bot
+from bot.config import load_config
+from bot.logs import configure_logging
+from tests.fakeengine import ScriptedEngine
+
+class HeldEngine(ScriptedEngine):
+    async def reply(self, history, message):
+        yield "The first half of the reply, "
+        await asyncio.to_thread(sys.stdin.readline)
+        yield "and the second half."
+
+config = load_config(sys.argv[1])
+configure_logging("INFO", secrets=[config.telegram.token])
+run_bot(config, engine=HeldEngine())
+"""
+HALF_SHOWN = "The first half of the reply, …"
+WHOLE = "The first half of the reply, and the second half."
+
+
+async def start_held_bot(api: FakeBotApi, tmp_path: Path) -> tuple[asyncio.subprocess.Process, Path]:
+    """Start the held bot and have Alice write to it; returns once half the reply is in her chat."""
+    database = tmp_path / "held.db"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[telegram]\nbase_url = "{api.base_url}"\n[storage]\npath = "{database}"\n', encoding="utf-8")
+    env = {**os.environ, "MOODBOT_TELEGRAM_TOKEN": TEST_TOKEN, "PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HELD_BOT, str(config), env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    alice = api.user(42, "Alice")
+    api.send_text(api.private_chat(alice), alice, "hello, are you there?")
+    try:
+        await api.wait_for(lambda a: a.sent_texts(42) == [HALF_SHOWN], timeout=90)
+    except BaseException:
+        process.kill()
+        output, _ = await process.communicate()
+        raise AssertionError(output.decode()) from None
+    return process, database
+
+
+def stored_messages(database: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT role, text FROM messages ORDER BY id").fetchall()
+
+
+async def test_sigterm_mid_reply_finishes_it_takes_nothing_new_and_closes_the_database(tmp_path: Path) -> None:
+    async with FakeBotApi() as api:
+        process, database = await start_held_bot(api, tmp_path)
+        before = len(api.calls)
+        process.send_signal(signal.SIGTERM)
+        # Polling stops first; its last getUpdates (timeout 0) only confirms what was already taken.
+        await api.wait_for(
+            lambda a: any(
+                c.method == "getUpdates" and c.params.get("timeout") == 0 and c.status is not None
+                for c in a.calls[before:]
+            ),
+            timeout=30,
+        )
+        api.send_text(api.private_chat(api.user(42, "Alice")), api.user(42, "Alice"), "sent after SIGTERM")
+        output, _ = await asyncio.wait_for(process.communicate(b"\n"), timeout=60)  # let the reply go on
+        log = output.decode()
+        assert process.returncode == 0, log
+        assert api.sent_texts(42) == [WHOLE], "the reply in progress was finished in the chat"
+        assert [u["message"]["text"] for u in api.pending_updates] == ["sent after SIGTERM"], "no update taken"
+        assert TEST_TOKEN not in log
+    assert not Path(f"{database}-wal").exists(), "the database was closed (WAL checkpointed and removed)"
+    assert stored_messages(database) == [("user", "hello, are you there?"), ("assistant", WHOLE)]
+
+
+async def test_sigkill_mid_reply_leaves_no_half_reply(tmp_path: Path) -> None:
+    async with FakeBotApi() as api:
+        process, database = await start_held_bot(api, tmp_path)
+        process.kill()
+        await asyncio.wait_for(process.communicate(), timeout=30)
+    assert stored_messages(database) == [("user", "hello, are you there?")]
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT label FROM sentiments").fetchall() == [("neutral",)]

@@ -24,6 +24,9 @@ def test_example_config_loads_with_documented_defaults() -> None:
     assert config.telegram.base_url == DEFAULT_BASE_URL
     assert config.telegram.allowed_user_ids == ()
     assert config.storage.path.endswith("moodbot.db")
+    assert config.telegram.allowed_chat_ids == () and config.telegram.admin_user_ids == ()
+    assert config.groups.log_all is False
+    assert (config.limits.messages_per_minute, config.limits.burst) == (20, 10)
 
 
 def test_every_key_in_the_example_is_commented() -> None:
@@ -61,6 +64,14 @@ def test_missing_token_names_the_key_and_the_env_var() -> None:
         ("[nonsense]\nx = 1\n", "nonsense"),
         ("[logging]\nlevel = 'LOUD'\n", "logging.level"),
         ("[engine]\ntemperature = true\n", "engine.temperature"),
+        ("[telegram]\nallowed_chat_ids = ['-100123']\n", "telegram.allowed_chat_ids"),
+        ("[telegram]\nadmin_user_ids = [true]\n", "telegram.admin_user_ids"),
+        ("[telegram]\nadmin_user_ids = 42\n", "telegram.admin_user_ids"),
+        ("[groups]\nlog_all = 1\n", "groups.log_all"),
+        ("[groups]\nlog_everything = true\n", "groups.log_everything"),
+        ("[limits]\nmessages_per_minute = -1\n", "limits.messages_per_minute"),
+        ("[limits]\nmessages_per_minute = 1.5\n", "limits.messages_per_minute"),
+        ("[limits]\nburst = 0\n", "limits.burst"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -76,3 +87,18 @@ def test_broken_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[engine\n"), environ={})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_allowlists_admins_groups_and_limits_load(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, (
+        "[telegram]\nallowed_user_ids = [1]\nallowed_chat_ids = [-100500]\nadmin_user_ids = [9]\n"
+        "[groups]\nlog_all = true\n[limits]\nmessages_per_minute = 0\nburst = 3\n"
+    )), environ={})
+    telegram = config.telegram
+    assert telegram.allows(1, 77) and telegram.allows(5, -100500) and telegram.allows(9, 77)
+    assert not telegram.allows(5, 77) and not telegram.allows(None, None)
+    assert telegram.is_admin(9) and not telegram.is_admin(1) and not telegram.is_admin(None)
+    assert config.groups.log_all is True
+    assert (config.limits.messages_per_minute, config.limits.burst) == (0, 3)
+    everyone = load_config(write(tmp_path, "[telegram]\nadmin_user_ids = [9]\n"), environ={}).telegram
+    assert everyone.allows(5, 77), "admins alone restrict no one"

@@ -9,11 +9,17 @@ import pytest
 import torch
 
 from engine import ChatTurn, EngineBusy, EngineClosed, EngineSettings, LocalEngine, ModelLoadError
-from engine.analyst import Analyst, label_token_ids, sentiment_from_label_logits
+from engine.analyst import Analyst, answer_token_ids, label_token_ids
 from engine.chat_format import CHATML_TEMPLATE
 from engine.companion import ReplyStream, SamplingSettings, reply_prompt_ids, trim_history
 from engine.loading import load_model, resolve_source
-from engine.prompts import ANALYST_SYSTEM_PROMPT, COMPANION_SYSTEM_PROMPT
+from engine.prompts import (
+    ANALYST_ANSWER_PREFIX,
+    ANALYST_EXAMPLES,
+    ANALYST_SYSTEM_PROMPT,
+    CARE_QUESTION,
+    COMPANION_SYSTEM_PROMPT,
+)
 
 
 def settings_for(model_dir: Path, **overrides: object) -> EngineSettings:
@@ -92,25 +98,28 @@ def test_label_tokens_are_distinct(tiny_loaded) -> None:
     ids = label_token_ids(tiny_loaded.tokenizer)
     flat = [i for label_ids in ids.values() for i in label_ids]
     assert len(flat) == len(set(flat))
-    assert set(ids) == {"positive", "neutral", "negative"}
+    assert set(ids) == {"positive", "negative"}
 
 
-def test_sentiment_from_logits_maps_labels_and_score() -> None:
-    sentiment = sentiment_from_label_logits(torch.tensor([4.0, 0.0, 0.0]))
-    assert sentiment.label == "positive"
-    assert sum(sentiment.probs.values()) == pytest.approx(1.0)
-    assert sentiment.score == pytest.approx(sentiment.probs["positive"] - sentiment.probs["negative"])
-    assert sentiment_from_label_logits(torch.tensor([0.0, 0.0, 5.0])).label == "negative"
-    assert sentiment_from_label_logits(torch.tensor([0.0, 3.0, 0.0])).score == pytest.approx(0.0)
+def test_answer_tokens_shared_by_two_answers_are_dropped(tiny_loaded) -> None:
+    ids = answer_token_ids(tiny_loaded.tokenizer, {"a": ("positive", "neutral"), "b": ("positive", "negative")})
+    positive = tiny_loaded.tokenizer.encode("positive", add_special_tokens=False)[0]
+    assert positive not in ids["a"] and positive not in ids["b"]
+    with pytest.raises(ValueError, match="no distinct first token"):
+        answer_token_ids(tiny_loaded.tokenizer, {"a": ("positive",), "b": ("positive",)})
 
 
 def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
     analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
     text = tiny_loaded.tokenizer.decode(analyst.prompt_ids("I feel happy"))
     assert ANALYST_SYSTEM_PROMPT in text
-    assert text.count("<|im_start|>user") == 1
-    assert text.rstrip().endswith("<|im_start|>assistant")
-    assert "I feel happy" in text
+    # The worked examples and this one message; nothing from any conversation.
+    assert text.count("<|im_start|>user") == len(ANALYST_EXAMPLES) + 1
+    assert text.rstrip().endswith(f"<|im_start|>assistant\n{ANALYST_ANSWER_PREFIX}")
+    assert text.count("I feel happy") == 1
+    care = tiny_loaded.tokenizer.decode(analyst.care_prompt_ids("I feel happy"))
+    assert care.startswith(text.split("I feel happy")[0]) and CARE_QUESTION in care
+    assert ANALYST_ANSWER_PREFIX not in care.split("I feel happy")[1]  # the care question never sees the other tail
 
 
 def test_batched_classification_matches_one_by_one(tiny_loaded) -> None:
@@ -257,8 +266,26 @@ def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded) -> N
     for cached, text in zip(analyst.classify_batch(texts), texts, strict=True):
         reference = analyst.classify_uncached(text)
         assert cached.label == reference.label
+        assert cached.care == pytest.approx(reference.care, abs=1e-5)
         for label in reference.probs:
-            assert cached.probs[label] == pytest.approx(reference.probs[label], abs=1e-4)
+            assert cached.probs[label] == pytest.approx(reference.probs[label], abs=1e-5)
+
+
+def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> None:
+    """The shared pass (custom mask, care tail positions) gives the log-probs of two plain full prompts."""
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, calibrate=False)
+    texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok", ""]
+
+    def reference(ids: list[int], answers: dict[str, list[int]]) -> list[float]:
+        with torch.inference_mode():
+            logits = tiny_loaded.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        return [torch.logsumexp(logprobs[token_ids], 0).item() for token_ids in answers.values()]
+
+    for text, shared in zip(texts, analyst.answer_logprobs(texts), strict=True):
+        expected = reference(analyst.prompt_ids(text), analyst.label_ids)
+        expected += reference(analyst.care_prompt_ids(text), analyst.care_ids)
+        assert list(shared) == pytest.approx(expected, abs=1e-4)
     assert len(analyst.prefix) > 20 and analyst.prefix.nbytes() > 0
 
 

@@ -211,11 +211,13 @@ async def test_privacy_explains_and_commands_are_listed(api: FakeBotApi, tmp_pat
     chat = api.private_chat(alice)
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
         api.send_command(chat, alice, "/privacy")
-        text = (await last_message_with(api, chat, "What I keep"))["text"]
+        privacy_message = await last_message_with(api, chat, "What I keep")
+        text = privacy_message["text"]
         api.send_command(chat, alice, "/help")
         help_text = (await last_message_with(api, chat, "/mood"))["text"]
     assert "/forget" in text and "/export" in text and "SQLite" in text
     assert "until you delete it with /forget" in text
+    assert "<b>" not in text and "bold" in {e["type"] for e in privacy_message["entities"]}, "sent as HTML"
     assert "/export" in help_text and "/privacy" in help_text
     assert {c["command"] for c in api.commands()} >= {"export", "privacy", "forget"}
 

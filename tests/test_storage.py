@@ -277,9 +277,14 @@ async def test_forget_deletes_only_that_users_rows(store: Store) -> None:
     await store.reset_context(chat_id=GROUP, user_id=ALICE)
     await store.reset_context(chat_id=GROUP, user_id=BOB)
     await say(store, BOB, "bob after reset", tg=42)
+    assert await store.add_care_event(1, 0.9)  # Alice's first message
+    assert (await store.counts())["care_events"] == 1
 
     assert await store.forget(chat_id=GROUP, user_id=ALICE) == 6  # 3 messages + 3 replies
-    assert await store.counts() == {"chats": 1, "users": 1, "messages": 7, "sentiments": 3, "conversations": 1}
+    assert await store.counts() == {
+        "chats": 1, "users": 1, "messages": 7, "sentiments": 3, "conversations": 1, "care_events": 0
+    }
+    assert not await store.add_care_event(1, 0.9), "a forgotten message can't get a care event"
     assert await store.history(chat_id=GROUP, user_id=ALICE) == []
     assert (await store.export_user(chat_id=GROUP, user_id=ALICE)) == {
         "chat_id": GROUP,
@@ -304,7 +309,9 @@ async def test_forget_keeps_user_row_while_they_have_other_chats(store: Store) -
     assert (await store.export_user(chat_id=ALICE, user_id=ALICE))["user"] == {"first_name": "Alice", "username": None}
 
     assert await store.forget(chat_id=ALICE, user_id=ALICE) == 2
-    assert await store.counts() == {"chats": 0, "users": 0, "messages": 0, "sentiments": 0, "conversations": 0}
+    assert await store.counts() == {
+        "chats": 0, "users": 0, "messages": 0, "sentiments": 0, "conversations": 0, "care_events": 0
+    }
 
 
 async def _forget_secret_and_read_files(db_path: Path, secret: str) -> list[bytes]:
@@ -471,7 +478,10 @@ async def test_export_user(store: Store) -> None:
                 "edited_at": None,
                 "telegram_message_id": 10,
                 "reply_to": None,
-                "sentiment": {"label": "positive", "score": 0.6, "probs": {"positive": 0.9}, "model": "test-model"},
+                "sentiment": {
+                    "label": "positive", "score": 0.6, "probs": {"positive": 0.9}, "model": "test-model", "care": 0.0
+                },
+                "help_offered_at": None,
             },
             {
                 "id": reply_id,
@@ -482,6 +492,7 @@ async def test_export_user(store: Store) -> None:
                 "telegram_message_id": 11,
                 "reply_to": question.id,
                 "sentiment": None,
+                "help_offered_at": None,
             },
         ],
     }

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
-    "positive Positive negative Negative neutral Neutral",
+    "positive Positive negative Negative neutral Neutral yes Yes no No Sentiment:",
     "system user assistant Message: You are a sentiment classifier.",
     "I love this, what a great day! I feel happy and grateful.",
     "This is terrible, I hate it. I feel sad and lonely.",

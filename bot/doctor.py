@@ -1,0 +1,136 @@
+"""``moodbot doctor``: check the config, the token, the database and the model, one line each.
+
+Meant for a self-hoster before ``systemctl enable --now``: every check runs the way ``moodbot run`` would (same
+config, same Bot API URL, same database path, same model loading), prints ``ok  NAME: …`` or ``FAIL NAME: …``, and
+the exit code is 0 only when all passed. The token and other secrets never appear in the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import aiosqlite
+from telegram import Bot
+from telegram.error import InvalidToken, TelegramError
+
+from bot.cli import secrets_of
+from bot.config import Config, ConfigError, load_config
+from bot.logs import configure_logging
+from engine import EngineError, create_engine
+from storage import Store
+
+PROBE_TABLE = "moodbot_doctor_probe"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: its name, whether it passed, and one line of detail."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        """``ok  name: detail`` or ``FAIL name: detail``."""
+        return f"{'ok ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[str, str] | None = None) -> int:
+    """Run every check, print one line each to ``out`` (stdout); 0 when all passed, else 1."""
+    out = out or sys.stdout
+    try:
+        config = load_config(config_path, environ=environ)
+    except ConfigError as exc:
+        print(Check("config", False, str(exc)).line(), file=out, flush=True)
+        return 1
+    secrets = secrets_of(config)
+    configure_logging("WARNING", secrets=secrets)  # the checks' own lines are the output; only problems are logged
+    where = str(config_path) if config_path is not None else "built-in defaults (no config file)"
+    checks = [Check("config", True, f"{where} ({config.telegram.mode} mode)")]
+    print(checks[0].line(), file=out, flush=True)
+
+    async def run_checks() -> None:
+        for check in (check_token, check_database, check_model):
+            result = await check(config)
+            checks.append(result)
+            print(redact(result.line(), secrets), file=out, flush=True)
+
+    asyncio.run(run_checks())
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every non-empty secret replaced by ``[REDACTED]``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    return text
+
+
+async def check_token(config: Config) -> Check:
+    """getMe through the configured Bot API URL: does Telegram (or a self-hosted server) accept the token?"""
+    try:
+        token = config.require_token()
+    except ConfigError as exc:
+        return Check("token", False, str(exc))
+    server = urlsplit(config.telegram.base_url).netloc or config.telegram.base_url
+    bot = Bot(token, base_url=config.telegram.base_url)
+    try:
+        await bot.initialize()  # calls getMe
+        me = bot.bot
+    except InvalidToken as exc:
+        # PTB re-raises with the token in the message; the server's own words are in the cause.
+        said = exc.__cause__.message if isinstance(exc.__cause__, TelegramError) else "the token was rejected"
+        return Check("token", False, f"getMe said {said} ({server})")
+    except TelegramError as exc:
+        return Check("token", False, f"getMe failed at {server}: {exc.message}")
+    finally:
+        await bot.shutdown()
+    return Check("token", True, f"@{me.username} (id {me.id}) via {server}")
+
+
+async def check_database(config: Config) -> Check:
+    """Open (creating and migrating it if new) the database at ``storage.path``, then write and roll back."""
+    path = config.storage.database
+    try:
+        store = await Store.open(path)
+        try:
+            counts = await store.counts()
+        finally:
+            await store.close()
+        await _probe_write(path)
+    except (OSError, sqlite3.Error) as exc:
+        return Check("database", False, f"{path}: {exc}")
+    return Check("database", True, f"{path} (writable, {counts['messages']} messages)")
+
+
+async def _probe_write(path: Path) -> None:
+    """A write SQLite really attempts (a read-only file fails here), then rolled back: nothing is left behind."""
+    async with aiosqlite.connect(str(path), isolation_level=None) as db:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute(f"CREATE TABLE {PROBE_TABLE} (x INTEGER)")
+            await db.execute(f"INSERT INTO {PROBE_TABLE} VALUES (1)")
+        finally:
+            await db.execute("ROLLBACK")
+
+
+async def check_model(config: Config) -> Check:
+    """Start the engine (load the model, or whatever a remote backend checks at start), then close it."""
+    engine = create_engine(config.engine)
+    try:
+        await engine.start()
+        name = engine.model_name
+    except EngineError as exc:
+        return Check("model", False, str(exc))
+    except Exception as exc:  # a doctor reports every failure as its line rather than a traceback
+        return Check("model", False, f"{type(exc).__name__}: {exc}")
+    finally:
+        await engine.close()
+    return Check("model", True, f"{name} loaded and closed")

@@ -1,0 +1,235 @@
+"""Who may use the bot and how fast, through the fake Bot API with a scripted engine: ``allowed_chat_ids``,
+``admin_user_ids`` and ``/stats``, the per-user rate limit, and the plain-text resend of a formatted message that
+Telegram can't parse. The rate limiter's own arithmetic is tested on a fake clock."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import render
+from bot.config import GroupsConfig, LimitsConfig
+from bot.context import SERVICES_KEY
+from bot.ratelimit import PRUNE_EVERY, RateLimiter
+from tests.e2e import config_for, running_bot
+from tests.fakebotapi import BOT_USER, ApiError, FakeBotApi, _parse_html
+from tests.fakeengine import ScriptedEngine
+
+MENTION = f"@{BOT_USER['username']}"
+
+
+def rows(database: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(database) as db:
+        return db.execute(sql).fetchall()
+
+
+async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
+    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
+
+    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
+        messages = fake.sent_messages(chat["id"])
+        last = messages[-1] if messages else {}
+        return last if needle in last.get("text", last.get("caption", "")) else None
+
+    return await api.wait_for(latest)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- allowlists ----------------------------------------------------------------------------------------------------
+
+
+async def test_an_allowed_chat_admits_a_stranger_there_and_nowhere_else(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    alice, eve = api.user(1, "Alice"), api.user(5, "Eve")
+    allowed, other = api.group_chat(-1001, "Allowed"), api.group_chat(-1002, "Other")
+    config = config_for(api, tmp_path, allowed_user_ids=(1,), allowed_chat_ids=(-1001,))
+    async with running_bot(config, engine=engine):
+        api.send_text(allowed, eve, f"{MENTION} a good day")
+        await last_message_with(api, allowed, "echo: a good day")
+        eve_private = api.private_chat(eve)
+        api.send_text(eve_private, eve, "a bad day")
+        api.send_text(eve_private, eve, "still there?")
+        api.send_command(eve_private, eve, "/mood")
+        await last_message_with(api, eve_private, render.REFUSAL_TEXT)
+        api.send_text(other, eve, f"{MENTION} hello?")
+        api.send_text(other, alice, f"{MENTION} a good morning")  # Alice is allowed everywhere
+        await last_message_with(api, other, "echo: a good morning")
+    assert api.sent_texts(eve_private["id"]) == [render.REFUSAL_TEXT], "one refusal, however often she writes"
+    assert api.sent_texts(other["id"]) == ["echo: a good morning"], "no second refusal in another chat"
+    assert sorted(engine.classified) == ["a good day", "a good morning"], "no model work for refused messages"
+    assert rows(tmp_path / "bot.db", "SELECT chat_id, text FROM messages WHERE role = 'user' ORDER BY id") == [
+        (-1001, "a good day"), (-1002, "a good morning")
+    ]
+
+
+async def test_group_chatter_of_a_refused_user_gets_no_refusal_and_is_not_logged(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    alice, eve = api.user(1, "Alice"), api.user(5, "Eve")
+    group = api.group_chat()
+    config = config_for(api, tmp_path, allowed_user_ids=(1,), groups=GroupsConfig(log_all=True))
+    async with running_bot(config, engine=ScriptedEngine()):
+        api.send_text(group, eve, "a good day among friends")  # not meant for the bot: silence
+        api.send_text(group, eve, f"{MENTION} can I talk to you?")  # meant for it: one refusal
+        api.send_text(group, alice, f"{MENTION} a good morning")
+        await last_message_with(api, group, "echo: a good morning")
+    assert api.sent_texts(group["id"]) == [render.REFUSAL_TEXT, "echo: a good morning"]
+    assert rows(tmp_path / "bot.db", "SELECT user_id FROM messages WHERE role = 'user'") == [(1,)]
+
+
+# -- admins and /stats ------------------------------------------------------------------------------------------
+
+
+async def test_admin_gets_stats_others_a_polite_refusal(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine(queue_depth=3)
+    alice, admin = api.user(1, "Alice"), api.user(9, "Admin")
+    config = config_for(api, tmp_path, allowed_user_ids=(1,), admin_user_ids=(9,))
+    alice_chat, admin_chat = api.private_chat(alice), api.private_chat(admin)
+    async with running_bot(config, engine=engine):
+        api.send_text(alice_chat, alice, "a good day")
+        await last_message_with(api, alice_chat, "echo: a good day")
+        api.send_command(alice_chat, alice, "/stats")
+        refusal = await last_message_with(api, alice_chat, render.ADMIN_ONLY_TEXT)
+        api.send_command(admin_chat, admin, "/stats")
+        stats = await last_message_with(api, admin_chat, "Moodbot stats")
+    assert refusal["text"] == render.ADMIN_ONLY_TEXT
+    text = stats["text"]
+    assert "Chats: 1" in text and "Users: 1" in text and "Messages: 2 (with a mood: 1)" in text
+    assert "Engine queue: 3" in text
+    assert re.search(r"Database: \d+(\.\d)? (KB|MB)", text), text
+    assert "<b>" not in text and {"type": "bold", "offset": 0, "length": 16} in stats["entities"]
+    assert "stats" not in {c["command"] for c in api.commands()}, "not in the public command menu"
+
+
+async def test_an_admin_outside_the_allowlist_is_let_in(api: FakeBotApi, tmp_path: Path) -> None:
+    admin = api.user(9, "Admin")
+    config = config_for(api, tmp_path, allowed_user_ids=(1,), admin_user_ids=(9,))
+    async with running_bot(config, engine=ScriptedEngine()):
+        api.send_text(api.private_chat(admin), admin, "a good day")
+        await last_message_with(api, api.private_chat(admin), "echo: a good day")
+    assert render.REFUSAL_TEXT not in api.sent_texts(9)
+
+
+# -- rate limit ----------------------------------------------------------------------------------------------------
+
+
+async def test_over_the_rate_limit_one_slow_down_no_replies_and_every_message_stored(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    engine = ScriptedEngine()
+    alice, admin = api.user(1, "Alice"), api.user(9, "Admin")
+    chat, admin_chat = api.private_chat(alice), api.private_chat(admin)
+    database = tmp_path / "bot.db"
+    clock = FakeClock()
+    config = config_for(api, tmp_path, admin_user_ids=(9,), limits=LimitsConfig(messages_per_minute=2, burst=2))
+    async with running_bot(config, engine=engine) as application:
+        application.bot_data[SERVICES_KEY].rate_limiter.clock = clock
+        for n in range(1, 6):
+            api.send_text(chat, alice, f"a good day {n}")
+        api.send_command(chat, alice, "/help")
+        await last_message_with(api, chat, "/mood")
+        texts = api.sent_texts(chat["id"])
+        assert texts[:2] == ["echo: a good day 1", "echo: a good day 2"]
+        assert texts[2] == render.SLOW_DOWN_TEXT.format(seconds=30), "one token back every 30 s"
+        assert len(texts) == 4, "one notice for the three messages over the limit, then /help"
+
+        clock.now += 30  # one token back: one more reply, and a fresh notice for the next spell
+        api.send_text(chat, alice, "a good day 6")
+        api.send_text(chat, alice, "a good day 7")
+        await api.wait_for_messages(chat["id"], count=6)
+
+        for n in range(1, 5):  # admins are never limited
+            api.send_text(admin_chat, admin, f"admin {n}")
+        await last_message_with(api, admin_chat, "echo: admin 4")
+    assert api.sent_texts(chat["id"])[4:] == ["echo: a good day 6", render.SLOW_DOWN_TEXT.format(seconds=30)]
+    assert [m for _, m in engine.seen_histories if m.startswith("a good")] == [
+        "a good day 1", "a good day 2", "a good day 6"
+    ]
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'user'") == [(7,)]
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'assistant'") == [(3,)]
+    classified = "SELECT COUNT(*) FROM sentiments s JOIN messages m ON m.id = s.message_id WHERE m.user_id = 1"
+    assert rows(database, classified) == [(7,)], "limited messages still count in /mood"
+
+
+def test_rate_limiter_refills_and_warns_once_per_spell() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(messages_per_minute=6, burst=3, clock=clock)  # one token per 10 s
+    assert [limiter.check(1).allowed for _ in range(3)] == [True, True, True]
+    first, second = limiter.check(1), limiter.check(1)
+    assert not first.allowed and first.notify and first.wait_seconds == 10
+    assert not second.allowed and not second.notify
+    assert limiter.check(2).allowed, "buckets are per user"
+    clock.now += 4
+    assert limiter.check(1).wait_seconds == 6
+    clock.now += 6
+    assert limiter.check(1).allowed
+    refused = limiter.check(1)
+    assert not refused.allowed and refused.notify, "a new spell gets a new notice"
+    clock.now += 3600
+    assert [limiter.check(1).allowed for _ in range(4)] == [True, True, True, False], "never more than the burst"
+
+
+def test_rate_limiter_off_and_pruned() -> None:
+    off = RateLimiter(messages_per_minute=0, burst=1)
+    assert not off.enabled and all(off.check(1).allowed for _ in range(100)) and len(off) == 0
+    clock = FakeClock()
+    limiter = RateLimiter(messages_per_minute=60, burst=1, clock=clock)
+    for key in range(PRUNE_EVERY - 1):
+        limiter.check(key)
+    clock.now += 2  # every bucket has refilled: it is the same as having none
+    limiter.check(-1)
+    assert len(limiter) == 1
+
+
+# -- formatted sends ----------------------------------------------------------------------------------------------
+
+
+async def test_a_formatted_message_telegram_cannot_parse_is_resent_as_plain_text(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        api.send_command(chat, alice, "/help")
+        formatted = await last_message_with(api, chat, "/mood")
+        api.fail_parse_mode_once = True
+        api.send_command(chat, alice, "/help")
+        await api.wait_for_messages(chat["id"], count=2)
+    first, plain = api.sent_messages(chat["id"])
+    assert formatted["entities"] and first["text"] == formatted["text"]
+    assert plain["text"] == render.html_to_plain(render.HELP_HTML) == first["text"], "same words, no markup"
+    assert "entities" not in plain
+    calls = api.calls_of("sendMessage")[-2:]
+    assert [c.status for c in calls] == [400, 200]
+    assert calls[0].params["parse_mode"] == "HTML" and "parse_mode" not in calls[1].params
+
+
+def test_html_to_plain_and_human_bytes() -> None:
+    assert render.html_to_plain("<b>a &lt;b&gt; &amp; c</b>") == "a <b> & c"
+    assert render.human_bytes(512) == "512 B" and render.human_bytes(1536) == "1.5 KB"
+    assert render.human_bytes(3 * 1024**3) == "3.0 GB"
+
+
+def test_the_fake_bot_api_parses_html_like_telegram() -> None:
+    text, entities = _parse_html("<b>📊 Hi</b> &lt;you&gt; &amp; <a href='https://x.y'>me</a>")
+    assert text == "📊 Hi <you> & me"
+    assert entities == [
+        {"type": "bold", "offset": 0, "length": 5},
+        {"type": "text_link", "url": "https://x.y", "offset": 14, "length": 2},
+    ]
+    for bad in ("<b>unclosed", "a < b", "<blink>no</blink>", "</b>"):
+        with pytest.raises(ApiError, match="can't parse entities"):
+            _parse_html(bad)

@@ -1,0 +1,117 @@
+"""Care when it matters: a message signalling a crisis gets help resources in its language, and the event is logged."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot import render
+from bot.config import DEFAULT_CARE_MESSAGE, DEFAULT_CARE_MESSAGE_ZH, CareConfig, ConfigError, config_from_dict
+from tests.e2e import config_for, running_bot
+from tests.fakebotapi import FakeBotApi
+from tests.fakeengine import ScriptedEngine
+from tests.test_privacy import answered, last_message_with
+
+
+def care_rows(database: Path) -> list[tuple]:
+    with sqlite3.connect(database) as db:
+        return db.execute(
+            "SELECT m.text, c.probability FROM care_events c JOIN messages m ON m.id = c.message_id ORDER BY m.id"
+        ).fetchall()
+
+
+async def wait_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
+    def finished(fake: FakeBotApi) -> list[str] | None:
+        texts = fake.sent_texts(chat_id)
+        return texts if len(texts) >= count and not any(t.endswith(" …") for t in texts) else None
+
+    return await api.wait_for(finished)
+
+
+async def test_a_crisis_message_gets_the_reply_then_help_and_is_logged(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    config = config_for(api, tmp_path)
+    async with running_bot(config, engine=ScriptedEngine()):
+        api.send_text(chat, alice, "some days I want to hurt myself")
+        texts = await wait_texts(api, chat["id"], 2)
+        api.send_text(chat, alice, "a good day")
+        await wait_texts(api, chat["id"], 3)
+    assert texts == ["echo: some days I want to hurt myself", DEFAULT_CARE_MESSAGE]
+    assert care_rows(config.storage.database) == [("some days I want to hurt myself", 0.9)]
+    assert api.sent_texts(chat["id"])[2] == "echo: a good day", "an ordinary message gets no help message"
+
+
+async def test_the_help_message_follows_the_persons_language(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        api.send_text(chat, alice, "我真的不想活了")
+        texts = await wait_texts(api, chat["id"], 2)
+    assert texts[1] == DEFAULT_CARE_MESSAGE_ZH
+
+
+async def test_help_is_sent_even_when_the_engine_is_too_busy_to_reply(api: FakeBotApi, tmp_path: Path) -> None:
+    class BusyReplies(ScriptedEngine):
+        def reply(self, history, message):  # type: ignore[no-untyped-def]
+            from engine import EngineBusy
+
+            raise EngineBusy()
+
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    custom = CareConfig(message="Call 555-0100, any time.")
+    config = config_for(api, tmp_path, care=custom)
+    async with running_bot(config, engine=BusyReplies()):
+        api.send_text(chat, alice, "I want to hurt myself")
+        texts = await wait_texts(api, chat["id"], 2)
+    assert texts[1] == "Call 555-0100, any time."
+    assert len(care_rows(config.storage.database)) == 1
+
+
+async def test_care_can_be_turned_off(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    config = config_for(api, tmp_path, care=CareConfig(enabled=False))
+    async with running_bot(config, engine=ScriptedEngine()):
+        api.send_text(chat, alice, "I want to hurt myself")
+        await wait_texts(api, chat["id"], 1)
+        api.send_text(chat, alice, "a good day")
+        texts = await wait_texts(api, chat["id"], 2)
+    assert texts == ["echo: I want to hurt myself", "echo: a good day"]
+    assert care_rows(config.storage.database) == []
+    with sqlite3.connect(config.storage.database) as db:  # the probability is still kept with the mood
+        assert db.execute("SELECT MAX(care) FROM sentiments").fetchone() == (0.9,)
+
+
+async def test_export_shows_the_care_event_and_forget_deletes_it(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    config = config_for(api, tmp_path)
+    async with running_bot(config, engine=ScriptedEngine()):
+        api.send_text(chat, alice, "I want to hurt myself")
+        await wait_texts(api, chat["id"], 2)
+        api.send_command(chat, alice, "/export")
+        [call] = await api.wait_for_call("sendDocument")
+        data = json.loads(call.files["document"])
+        first = data["messages"][0]
+        assert first["sentiment"]["care"] == 0.9 and first["help_offered_at"] is not None
+        api.send_command(chat, alice, "/forget")
+        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        query_id = api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
+        await last_message_with(api, chat, "deleted everything")
+        assert await answered(api, query_id)
+    assert care_rows(config.storage.database) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [({"threshold": 0}, "care.threshold"), ({"threshold": 1.5}, "care.threshold"), ({"message": " "}, "care.message"),
+     ({"enabled": "yes"}, "care.enabled")],
+)
+def test_care_config_errors_name_the_key(values: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config_from_dict({"care": values})

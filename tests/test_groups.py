@@ -1,0 +1,114 @@
+"""Groups through the fake Bot API with a scripted engine: which messages are stored, classified and answered with
+``[groups] log_all`` off (the default) and on, and what group ``/mood`` and ``/privacy`` say about it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from bot import render
+from bot.config import GroupsConfig
+from tests.e2e import config_for, running_bot
+from tests.fakebotapi import BOT_USER, FakeBotApi
+from tests.fakeengine import ScriptedEngine
+
+MENTION = f"@{BOT_USER['username']}"
+
+
+def rows(database: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(database) as db:
+        return db.execute(sql).fetchall()
+
+
+async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
+    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
+
+    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
+        messages = fake.sent_messages(chat["id"])
+        last = messages[-1] if messages else {}
+        return last if needle in last.get("text", last.get("caption", "")) else None
+
+    return await api.wait_for(latest)
+
+
+async def chatter_then_mention(api: FakeBotApi, group: dict, alice: dict, bob: dict) -> None:
+    """Alice chats among friends (not to the bot), Bob talks to the bot; waits for the bot's answer to Bob."""
+    api.send_text(group, alice, "a good day among friends")
+    api.send_text(group, bob, f"{MENTION} a bad day")
+    await last_message_with(api, group, "echo: a bad day")
+
+
+async def test_without_log_all_unaddressed_group_messages_are_neither_stored_nor_classified(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    engine = ScriptedEngine()
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    group = api.group_chat()
+    database = tmp_path / "bot.db"
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        await chatter_then_mention(api, group, alice, bob)
+        api.send_command(group, bob, "/mood")
+        mood = await last_message_with(api, group, "This chat's mood")
+        api.send_command(group, alice, "/privacy")
+        privacy = await last_message_with(api, group, "What I keep")
+    assert engine.classified == ["a bad day"], "Alice's chatter never reached the model"
+    assert rows(database, "SELECT user_id, role, text FROM messages ORDER BY id") == [
+        (2, "user", "a bad day"), (2, "assistant", "echo: a bad day")
+    ]
+    assert rows(database, "SELECT id FROM users") == [(2,)], "nothing about Alice is kept"
+    assert "Messages: 1" in mood["caption"] and "Alice" not in mood["caption"]
+    assert render.GROUP_MOOD_ADDRESSED_NOTE in mood["caption"]
+    assert render.GROUP_LOGS_ADDRESSED_TEXT in privacy["text"]
+
+
+async def test_with_log_all_every_group_message_is_stored_and_classified_but_only_mentions_answered(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    engine = ScriptedEngine()
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    group = api.group_chat()
+    database = tmp_path / "bot.db"
+    config = config_for(api, tmp_path, groups=GroupsConfig(log_all=True))
+    async with running_bot(config, engine=engine):
+        await chatter_then_mention(api, group, alice, bob)
+        api.send_command(group, bob, "/mood")
+        mood = await last_message_with(api, group, "This chat's mood")
+        api.send_command(group, alice, "/privacy")
+        privacy = await last_message_with(api, group, "What I keep")
+    assert sorted(engine.classified) == ["a bad day", "a good day among friends"]
+    assert [m for _, m in engine.seen_histories] == ["a bad day"], "the chatter got no reply"
+    assert rows(database, "SELECT user_id, role, text FROM messages ORDER BY id") == [
+        (1, "user", "a good day among friends"), (2, "user", "a bad day"), (2, "assistant", "echo: a bad day")
+    ]
+    assert rows(database, "SELECT label FROM sentiments ORDER BY message_id") == [("positive",), ("negative",)]
+    answered = [m for m in api.sent_messages(group["id"]) if "echo" in m.get("text", "")]
+    assert len(answered) == 1
+    caption = mood["caption"]
+    assert "Messages: 2" in caption and "Alice" in caption and "Bob" in caption
+    assert render.GROUP_MOOD_ALL_NOTE in caption
+    assert render.GROUP_LOGS_ALL_TEXT in privacy["text"]
+
+
+async def test_with_log_all_an_edit_of_group_chatter_updates_its_mood_without_a_reply(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    group = api.group_chat()
+    database = tmp_path / "bot.db"
+    async with running_bot(config_for(api, tmp_path, groups=GroupsConfig(log_all=True)), engine=engine):
+        message_id = api.send_text(group, alice, "a good day")
+        api.edit_text(group, alice, message_id, "actually a bad day")
+        api.send_command(group, alice, "/help")
+        await last_message_with(api, group, "/mood")
+    assert rows(database, "SELECT text FROM messages") == [("actually a bad day",)]
+    assert rows(database, "SELECT label FROM sentiments") == [("negative",)]
+    assert len(api.sent_messages(group["id"])) == 1, "only /help was answered"
+
+
+def test_privacy_text_says_which_group_messages_are_kept() -> None:
+    assert "only read messages that mention me or reply to me" in render.privacy_text(0, False)
+    kept_all = render.privacy_text(0, True)
+    assert "each text message" in kept_all and "only answer messages that mention me" in kept_all
+    assert "<" not in kept_all, "the plain version has no markup"
