@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from bot.config import CareConfig
-from engine import ChatTurn, Engine, EngineBusy, Sentiment
+from engine import ChatTurn, Engine, EngineBusy, EngineError, Sentiment
 from storage import SentimentRecord, Store, StoredMessage
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class Conversations:
             sentiment = await self.engine.classify(self.view(message))
         except EngineBusy:
             logger.warning("engine busy: message %d left for the back-fill", message.id)
+            return None
+        except EngineError as exc:  # e.g. a remote server down after its retries: same as busy, nothing lost
+            logger.warning("engine error (%s): message %d left for the back-fill", exc, message.id)
             return None
         await self.store.add_sentiment(message.id, self._record(sentiment))
         return sentiment

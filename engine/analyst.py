@@ -33,6 +33,7 @@ from engine.values import Sentiment
 from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
 MAX_MESSAGE_TOKENS = 512  # longer messages are classified on their beginning
+BATCH_TOKENS = 2048  # padded tokens per classification forward pass (a bigger batch is split by length)
 
 # Token kinds in a classification row.
 _PAD, _MESSAGE, _SENTIMENT_TAIL, _CARE_TAIL = 0, 1, 2, 3
@@ -108,8 +109,29 @@ class Analyst:
         return self.prefix.prefix_ids + self.message_ids(text) + self.care_tail_ids
 
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
-        """Classify several messages in one forward pass over the cached prefix; each sees only its own message."""
-        return [self.verdict(text, answers) for text, answers in zip(texts, self.answer_logprobs(texts), strict=True)]
+        """Classify several messages over the cached prefix, each seeing only its own message.
+
+        Messages are grouped by length so short ones are not padded to a long one's width: each group is one
+        forward pass of at most ``BATCH_TOKENS`` (padded) tokens.
+        """
+        lengths = [len(self.message_ids(text)) for text in texts]
+        answers: dict[int, AnswerLogprobs] = {}
+        for group in self._length_groups(lengths):
+            for index, result in zip(group, self.answer_logprobs([texts[i] for i in group]), strict=True):
+                answers[index] = result
+        return [self.verdict(text, answers[i]) for i, text in enumerate(texts)]
+
+    def _length_groups(self, lengths: list[int]) -> list[list[int]]:
+        """Message indices, shortest first, in groups whose padded size stays within BATCH_TOKENS."""
+        tails = len(self.sentiment_tail_ids) + len(self.care_tail_ids)
+        groups: list[list[int]] = []
+        for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+            width = lengths[index] + tails  # the group's widest so far: indices come shortest first
+            if groups and width * (len(groups[-1]) + 1) <= BATCH_TOKENS:
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+        return groups
 
     def verdict(self, text: str, answers: AnswerLogprobs) -> Sentiment:
         """The Sentiment for one message's answer log-probabilities, calibrated for its script."""

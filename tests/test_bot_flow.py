@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from bot.render import BUSY_TEXT, FAILED_TEXT
 from tests.e2e import config_for, running_bot
@@ -94,6 +97,22 @@ async def test_busy_engine_gets_a_polite_answer_and_the_backfill_classifies_late
         api.send_command(api.private_chat(alice), alice, "/help")
         await api.wait_for_messages(1, count=2)
     assert rows(database, "SELECT label FROM sentiments") == [("negative",)]
+
+
+async def test_an_engine_error_on_classify_is_treated_like_busy(api: FakeBotApi, tmp_path: Path) -> None:
+    """A remote inference server that is down (after its retries) costs a polite answer, never the message."""
+    from engine import EngineError
+
+    class Unreachable(ScriptedEngine):
+        async def classify(self, text: str):  # type: ignore[no-untyped-def]
+            raise EngineError("cannot reach the inference server at http://127.0.0.1:9/v1")
+
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=Unreachable()):
+        api.send_text(api.private_chat(alice), alice, "a bad day")
+        [busy] = await api.wait_for_messages(1)
+    assert busy["text"] == BUSY_TEXT
+    assert rows(tmp_path / "bot.db", "SELECT text FROM messages") == [("a bad day",)]
 
 
 async def test_a_redelivered_update_is_answered_once(api: FakeBotApi, tmp_path: Path) -> None:
@@ -196,3 +215,22 @@ async def test_every_common_non_text_kind_gets_a_friendly_answer(api: FakeBotApi
     assert len(texts) == len(senders)
     assert all(text and "error" not in text.lower() and "wrong" not in text.lower() for text in texts)
     assert len(set(texts)) >= 9, "each kind gets its own wording"
+
+
+@pytest.mark.parametrize("include_text", [False, True])
+async def test_one_log_line_per_handled_message_with_text_only_when_asked(
+    api: FakeBotApi, tmp_path: Path, caplog: pytest.LogCaptureFixture, include_text: bool
+) -> None:
+    from dataclasses import replace
+
+    from bot.config import LoggingConfig
+
+    alice = api.user(1, "Alice")
+    config = replace(config_for(api, tmp_path), logging=LoggingConfig(include_text=include_text))
+    with caplog.at_level(logging.INFO, logger="bot.handlers"):
+        async with running_bot(config, engine=ScriptedEngine()):
+            api.send_text(api.private_chat(alice), alice, "a very private good thought")
+            await final_texts(api, 1, 1)
+    [line] = [r.getMessage() for r in caplog.records if "handled message" in r.getMessage()]
+    assert "classify" in line and "reply" in line and "queue 0" in line
+    assert ("a very private good thought" in line) is include_text

@@ -397,3 +397,19 @@ async def test_concurrent_replies_through_the_engine_match_sequential_ones(tiny_
         assert engine.tokens_generated > 0
     finally:
         await engine.close()
+
+
+def test_a_batch_of_mixed_lengths_is_split_by_length_and_keeps_its_order(tiny_loaded, monkeypatch) -> None:
+    import engine.analyst as analyst_module
+
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    texts = ["ok", "I love this " * 30, "sad", "This is terrible, I hate it " * 12, "good day"]
+    alone = [analyst.classify_batch([text])[0] for text in texts]
+    passes: list[int] = []
+    answer_logprobs = analyst.answer_logprobs
+    monkeypatch.setattr(analyst, "answer_logprobs", lambda batch: passes.append(len(batch)) or answer_logprobs(batch))
+    monkeypatch.setattr(analyst_module, "BATCH_TOKENS", 300)
+    together = analyst.classify_batch(texts)
+    assert len(passes) > 1 and sum(passes) == len(texts), "split into several passes, each message once"
+    for one, batched in zip(alone, together, strict=True):
+        assert batched.score == pytest.approx(one.score, abs=1e-5) and batched.care == pytest.approx(one.care, abs=1e-5)
