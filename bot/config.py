@@ -115,7 +115,7 @@ class CareConfig:
     """``[care]``: what the bot adds to its reply when a message signals self-harm or a crisis."""
 
     enabled: bool = True
-    threshold: float = 0.5  # the analyst's crisis probability at or above which the help message is added
+    threshold: float = 0.9  # the analyst's crisis probability at or above which the help message is added
     message: str = DEFAULT_CARE_MESSAGE
     message_zh: str = DEFAULT_CARE_MESSAGE_ZH
 
@@ -257,7 +257,7 @@ def _check_values(section: str, values: dict[str, Any]) -> None:
         raise ConfigError(f"{section}.{key}: {why}, got {values[key]!r}")
 
     if section == "care":
-        if not 0 < values.get("threshold", 0.5) <= 1:
+        if not 0 < values.get("threshold", 0.9) <= 1:
             fail("threshold", "must be in (0, 1]")
         for key in ("message", "message_zh"):
             if key in values and not values[key].strip():

@@ -139,7 +139,7 @@ async def classify_all(engine: Engine, texts: Sequence[str], concurrency: int = 
 
 
 async def evaluate(
-    engine: Engine, examples: Sequence[Example], *, data: str, care_threshold: float = 0.5,
+    engine: Engine, examples: Sequence[Example], *, data: str, care_threshold: float = 0.9,
     injection: bool = True, latency_sample: int = 20,
 ) -> EvalReport:
     """Run the whole evaluation on a started engine."""

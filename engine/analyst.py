@@ -18,6 +18,7 @@ from statistics import fmean
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from engine.care_phrases import with_phrase_floor
 from engine.chat_format import SLOT, split_prompt
 from engine.language import Script, script_of
 from engine.prefix import PrefixCache
@@ -138,7 +139,7 @@ class Analyst:
         positive, negative, yes, no = answers
         return sentiment_from_logprobs(
             positive, negative, bias=self.bias[script_of(text)], neutral_margin=self.neutral_margin,
-            care=care_from_logprobs(yes, no),
+            care=with_phrase_floor(text, care_from_logprobs(yes, no)),
         )
 
     @torch.inference_mode()

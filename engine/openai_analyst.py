@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
+from engine.care_phrases import with_phrase_floor
 from engine.language import script_of
 from engine.openai_wire import logsumexp, truncate_approx
 from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
@@ -149,7 +150,7 @@ def remote_sentiment(
     lean_removed = bias.get(script_of(text), 0.0) if labels.seen else 0.0  # no evidence: score 0, not the bias
     return sentiment_from_logprobs(
         labels.logprobs["positive"], labels.logprobs["negative"], bias=lean_removed,
-        neutral_margin=neutral_margin, care=care_probability,
+        neutral_margin=neutral_margin, care=with_phrase_floor(text, care_probability),
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from bot import render
 from bot.config import DEFAULT_CARE_MESSAGE, DEFAULT_CARE_MESSAGE_ZH, CareConfig, ConfigError, config_from_dict
+from engine.care_phrases import FLOOR, has_crisis_phrase, with_phrase_floor
 from tests.e2e import config_for, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
@@ -115,3 +116,23 @@ async def test_export_shows_the_care_event_and_forget_deletes_it(api: FakeBotApi
 def test_care_config_errors_name_the_key(values: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         config_from_dict({"care": values})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I've been thinking about killing myself", "i want to die", "I don't want to live anymore", "我不想活了",
+     "我想自杀", "suicidal thoughts again"],
+)
+def test_explicit_crisis_phrases_are_floored_high(text: str) -> None:
+    assert has_crisis_phrase(text)
+    assert with_phrase_floor(text, 0.1) == FLOOR
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["This traffic is killing me", "I'm dying to see the new movie!", "I wanted to die of embarrassment, haha",
+     "今天加班到很晚，累死了。", "这部电影笑死我了。", "What a killer soundtrack"],
+)
+def test_figures_of_speech_are_not_crisis_phrases(text: str) -> None:
+    assert not has_crisis_phrase(text)
+    assert with_phrase_floor(text, 0.3) == 0.3
