@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +13,37 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.config import CareConfig, Config, GroupsConfig, LimitsConfig, StorageConfig, TelegramConfig
 from engine import Engine, EngineSettings
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi
+
+MENTION = f"@{BOT_USER['username']}"
+
+
+def rows(database: Path, sql: str, *args: object) -> list[tuple]:
+    """The rows ``sql`` returns from the bot's SQLite database (read with the plain sqlite3 module)."""
+    with sqlite3.connect(database) as db:
+        return db.execute(sql, args).fetchall()
+
+
+async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
+    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
+
+    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
+        messages = fake.sent_messages(chat["id"])
+        last = messages[-1] if messages else {}
+        return last if needle in last.get("text", last.get("caption", "")) else None
+
+    return await api.wait_for(latest)
+
+
+async def final_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
+    """Wait until the bot has ``count`` finished messages in the chat (no streaming "…" left); return their texts."""
+
+    def finished(fake: FakeBotApi) -> list[str] | None:
+        texts = fake.sent_texts(chat_id)
+        done = len(texts) >= count and not any(t.endswith(" …") for t in texts)
+        return texts if done else None
+
+    return await api.wait_for(finished)
 
 
 def e2e_config(api: FakeBotApi, database: Path, model: Path, **telegram: Any) -> Config:

@@ -5,9 +5,7 @@ Telegram can't parse. The rate limiter's own arithmetic is tested on a fake cloc
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,27 +13,9 @@ from bot import render
 from bot.config import GroupsConfig, LimitsConfig
 from bot.context import SERVICES_KEY
 from bot.ratelimit import PRUNE_EVERY, RateLimiter
-from tests.e2e import config_for, running_bot
-from tests.fakebotapi import BOT_USER, ApiError, FakeBotApi, _parse_html
+from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.fakebotapi import ApiError, FakeBotApi, _parse_html
 from tests.fakeengine import ScriptedEngine
-
-MENTION = f"@{BOT_USER['username']}"
-
-
-def rows(database: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return db.execute(sql).fetchall()
-
-
-async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
-    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
-
-    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
-        messages = fake.sent_messages(chat["id"])
-        last = messages[-1] if messages else {}
-        return last if needle in last.get("text", last.get("caption", "")) else None
-
-    return await api.wait_for(latest)
 
 
 class FakeClock:

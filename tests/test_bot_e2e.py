@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from engine import LocalEngine
-from tests.e2e import e2e_config, running_bot
+from tests.e2e import e2e_config, rows, running_bot
 from tests.fakebotapi import FakeBotApi
 
 pytestmark = [pytest.mark.real_model, pytest.mark.asyncio(loop_scope="module")]
@@ -35,10 +34,6 @@ async def api():
     async with FakeBotApi() as fake:
         yield fake
 
-
-def rows(database: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return db.execute(sql, args).fetchall()
 
 
 async def wait_for_last_text(api: FakeBotApi, chat: dict, needle: str) -> str:

@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bot.render import BUSY_TEXT, FAILED_TEXT
-from tests.e2e import config_for, running_bot
+from tests.e2e import config_for, final_texts, rows, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
-
-
-async def final_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
-    """Wait until the bot has ``count`` finished messages in the chat (no streaming "…" left); return their texts."""
-
-    def finished(fake: FakeBotApi) -> list[str] | None:
-        texts = fake.sent_texts(chat_id)
-        done = len(texts) >= count and not any(t.endswith(" …") for t in texts)
-        return texts if done else None
-
-    return await api.wait_for(finished)
-
-
-def rows(database: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return db.execute(sql).fetchall()
 
 
 async def test_a_slow_reply_in_one_chat_does_not_delay_another_chat(api: FakeBotApi, tmp_path: Path) -> None:

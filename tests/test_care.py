@@ -11,10 +11,10 @@ import pytest
 from bot import render
 from bot.config import DEFAULT_CARE_MESSAGE, DEFAULT_CARE_MESSAGE_ZH, CareConfig, ConfigError, config_from_dict
 from engine.care_phrases import FLOOR, has_crisis_phrase, with_phrase_floor
-from tests.e2e import config_for, running_bot
+from tests.e2e import config_for, final_texts, last_message_with, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
-from tests.test_privacy import answered, last_message_with
+from tests.test_privacy import answered
 
 
 def care_rows(database: Path) -> list[tuple]:
@@ -24,23 +24,15 @@ def care_rows(database: Path) -> list[tuple]:
         ).fetchall()
 
 
-async def wait_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
-    def finished(fake: FakeBotApi) -> list[str] | None:
-        texts = fake.sent_texts(chat_id)
-        return texts if len(texts) >= count and not any(t.endswith(" …") for t in texts) else None
-
-    return await api.wait_for(finished)
-
-
 async def test_a_crisis_message_gets_the_reply_then_help_and_is_logged(api: FakeBotApi, tmp_path: Path) -> None:
     alice = api.user(1, "Alice")
     chat = api.private_chat(alice)
     config = config_for(api, tmp_path)
     async with running_bot(config, engine=ScriptedEngine()):
         api.send_text(chat, alice, "some days I want to hurt myself")
-        texts = await wait_texts(api, chat["id"], 2)
+        texts = await final_texts(api, chat["id"], 2)
         api.send_text(chat, alice, "a good day")
-        await wait_texts(api, chat["id"], 3)
+        await final_texts(api, chat["id"], 3)
     assert texts == ["echo: some days I want to hurt myself", DEFAULT_CARE_MESSAGE]
     assert care_rows(config.storage.database) == [("some days I want to hurt myself", 0.9)]
     assert api.sent_texts(chat["id"])[2] == "echo: a good day", "an ordinary message gets no help message"
@@ -51,7 +43,7 @@ async def test_the_help_message_follows_the_persons_language(api: FakeBotApi, tm
     chat = api.private_chat(alice)
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
         api.send_text(chat, alice, "我真的不想活了")
-        texts = await wait_texts(api, chat["id"], 2)
+        texts = await final_texts(api, chat["id"], 2)
     assert texts[1] == DEFAULT_CARE_MESSAGE_ZH
 
 
@@ -68,7 +60,7 @@ async def test_help_is_sent_even_when_the_engine_is_too_busy_to_reply(api: FakeB
     config = config_for(api, tmp_path, care=custom)
     async with running_bot(config, engine=BusyReplies()):
         api.send_text(chat, alice, "I want to hurt myself")
-        texts = await wait_texts(api, chat["id"], 2)
+        texts = await final_texts(api, chat["id"], 2)
     assert texts[1] == "Call 555-0100, any time."
     assert len(care_rows(config.storage.database)) == 1
 
@@ -79,9 +71,9 @@ async def test_care_can_be_turned_off(api: FakeBotApi, tmp_path: Path) -> None:
     config = config_for(api, tmp_path, care=CareConfig(enabled=False))
     async with running_bot(config, engine=ScriptedEngine()):
         api.send_text(chat, alice, "I want to hurt myself")
-        await wait_texts(api, chat["id"], 1)
+        await final_texts(api, chat["id"], 1)
         api.send_text(chat, alice, "a good day")
-        texts = await wait_texts(api, chat["id"], 2)
+        texts = await final_texts(api, chat["id"], 2)
     assert texts == ["echo: I want to hurt myself", "echo: a good day"]
     assert care_rows(config.storage.database) == []
     with sqlite3.connect(config.storage.database) as db:  # the probability is still kept with the mood
@@ -94,7 +86,7 @@ async def test_export_shows_the_care_event_and_forget_deletes_it(api: FakeBotApi
     config = config_for(api, tmp_path)
     async with running_bot(config, engine=ScriptedEngine()):
         api.send_text(chat, alice, "I want to hurt myself")
-        await wait_texts(api, chat["id"], 2)
+        await final_texts(api, chat["id"], 2)
         api.send_command(chat, alice, "/export")
         [call] = await api.wait_for_call("sendDocument")
         data = json.loads(call.files["document"])

@@ -3,33 +3,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 from bot import render
 from bot.config import GroupsConfig
-from tests.e2e import config_for, running_bot
-from tests.fakebotapi import BOT_USER, FakeBotApi
+from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
-
-MENTION = f"@{BOT_USER['username']}"
-
-
-def rows(database: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return db.execute(sql).fetchall()
-
-
-async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
-    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
-
-    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
-        messages = fake.sent_messages(chat["id"])
-        last = messages[-1] if messages else {}
-        return last if needle in last.get("text", last.get("caption", "")) else None
-
-    return await api.wait_for(latest)
 
 
 async def chatter_then_mention(api: FakeBotApi, group: dict, alice: dict, bob: dict) -> None:

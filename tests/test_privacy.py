@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,17 +16,12 @@ from bot import app as bot_app
 from bot import render
 from bot.config import Config, ConfigError, StorageConfig, load_config
 from storage import Store
-from tests.e2e import config_for, running_bot
-from tests.fakebotapi import BOT_USER, FakeBotApi
+from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
 
 ROOT = Path(__file__).resolve().parent.parent
-MENTION = f"@{BOT_USER['username']}"
 
-
-def rows(database: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return db.execute(sql).fetchall()
 
 
 async def wait_rows(database: Path, sql: str, expected: list[tuple], timeout: float = 5.0) -> None:
@@ -47,17 +41,6 @@ async def say(api: FakeBotApi, chat: dict, user: dict, text: str) -> None:
         return expected in fake.sent_texts(chat["id"])
 
     await api.wait_for(done)
-
-
-async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
-    """Wait until the bot's latest message in ``chat`` contains ``needle``; return that message."""
-
-    def latest(fake: FakeBotApi) -> dict[str, Any] | None:
-        messages = fake.sent_messages(chat["id"])
-        last = messages[-1] if messages else {}
-        return last if needle in last.get("text", last.get("caption", "")) else None
-
-    return await api.wait_for(latest)
 
 
 def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
