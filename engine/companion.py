@@ -7,48 +7,19 @@ replies and classifications can share the one model thread fairly (nobody waits 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-from transformers import (
-    DynamicCache,
-    LogitsProcessorList,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.chat_format import SLOT, encode_prompt, split_prompt
 from engine.guard import visible_reply
 from engine.prefix import PrefixCache
 from engine.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
 from engine.prompts import COMPANION_SYSTEM_PROMPT
+from engine.sampling import SamplingSettings
 from engine.values import ChatTurn
 
 TURN_OVERHEAD_TOKENS = 5  # <|im_start|>role\n … <|im_end|>\n
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How the next token is picked; temperature 0 means greedy (deterministic)."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-
-    def processors(self) -> LogitsProcessorList:
-        """transformers' logits processors for these settings."""
-        processors = LogitsProcessorList()
-        if self.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
-        if self.temperature > 0:
-            processors.append(TemperatureLogitsWarper(self.temperature))
-            if self.top_p < 1.0:
-                processors.append(TopPLogitsWarper(self.top_p))
-        return processors
 
 
 def trim_history(
@@ -115,7 +86,6 @@ class ReplyStream:
         self.generator = generator
         self.prompt_cache = prompt_cache
         self.reused_tokens = 0
-        self.processors = sampling.processors()
         self.generated: list[int] = []
         self.cache: DynamicCache | None = None
         self.shown = ""
@@ -179,12 +149,7 @@ class ReplyStream:
         return out.logits[:, -1, :].float()  # (1, vocab)
 
     def _pick(self, logits: torch.Tensor) -> int:
-        context = torch.tensor([self.prompt_ids + self.generated])
-        scores = self.processors(context, logits)
-        if self.sampling.temperature <= 0:
-            return int(scores.argmax(dim=-1))
-        probs = torch.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+        return self.sampling.pick(logits, self.prompt_ids + self.generated, self.generator)
 
     def _new_text(self) -> str:
         raw = self.tokenizer.decode(self.generated, skip_special_tokens=True)
