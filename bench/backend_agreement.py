@@ -53,7 +53,8 @@ def read_examples(path: Path, n: int) -> list[Example]:
 
 async def local_verdicts(gguf: Path, texts: Sequence[str], threads: int) -> list[Sentiment]:
     """The local engine's sentiments (fp32, all messages submitted at once so it batches them)."""
-    engine = LocalEngine(EngineSettings(model=str(gguf), precision="fp32", threads=threads, queue_size=len(texts)))
+    engine = LocalEngine(EngineSettings(model=str(gguf), precision="fp32", threads=threads, queue_size=len(texts),
+                                        care_question=True))
     await engine.start()
     try:
         return list(await asyncio.gather(*(engine.classify(t) for t in texts)))
@@ -65,7 +66,8 @@ async def remote_verdicts(gguf: Path, texts: Sequence[str]) -> list[tuple[Sentim
     """The server's sentiments, each with whether a label token was among its top logprobs at all."""
     with tempfile.TemporaryDirectory() as tmp, LlamaCppServer(gguf, log_path=Path(tmp) / "server.log") as server:
         print(f"llama-cpp-python server at {server.base_url} …", file=sys.stderr)
-        settings = EngineSettings(backend="openai", base_url=server.base_url, model=str(gguf), request_timeout_s=300)
+        settings = EngineSettings(backend="openai", base_url=server.base_url, model=str(gguf), request_timeout_s=300,
+                                  care_question=True)
         engine = OpenAIEngine(settings)
         await engine.start()
         try:

@@ -30,7 +30,7 @@ THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
 async def run(model: str, precision: str) -> dict[str, object]:
     """Care probabilities for the probe set and the dev sets, summarised per threshold."""
-    engine = LocalEngine(EngineSettings(model=model, precision=precision))
+    engine = LocalEngine(EngineSettings(model=model, precision=precision, care_question=True))
     await engine.start()
     try:
         probe = read_examples(PROBE)  # label 1 ("positive") = crisis here

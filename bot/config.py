@@ -163,7 +163,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "model": str, "precision": str, "threads": int, "max_new_tokens": int, "history_tokens": int,
         "temperature": (int, float), "top_p": (int, float), "repetition_penalty": (int, float),
         "queue_size": int, "max_active_replies": int, "prompt_cache_mb": int, "seed": int,
-        "calibrate": bool, "neutral_margin": (int, float),
+        "calibrate": bool, "neutral_margin": (int, float), "care_question": bool,
         "backend": str, "base_url": str, "api_key": str, "request_timeout_s": (int, float), "max_retries": int,
     },
     "storage": {"path": str, "retention_days": int},

@@ -1,4 +1,4 @@
-"""The analyst role: classify one message's sentiment, and ask the care question, in ONE forward pass.
+"""The analyst role: classify one message's sentiment (and, when asked for, the care question) in ONE forward pass.
 
 The prompt holds the fixed instructions, worked examples and that message only, ending with an open answer. We read
 the next-token logits of the label words' first tokens, so the output is always a valid label, whatever the message
@@ -7,7 +7,8 @@ says. No text is generated.
 Two questions share the pass. After the message come two tails: the sentiment answer's opening, and a second user
 turn asking the care question. A custom attention mask hides the first tail from the second, and the second tail's
 positions continue straight from the message, so each question sees exactly ``prefix + message + its own tail``:
-the same numbers as two separate prompts, for the price of a few more tokens.
+the same numbers as two separate prompts, for the price of a few more tokens (about a third more time with short
+messages, which is why the care question is off unless ``care_question`` is set).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ BATCH_TOKENS = 2048  # padded tokens per classification forward pass (a bigger b
 # Token kinds in a classification row.
 _PAD, _MESSAGE, _SENTIMENT_TAIL, _CARE_TAIL = 0, 1, 2, 3
 
-# (positive, negative, yes, no) log-probabilities for one message.
+# (positive, negative, yes, no) log-scores for one message: log-probabilities up to one shared constant per
+# question, so only the differences (log-odds) mean anything, and only they are used.
 AnswerLogprobs = tuple[float, float, float, float]
 
 
@@ -67,6 +69,36 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
     return answer_token_ids(tokenizer, LABEL_SPELLINGS)
 
 
+class AnswerHead:
+    """The output head's rows for the answer tokens only: the few logits a verdict needs, not the vocabulary.
+
+    The full head is a (vocabulary x hidden) matrix, 151,936 rows for Qwen: reading it cost about 10 ms per
+    classification pass in bf16, to compute logits nobody looks at. Log-odds between answers do not need the softmax
+    over the whole vocabulary (its normaliser cancels), so the rows of the answer tokens are enough.
+    """
+
+    def __init__(self, head: torch.nn.Module, token_ids: Sequence[int]) -> None:
+        self.token_ids = sorted(set(token_ids))
+        self.column = {token_id: i for i, token_id in enumerate(self.token_ids)}
+        ids = torch.tensor(self.token_ids)
+        with torch.inference_mode():
+            if hasattr(head, "weight_int8"):  # engine.quantize.Int8Linear
+                rows = head.weight_int8[ids].float() * head.scales[ids].float()[:, None]
+            else:
+                rows = head.weight[ids].float()
+            self.rows = rows.clone()  # (answer tokens, hidden)
+            self.bias = None if getattr(head, "bias", None) is None else head.bias[ids].float().clone()
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the answer tokens, in ``token_ids`` order, for hidden states (..., hidden)."""
+        logits = hidden.float() @ self.rows.T
+        return logits if self.bias is None else logits + self.bias
+
+    def mass(self, logits: torch.Tensor, token_ids: list[int]) -> float:
+        """Log of the (unnormalised) probability mass of ``token_ids`` in one row of :meth:`__call__`'s output."""
+        return torch.logsumexp(logits[[self.column[i] for i in token_ids]], dim=0).item()
+
+
 class Analyst:
     """Classifies messages in isolation; runs only on the inference worker thread.
 
@@ -77,19 +109,23 @@ class Analyst:
 
     def __init__(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-        *, calibrate: bool = True, neutral_margin: float = 0.0,
+        *, calibrate: bool = True, neutral_margin: float = 0.0, care_question: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.neutral_margin = neutral_margin
+        self.care_question = care_question
         self.label_ids = label_token_ids(tokenizer)
         self.care_ids = answer_token_ids(tokenizer, CARE_SPELLINGS)
         prefix_text, sentiment_tail = split_prompt(tokenizer, analyst_messages(SLOT))
         care_prefix, care_tail = split_prompt(tokenizer, care_messages(SLOT))
         assert care_prefix == prefix_text, "both questions must share the cached prefix"
         self.sentiment_tail_ids = self._encode(sentiment_tail + ANALYST_ANSWER_PREFIX)
-        self.care_tail_ids = self._encode(care_tail)
+        # Without the care question there is no care tail: the pass is just the message and the sentiment tail.
+        self.care_tail_ids = self._encode(care_tail) if care_question else []
         self.prefix = PrefixCache(model, self._encode(prefix_text))
+        answer_ids = [i for ids in (*self.label_ids.values(), *self.care_ids.values()) for i in ids]
+        self.answer_head = AnswerHead(model.get_output_embeddings(), answer_ids)
         self.bias: dict[Script, float] = {"en": 0.0, "zh": 0.0}
         if calibrate:
             self.bias = {script: self._content_free_bias(texts) for script, texts in CONTENT_FREE.items()}
@@ -107,7 +143,8 @@ class Analyst:
 
     def care_prompt_ids(self, text: str) -> list[int]:
         """Token ids of the whole isolated care prompt for one message, ending where yes/no comes."""
-        return self.prefix.prefix_ids + self.message_ids(text) + self.care_tail_ids
+        _, care_tail = split_prompt(self.tokenizer, care_messages(SLOT))
+        return self.prefix.prefix_ids + self.message_ids(text) + self._encode(care_tail)
 
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         """Classify several messages over the cached prefix, each seeing only its own message.
@@ -137,14 +174,15 @@ class Analyst:
     def verdict(self, text: str, answers: AnswerLogprobs) -> Sentiment:
         """The Sentiment for one message's answer log-probabilities, calibrated for its script."""
         positive, negative, yes, no = answers
+        model_care = care_from_logprobs(yes, no) if self.care_question else 0.0
         return sentiment_from_logprobs(
             positive, negative, bias=self.bias[script_of(text)], neutral_margin=self.neutral_margin,
-            care=with_phrase_floor(text, care_from_logprobs(yes, no)),
+            care=with_phrase_floor(text, model_care),
         )
 
     @torch.inference_mode()
     def answer_logprobs(self, texts: Sequence[str]) -> list[AnswerLogprobs]:
-        """(positive, negative, yes, no) log-probabilities per message, both questions in one forward pass."""
+        """(positive, negative, yes, no) log-scores per message, both questions in one forward pass."""
         if not texts:
             return []
         rows = [self.message_ids(text) for text in texts]
@@ -175,17 +213,18 @@ class Analyst:
         mask = torch.cat([torch.ones(batch, width, prefix_len, dtype=torch.bool), visible], dim=2)[:, None]
         assert mask.shape == (batch, 1, width, prefix_len + width)
         sentiment_at = width - len(care_tail) - 1
-        logits = self.model(
+        hidden = self.model.base_model(
             input_ids=torch.tensor(input_ids), attention_mask=mask, position_ids=torch.tensor(positions),
             past_key_values=self.prefix.for_batch(batch), use_cache=True,
-            logits_to_keep=torch.tensor([sentiment_at, width - 1]),
-        ).logits.float()  # (batch, 2, vocab)
-        sentiment_lp = torch.log_softmax(logits[:, 0], dim=-1)
-        care_lp = torch.log_softmax(logits[:, 1], dim=-1)
+        ).last_hidden_state[:, [sentiment_at, width - 1]]  # (batch, 2, hidden): where each answer comes
+        scores = self.answer_head(hidden)  # (batch, 2, answer tokens)
+        sentiment, care = scores[:, 0], scores[:, 1]
         return [
             (
-                _mass(sentiment_lp[i], self.label_ids["positive"]), _mass(sentiment_lp[i], self.label_ids["negative"]),
-                _mass(care_lp[i], self.care_ids["yes"]), _mass(care_lp[i], self.care_ids["no"]),
+                self.answer_head.mass(sentiment[i], self.label_ids["positive"]),
+                self.answer_head.mass(sentiment[i], self.label_ids["negative"]),
+                self.answer_head.mass(care[i], self.care_ids["yes"]),
+                self.answer_head.mass(care[i], self.care_ids["no"]),
             )
             for i in range(batch)
         ]
@@ -197,7 +236,8 @@ class Analyst:
             logits = self.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
             return torch.log_softmax(logits.float(), dim=-1)
 
-        sentiment_lp, care_lp = last_logprobs(self.prompt_ids(text)), last_logprobs(self.care_prompt_ids(text))
+        sentiment_lp = last_logprobs(self.prompt_ids(text))
+        care_lp = last_logprobs(self.care_prompt_ids(text)) if self.care_question else sentiment_lp
         answers = (
             _mass(sentiment_lp, self.label_ids["positive"]), _mass(sentiment_lp, self.label_ids["negative"]),
             _mass(care_lp, self.care_ids["yes"]), _mass(care_lp, self.care_ids["no"]),

@@ -83,6 +83,7 @@ class LocalEngine:
         analyst = Analyst(
             self._loaded.model, self._loaded.tokenizer,
             calibrate=self.settings.calibrate, neutral_margin=self.settings.neutral_margin,
+            care_question=self.settings.care_question,
         )
         self._worker.classify_batch = analyst.classify_batch
         if self.settings.prompt_cache_mb > 0:

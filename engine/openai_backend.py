@@ -179,6 +179,8 @@ class OpenAIEngine:
         return label_scores(self._top_logprobs(answer, after_opening=True))
 
     async def _care(self, text: str) -> AnswerScores:
+        if not self.settings.care_question:
+            return AnswerScores(logprobs={}, seen=())  # no model answer: only crisis phrases count
         answer = await self._call("POST", CHAT_PATH, care_body(self.settings.model, text))
         return care_scores(self._top_logprobs(answer, after_opening=False))
 

@@ -58,6 +58,10 @@ class EngineSettings:
     seed: int | None = None
     calibrate: bool = True  # remove the model's lean on content-free input (measured per script at start-up)
     neutral_margin: float = 0.2  # |score| below this is labelled neutral
+    # Also ask the model the care (crisis) question about every message. Explicit crisis phrases count either way.
+    # Off by default: on the 0.5B stand-in the model's answer never reached the 0.9 threshold, so it changed nothing
+    # while costing a third of each classification (README, Care).
+    care_question: bool = False
     backend: str = "local"  # "local" (the model in this process) or "openai" (an OpenAI-compatible server)
     # backend = "openai" only:
     base_url: str = DEFAULT_BASE_URL  # up to and including /v1

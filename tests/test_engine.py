@@ -110,7 +110,7 @@ def test_answer_tokens_shared_by_two_answers_are_dropped(tiny_loaded) -> None:
 
 
 def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=True)
     text = tiny_loaded.tokenizer.decode(analyst.prompt_ids("I feel happy"))
     assert ANALYST_SYSTEM_PROMPT in text
     # The worked examples and this one message; nothing from any conversation.
@@ -122,8 +122,9 @@ def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
     assert ANALYST_ANSWER_PREFIX not in care.split("I feel happy")[1]  # the care question never sees the other tail
 
 
-def test_batched_classification_matches_one_by_one(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+@pytest.mark.parametrize("care_question", [True, False])
+def test_batched_classification_matches_one_by_one(tiny_loaded, care_question: bool) -> None:
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=care_question)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
     batched = analyst.classify_batch(texts)
     for text, together in zip(texts, batched, strict=True):
@@ -260,8 +261,9 @@ async def test_start_failure_is_a_model_load_error_and_leaves_no_thread(tmp_path
     assert not any(t.name == "moodbot-inference" and t.is_alive() for t in threading.enumerate())
 
 
-def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+@pytest.mark.parametrize("care_question", [True, False])
+def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded, care_question: bool) -> None:
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=care_question)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
     for cached, text in zip(analyst.classify_batch(texts), texts, strict=True):
         reference = analyst.classify_uncached(text)
@@ -271,9 +273,20 @@ def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded) -> N
             assert cached.probs[label] == pytest.approx(reference.probs[label], abs=1e-5)
 
 
+def test_without_the_care_question_only_crisis_phrases_count(tiny_loaded) -> None:
+    asked = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=True)
+    unasked = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    assert unasked.care_tail_ids == [] and len(asked.care_tail_ids) > 5
+    ordinary, crisis = unasked.classify_batch(["I feel sad today", "I want to kill myself"])
+    assert ordinary.care == 0.0 and crisis.care >= 0.99
+    assert 0.0 < asked.classify_batch(["I feel sad today"])[0].care < 1.0  # the (random) model's own answer
+    # The sentiment itself does not depend on whether the care question rides along.
+    assert ordinary.score == pytest.approx(asked.classify_batch(["I feel sad today"])[0].score, abs=1e-5)
+
+
 def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> None:
-    """The shared pass (custom mask, care tail positions) gives the log-probs of two plain full prompts."""
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, calibrate=False)
+    """The shared pass (custom mask, care tail positions) gives the log-odds of two plain full prompts."""
+    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, calibrate=False, care_question=True)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok", ""]
 
     def reference(ids: list[int], answers: dict[str, list[int]]) -> list[float]:
@@ -283,9 +296,11 @@ def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> N
         return [torch.logsumexp(logprobs[token_ids], 0).item() for token_ids in answers.values()]
 
     for text, shared in zip(texts, analyst.answer_logprobs(texts), strict=True):
-        expected = reference(analyst.prompt_ids(text), analyst.label_ids)
-        expected += reference(analyst.care_prompt_ids(text), analyst.care_ids)
-        assert list(shared) == pytest.approx(expected, abs=1e-4)
+        positive, negative = reference(analyst.prompt_ids(text), analyst.label_ids)
+        yes, no = reference(analyst.care_prompt_ids(text), analyst.care_ids)
+        # Log-scores: only the log-odds within each question are defined (the softmax normaliser is skipped).
+        assert shared[0] - shared[1] == pytest.approx(positive - negative, abs=1e-4)
+        assert shared[2] - shared[3] == pytest.approx(yes - no, abs=1e-4)
     assert len(analyst.prefix) > 20 and analyst.prefix.nbytes() > 0
 
 

@@ -176,7 +176,7 @@ def test_bad_backend_values_name_the_key(values: dict[str, object], message: str
 
 
 async def test_classify_asks_both_questions_and_sends_the_key(fake: FakeOpenAIServer) -> None:
-    engine = await started(remote_settings(fake.base_url, api_key="sk-test"))
+    engine = await started(remote_settings(fake.base_url, api_key="sk-test", care_question=True))
     fake.care_top = [("yes", -0.1), ("no", -2.4)]
     try:
         sentiment = await engine.classify("what a day")
@@ -190,6 +190,18 @@ async def test_classify_asks_both_questions_and_sends_the_key(fake: FakeOpenAISe
     assert labels["messages"][-1]["content"].endswith("what a day")
     assert care["max_tokens"] == 1 and care["messages"][-1]["content"] == CARE_QUESTION
     assert all(headers["Authorization"] == "Bearer sk-test" for _, _, headers in fake.requests)
+
+
+async def test_without_the_care_question_one_request_per_message(fake: FakeOpenAIServer) -> None:
+    engine = await started(remote_settings(fake.base_url))
+    fake.care_top = [("yes", -0.1), ("no", -2.4)]
+    before = len(fake.chat_requests)
+    try:
+        sentiment = await engine.classify("what a day")
+    finally:
+        await engine.close()
+    assert len(fake.chat_requests) - before == 1
+    assert CARE_QUESTION not in str(fake.chat_requests[-1]["messages"]) and sentiment.care == 0.0
 
 
 async def test_no_answer_seen_means_a_neutral_score_and_no_care_signal(fake: FakeOpenAIServer) -> None:
@@ -211,7 +223,7 @@ async def test_calibration_removes_the_lean_on_content_free_input(fake: FakeOpen
         await engine.close()
     assert engine.bias == {script: pytest.approx(1.8) for script in CONTENT_FREE}
     assert sentiment.score == pytest.approx(0.0) and sentiment.label == "neutral"
-    assert len(fake.chat_requests) == 1 + sum(map(len, CONTENT_FREE.values())) + 2
+    assert len(fake.chat_requests) == 1 + sum(map(len, CONTENT_FREE.values())) + 1  # no care question by default
 
 
 async def test_server_without_logprobs_is_refused_at_start(fake: FakeOpenAIServer) -> None:
@@ -240,15 +252,15 @@ async def test_classify_retries_after_503_and_429(fake: FakeOpenAIServer) -> Non
         fake.failures = [503, 429]
         sentiment = await engine.classify("hello")
         assert sentiment.label == "positive"
-        assert len(fake.chat_requests) == 1 + 2 + 2  # the start-up probe, two refusals, the two answers
+        assert len(fake.chat_requests) == 1 + 2 + 1  # the start-up probe, two refusals, the answer
         fake.failures = [500, 502, 503, 500, 502, 503]
         with pytest.raises(EngineError, match="answered 50"):
             await engine.classify("hello")
-        fake.failures = [400, 400]
+        fake.failures = [400]
         before = len(fake.chat_requests)
         with pytest.raises(EngineError, match="answered 400"):
             await engine.classify("hello")
-        assert len(fake.chat_requests) == before + 2  # a client error is not retried
+        assert len(fake.chat_requests) == before + 1  # a client error is not retried
     finally:
         await engine.close()
 
@@ -275,7 +287,7 @@ async def test_full_queue_answers_busy(fake: FakeOpenAIServer) -> None:
     fake.gate = asyncio.Event()
     try:
         waiting = [asyncio.create_task(engine.classify(f"m{i}")) for i in range(2)]
-        while len(fake.chat_requests) < 1 + 2 * 2:
+        while len(fake.chat_requests) < 1 + 2:  # the probe, one request per message
             await asyncio.sleep(0.01)
         assert engine.queue_depth == 2
         with pytest.raises(EngineBusy):
