@@ -82,12 +82,12 @@ class AnswerHead:
         self.column = {token_id: i for i, token_id in enumerate(self.token_ids)}
         ids = torch.tensor(self.token_ids)
         with torch.inference_mode():
+            # Indexing copies the rows, so nothing here holds on to the full head.
             if hasattr(head, "weight_int8"):  # engine.quantize.Int8Linear
-                rows = head.weight_int8[ids].float() * head.scales[ids].float()[:, None]
+                self.rows = head.weight_int8[ids].float() * head.scales[ids].float()[:, None]  # (answer tokens, hidden)
             else:
-                rows = head.weight[ids].float()
-            self.rows = rows.clone()  # (answer tokens, hidden)
-            self.bias = None if getattr(head, "bias", None) is None else head.bias[ids].float().clone()
+                self.rows = head.weight[ids].float()
+            self.bias = None if getattr(head, "bias", None) is None else head.bias[ids].float()
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the answer tokens, in ``token_ids`` order, for hidden states (..., hidden)."""
@@ -121,8 +121,9 @@ class Analyst:
         care_prefix, care_tail = split_prompt(tokenizer, care_messages(SLOT))
         assert care_prefix == prefix_text, "both questions must share the cached prefix"
         self.sentiment_tail_ids = self._encode(sentiment_tail + ANALYST_ANSWER_PREFIX)
+        self.care_question_ids = self._encode(care_tail)  # the care question's own tail, asked or not
         # Without the care question there is no care tail: the pass is just the message and the sentiment tail.
-        self.care_tail_ids = self._encode(care_tail) if care_question else []
+        self.care_tail_ids = self.care_question_ids if care_question else []
         self.prefix = PrefixCache(model, self._encode(prefix_text))
         answer_ids = [i for ids in (*self.label_ids.values(), *self.care_ids.values()) for i in ids]
         self.answer_head = AnswerHead(model.get_output_embeddings(), answer_ids)
@@ -143,8 +144,7 @@ class Analyst:
 
     def care_prompt_ids(self, text: str) -> list[int]:
         """Token ids of the whole isolated care prompt for one message, ending where yes/no comes."""
-        _, care_tail = split_prompt(self.tokenizer, care_messages(SLOT))
-        return self.prefix.prefix_ids + self.message_ids(text) + self._encode(care_tail)
+        return self.prefix.prefix_ids + self.message_ids(text) + self.care_question_ids
 
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         """Classify several messages over the cached prefix, each seeing only its own message.
