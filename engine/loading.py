@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from engine.attention import use_decode_aware_attention
 from engine.chat_format import ensure_chat_template
 from engine.errors import ModelLoadError
 from engine.gguf_loader import load_gguf_model, release_freed_memory
@@ -149,6 +150,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     model.eval()
     model.requires_grad_(False)
     use_flat_input_head(model)
+    use_decode_aware_attention(model)
     if settings.resolved_precision == "int8":
         quantize_model(model)
     if ensure_chat_template(tokenizer):
