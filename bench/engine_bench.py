@@ -96,6 +96,7 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
         wall = time.perf_counter() - t0
         out[f"aggregate_tok_s_{chats}_chats"] = round((engine.tokens_generated - before) / wall, 1)
         out[f"p95_latency_s_{chats}_chats"] = round(percentile([e - t0 for e in ends], 95), 2)
+    await asyncio.sleep(1.0)  # the worker hands freed memory back when it goes idle
     out["steady_rss_mb"] = round(rss_mb())
     await engine.close()
     return out

@@ -23,6 +23,7 @@ from typing import Any
 
 from engine.batching import DecodeBatch
 from engine.companion import ReplyStream
+from engine.gguf_loader import release_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,15 @@ class InferenceWorker(threading.Thread):
         self.jobs.put(_STOP)
 
     def run(self) -> None:
+        worked_since_trim = False
         while not (self._stopping and self._idle()):
+            if self._idle() and worked_since_trim:
+                # Going to sleep: hand the activations and finished KV caches that glibc still holds back to the
+                # OS, so a bot that served a burst of chats goes back to its resting size.
+                release_freed_memory()
+                worked_since_trim = False
             self._take_jobs(block=self._idle())
+            worked_since_trim = worked_since_trim or not self._idle()
             self._run_classifications()
             self._admit_replies()
             self._advance_replies()

@@ -243,6 +243,27 @@ async def test_full_queue_answers_busy(tiny_model_dir: Path) -> None:
         await engine.close()
 
 
+async def test_worker_returns_freed_memory_once_each_time_it_goes_idle(tiny_model_dir: Path, monkeypatch) -> None:
+    import engine.worker
+
+    trims: list[float] = []
+    monkeypatch.setattr(engine.worker, "release_freed_memory", lambda: trims.append(1.0))
+    local = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=4))
+    await local.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert trims == []  # never worked, nothing to return
+        await local.classify("hello")
+        [chunk async for chunk in local.reply([], "hi")]
+        await asyncio.sleep(0.3)
+        count = len(trims)
+        assert 1 <= count <= 2  # after the classification and after the reply (or once, if they overlapped)
+        await asyncio.sleep(0.3)
+        assert len(trims) == count  # an idle worker sleeps; it does not trim in a loop
+    finally:
+        await local.close()
+
+
 async def test_close_is_idempotent_and_later_work_is_refused(tiny_model_dir: Path) -> None:
     engine = LocalEngine(settings_for(tiny_model_dir))
     await engine.start()
