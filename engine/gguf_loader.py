@@ -13,8 +13,6 @@ one, usually the more precise) for both roles: the model Hugging Face ships, and
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import logging
 from pathlib import Path
@@ -23,6 +21,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from engine.memory import release_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,6 @@ def _dequantize_in_chunks(tensor, dtype: torch.dtype) -> torch.Tensor:
     for start in range(ROW_CHUNK, rows, ROW_CHUNK):
         out[start : start + ROW_CHUNK] = torch.from_numpy(_dequantize_rows(tensor, start, start + ROW_CHUNK))
     return out
-
-
-def release_freed_memory() -> None:
-    """Hand memory that Python and numpy freed back to the OS (glibc keeps it otherwise); no-op elsewhere."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _set_parameter(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:

@@ -15,7 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from engine.attention import use_decode_aware_attention
 from engine.chat_format import ensure_chat_template
 from engine.errors import ModelLoadError
-from engine.gguf_loader import load_gguf_model, release_freed_memory
+from engine.gguf_loader import load_gguf_model
+from engine.memory import release_freed_memory
 from engine.quantize import quantize_model
 from engine.settings import EngineSettings
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.batching import DecodeBatch
 from engine.companion import ReplyStream
-from engine.gguf_loader import release_freed_memory
+from engine.memory import release_freed_memory
 
 logger = logging.getLogger(__name__)
 
