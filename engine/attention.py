@@ -21,10 +21,10 @@ ATTENTION_IMPLEMENTATION = "moodbot_decode"
 
 
 def grouped_single_query_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Unmasked attention of one query: query (batch, heads, 1, dim), key/value (batch, kv_heads, length, dim);
-    returns (batch, heads, 1, dim).
+    """Attention of one query: query (batch, heads, 1, dim), key/value (batch, kv_heads, length, dim); returns
+    (batch, heads, 1, dim). ``bias`` (batch, 1, 1, length), float32, is added to the scores: ``-inf`` hides a position.
 
     Query heads are grouped by the key/value head they share (consecutive, as transformers' ``repeat_kv`` pairs
     them), so keys and values are read once per group and never repeated.
@@ -33,6 +33,8 @@ def grouped_single_query_attention(
     kv_heads = key.shape[1]
     grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)
     scores = torch.matmul(grouped.float(), key.float().transpose(-1, -2)) * scaling  # (batch, kv_heads, group, len)
+    if bias is not None:
+        scores = scores + bias
     weights = torch.softmax(scores, dim=-1).to(value.dtype)
     return torch.matmul(weights, value).view(batch, heads, 1, dim)
 

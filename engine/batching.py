@@ -14,6 +14,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from engine.companion import ReplyStream
+from engine.decode_step import decode_step_of
 from engine.prompt_cache import KeyValues, snapshot
 
 
@@ -90,10 +91,15 @@ class DecodeBatch:
         for i, pad in enumerate(self.padding):
             attention_mask[i, :pad] = 0
         position_ids = torch.tensor([[length - pad] for pad in self.padding])  # (batch, 1): true lengths
-        logits = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=self.cache, use_cache=True,
-        ).logits[:, -1, :].float()  # (batch, vocab)
+        decode_step = decode_step_of(self.model)
+        if decode_step is not None:
+            padded = any(self.padding)
+            logits = decode_step(input_ids, position_ids, self.cache, attention_mask if padded else None)
+        else:
+            logits = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=self.cache, use_cache=True,
+            ).logits[:, -1, :].float()  # (batch, vocab)
         deltas = [stream.accept(logits[i : i + 1]) for i, stream in enumerate(self.streams)]
         for stream in [s for s in self.streams if s.done]:
             stream.remember(self.row(stream))

@@ -12,6 +12,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.chat_format import SLOT, encode_prompt, split_prompt
+from engine.decode_step import decode_step_of
 from engine.guard import visible_reply
 from engine.prefix import PrefixCache
 from engine.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
@@ -142,6 +143,9 @@ class ReplyStream:
         seen = self.cache.get_seq_length() if self.cache is not None else 0
         input_ids = torch.tensor([ids])  # (1, new)
         position_ids = torch.arange(seen, seen + len(ids)).unsqueeze(0)  # (1, new)
+        decode_step = decode_step_of(self.model)
+        if len(ids) == 1 and decode_step is not None and self.cache is not None:
+            return decode_step(input_ids, position_ids, self.cache)
         out = self.model(
             input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
             logits_to_keep=1,

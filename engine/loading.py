@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from engine.attention import use_decode_aware_attention
 from engine.chat_format import ensure_chat_template
+from engine.decode_step import attach_decode_step
 from engine.errors import ModelLoadError
 from engine.gguf_loader import load_gguf_model
 from engine.memory import release_freed_memory
@@ -154,6 +155,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     use_decode_aware_attention(model)
     if settings.resolved_precision == "int8":
         quantize_model(model)
+    attach_decode_step(model)
     if ensure_chat_template(tokenizer):
         logger.info("tokenizer has no chat template: using ChatML")
     if tokenizer.pad_token_id is None:

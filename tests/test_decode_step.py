@@ -1,0 +1,120 @@
+"""The hand-written decode step computes what transformers' forward computes, alone and in padded batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
+
+from engine.companion import ReplyStream
+from engine.decode_step import attach_decode_step, decode_step_of
+from engine.loading import load_model
+from engine.quantize import Int8Linear
+from engine.sampling import SamplingSettings
+from engine.settings import EngineSettings
+
+PROMPTS = ([5, 17, 42, 99, 7, 3, 64, 12], [8, 21, 33])
+
+
+def _transformers_steps(model: torch.nn.Module, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+        steps = [model(input_ids=torch.tensor([[t]]), past_key_values=cache, use_cache=True).logits[:, -1].float()
+                 for t in tokens]
+    return torch.cat(steps)
+
+
+def _fast_steps(model: torch.nn.Module, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+    step = decode_step_of(model)
+    assert step is not None
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+        steps = [step(torch.tensor([[t]]), torch.tensor([[len(prompt) + i]]), cache) for i, t in enumerate(tokens)]
+    return torch.cat(steps)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_single_stream_steps_match_transformers(tiny_model_dir: Path, precision: str) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision, threads=1))
+    tokens = [11, 23, 31, 2]
+    expected = _transformers_steps(loaded.model, PROMPTS[0], tokens)
+    got = _fast_steps(loaded.model, PROMPTS[0], tokens)
+    assert got.shape == (len(tokens), loaded.model.config.vocab_size)
+    tolerance = 1e-5 if precision == "fp32" else 2e-2
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+
+
+def test_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1))
+    model, step = loaded.model, decode_step_of(loaded.model)
+    assert step is not None
+    long, short = PROMPTS
+    pad = len(long) - len(short)
+    caches = []
+    with torch.inference_mode():
+        for prompt in PROMPTS:
+            cache = DynamicCache()
+            model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+            caches.append(cache)
+        batched = DynamicCache()
+        model(input_ids=torch.tensor([long]), past_key_values=batched, use_cache=True)
+        for layer, alone in zip(batched.layers, caches[1].layers, strict=True):  # row 2: the short one, left-padded
+            padding = alone.keys.new_zeros(1, alone.keys.shape[1], pad, alone.keys.shape[3])
+            layer.keys = torch.cat([layer.keys, torch.cat([padding, alone.keys], dim=2)])
+            layer.values = torch.cat([layer.values, torch.cat([padding, alone.values], dim=2)])
+        mask = torch.ones(2, len(long) + 1, dtype=torch.long)
+        mask[1, :pad] = 0
+        logits = step(torch.tensor([[11], [11]]), torch.tensor([[len(long)], [len(short)]]), batched, mask)
+        alone = [step(torch.tensor([[11]]), torch.tensor([[len(p)]]), c) for p, c in zip(PROMPTS, caches, strict=True)]
+    torch.testing.assert_close(logits, torch.cat(alone), atol=1e-5, rtol=1e-5)
+    assert batched.get_seq_length() == len(long) + 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_fused_projections_share_the_model_weights(tiny_model_dir: Path, precision: str) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision, threads=1))
+    step = decode_step_of(loaded.model)
+    assert step is not None
+    attention = loaded.model.model.layers[0].self_attn
+    fused = step.layers[0].qkv
+    name = "weight_int8" if precision == "int8" else "weight"
+    assert isinstance(fused, Int8Linear) == (precision == "int8")
+    storage = getattr(fused, name).untyped_storage().data_ptr()
+    for projection in (attention.q_proj, attention.k_proj, attention.v_proj):
+        assert getattr(projection, name).untyped_storage().data_ptr() == storage  # a view, not a copy
+    q, k, v = (attention.q_proj.out_features, attention.k_proj.out_features, attention.v_proj.out_features)
+    assert getattr(fused, name).shape[0] == q + k + v
+
+
+def test_real_model_greedy_reply_is_the_same_with_and_without_it(smollm2_gguf: Path) -> None:
+    loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="bf16", threads=2))
+    assert loaded.model.config.model_type == "llama"
+    step = decode_step_of(loaded.model)
+    assert step is not None
+    prompt = loaded.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Tell me about your favourite season."}], add_generation_prompt=True,
+        tokenize=True, return_dict=False,
+    )
+    replies = []
+    for attached in (True, False):
+        if not attached:
+            delattr(loaded.model, "_moodbot_decode_step")
+        stream = ReplyStream(
+            loaded.model, loaded.tokenizer, list(prompt), SamplingSettings(max_new_tokens=24, temperature=0.0),
+            loaded.stop_token_ids,
+        )
+        while not stream.done:
+            stream.step()
+        replies.append(stream.generated)
+    assert len(replies[0]) >= 8
+    assert replies[0] == replies[1]
+
+
+def test_other_model_shapes_keep_transformers_forward() -> None:
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=64))
+    assert attach_decode_step(model) is None
+    assert decode_step_of(model) is None
