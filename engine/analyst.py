@@ -31,6 +31,7 @@ from engine.prompts import (
     analyst_messages,
     care_messages,
 )
+from engine.quantize import int8_activations
 from engine.values import Sentiment
 from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
@@ -124,7 +125,8 @@ class Analyst:
         self.care_question_ids = self._encode(care_tail)  # the care question's own tail, asked or not
         # Without the care question there is no care tail: the pass is just the message and the sentiment tail.
         self.care_tail_ids = self.care_question_ids if care_question else []
-        self.prefix = PrefixCache(model, self._encode(prefix_text))
+        with int8_activations():  # classification's passes quantise activations too (engine/quantize.py)
+            self.prefix = PrefixCache(model, self._encode(prefix_text))
         answer_ids = [i for ids in (*self.label_ids.values(), *self.care_ids.values()) for i in ids]
         self.answer_head = AnswerHead(model.get_output_embeddings(), answer_ids)
         self.bias: dict[Script, float] = {"en": 0.0, "zh": 0.0}
@@ -213,10 +215,11 @@ class Analyst:
         mask = torch.cat([torch.ones(batch, width, prefix_len, dtype=torch.bool), visible], dim=2)[:, None]
         assert mask.shape == (batch, 1, width, prefix_len + width)
         sentiment_at = width - len(care_tail) - 1
-        hidden = self.model.base_model(
-            input_ids=torch.tensor(input_ids), attention_mask=mask, position_ids=torch.tensor(positions),
-            past_key_values=self.prefix.for_batch(batch), use_cache=True,
-        ).last_hidden_state[:, [sentiment_at, width - 1]]  # (batch, 2, hidden): where each answer comes
+        with int8_activations():
+            hidden = self.model.base_model(
+                input_ids=torch.tensor(input_ids), attention_mask=mask, position_ids=torch.tensor(positions),
+                past_key_values=self.prefix.for_batch(batch), use_cache=True,
+                ).last_hidden_state[:, [sentiment_at, width - 1]]  # (batch, 2, hidden): where each answer comes
         scores = self.answer_head(hidden)  # (batch, 2, answer tokens)
         sentiment, care = scores[:, 0], scores[:, 1]
         return [
@@ -233,7 +236,8 @@ class Analyst:
     def classify_uncached(self, text: str) -> Sentiment:
         """The same classification as two plain prompts, no prefix cache and no shared pass (a reference)."""
         def last_logprobs(ids: list[int]) -> torch.Tensor:
-            logits = self.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
+            with int8_activations():
+                logits = self.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
             return torch.log_softmax(logits.float(), dim=-1)
 
         sentiment_lp = last_logprobs(self.prompt_ids(text))

@@ -1,15 +1,19 @@
-"""Weight-only int8: small error, half the bytes, tied embedding stored once, the engine runs with it."""
+"""int8: small error, half the bytes, tied embedding stored once, per-row int8 activations, the engine runs with it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
-from engine import EngineSettings, LocalEngine
+from engine import EngineSettings, LocalEngine, quantize
+from engine.analyst import Analyst
+from engine.companion import ReplyStream
 from engine.loading import load_model
-from engine.quantize import Int8Embedding, Int8Linear, quantize_rows
+from engine.quantize import Int8Embedding, Int8Linear, int8_activations, quantize_rows
+from engine.sampling import SamplingSettings
 
 
 def test_rows_round_trip_within_half_a_step() -> None:
@@ -28,6 +32,46 @@ def test_int8_linear_matches_the_float_layer() -> None:
     got = quantized(x).float()
     assert got.shape == expected.shape
     assert (got - expected).norm() / expected.norm() < 0.03
+
+
+def test_int8_activations_quantise_each_row_on_its_own() -> None:
+    linear = nn.Linear(64, 48, bias=True)
+    quantized = Int8Linear.from_linear(linear)
+    x = torch.randn(4, 64)
+    expected = linear(x)
+    with int8_activations():
+        got = quantized(x).float()
+        x_with_outlier = x.clone()
+        x_with_outlier[3, 0] = 500.0  # a huge value in another row must not coarsen row 0's scale
+        got_beside_outlier = quantized(x_with_outlier).float()
+    assert (got - expected).norm() / expected.norm() < 0.04
+    assert torch.equal(got_beside_outlier[:3], got[:3])
+    outside = quantized(x).float()  # weight-only again once the block ends
+    assert not torch.equal(outside, got)
+    assert (outside - expected).norm() / expected.norm() < 0.03
+
+
+def test_int8_activations_for_classification_only(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    per_row = quantize.int8_matmul_per_row
+    monkeypatch.setattr(quantize, "int8_matmul_per_row", lambda *a: calls.append(1) or per_row(*a))
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
+    analyst = Analyst(loaded.model, loaded.tokenizer)
+    texts = ["I love this, what a great day!", "This is terrible, I hate it.", "今天很开心"]
+    calls.clear()
+    batched = analyst.classify_batch(texts)
+    assert calls, "classification should use int8 activations"
+    for text, verdict in zip(texts, batched, strict=True):
+        reference = analyst.classify_uncached(text)
+        assert abs(verdict.score - reference.score) < 0.05
+    calls.clear()
+    stream = ReplyStream(
+        loaded.model, loaded.tokenizer, loaded.tokenizer.encode("Thank you for sharing."),
+        SamplingSettings(max_new_tokens=4, temperature=0.0), frozenset(),
+    )
+    while not stream.done:
+        stream.step()
+    assert calls == []  # replies stay weight-only
 
 
 def test_quantized_model_keeps_one_shared_int8_vocabulary(tiny_model_dir: Path) -> None:
