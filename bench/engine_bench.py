@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every part in its own process, print the table, write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.engine_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16,int8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: seed, llamacpp")

@@ -20,23 +20,40 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
+            return cpuinfo.read()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU runs bf16 matrix work natively (AVX-512 BF16 or AMX), so bf16 is faster than fp32."""
     capability = torch.backends.cpu.get_cpu_capability()  # "AVX512" on AVX-512 BF16 machines too: check cpuinfo
     if "AMX" in capability or "BF16" in capability:
         return True
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_has_int8_dot_products() -> bool:
+    """True when this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX-INT8)."""
+    flags = _cpu_flags()
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def resolve_precision(precision: str) -> str:
-    """Turn ``auto`` into the concrete precision for this machine; leave explicit choices alone."""
+    """Turn ``auto`` into the concrete precision for this machine; leave explicit choices alone.
+
+    int8 where the CPU has int8 dot products: measured on a 2-core AVX-512 VNNI server it classifies as fast as bf16
+    or faster, decodes a single chat 2.4x faster, takes half the memory, and stays within a point of fp32's
+    accuracy (README, Performance). Else bf16 where it is native, else fp32.
+    """
     if precision != "auto":
         return precision
+    if cpu_has_int8_dot_products():
+        return "int8"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 

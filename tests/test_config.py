@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import DEFAULT_BASE_URL, ConfigError, load_config
+from engine import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,3 +103,15 @@ def test_allowlists_admins_groups_and_limits_load(tmp_path: Path) -> None:
     assert (config.limits.messages_per_minute, config.limits.burst) == (0, 3)
     everyone = load_config(write(tmp_path, "[telegram]\nadmin_user_ids = [9]\n"), environ={}).telegram
     assert everyone.allows(5, 77), "admins alone restrict no one"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("fpu avx2 avx512f avx512_vnni", "int8"), ("fpu avx2 avx_vnni", "int8"), ("fpu avx2 avx512f avx512_bf16", "bf16"),
+     ("fpu avx2", "fp32")],
+)
+def test_auto_precision_follows_the_cpu(flags: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(settings, "_cpu_flags", lambda: flags)
+    assert settings.resolve_precision("auto") == expected
+    assert settings.resolve_precision("fp32") == "fp32"  # an explicit choice is never overridden
