@@ -38,6 +38,7 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     from engine import ChatTurn, EngineSettings, LocalEngine
     from engine.companion import ReplyStream, reply_prompt_ids
     from engine.sampling import SamplingSettings
+    from engine.worker import IDLE_TRIM_DELAY_S
 
     settings = EngineSettings(model=str(model), precision=precision, threads=threads, temperature=0.0,
                               max_new_tokens=128, max_active_replies=16, queue_size=256)
@@ -96,7 +97,8 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
         wall = time.perf_counter() - t0
         out[f"aggregate_tok_s_{chats}_chats"] = round((engine.tokens_generated - before) / wall, 1)
         out[f"p95_latency_s_{chats}_chats"] = round(percentile([e - t0 for e in ends], 95), 2)
-    await asyncio.sleep(1.0)  # the worker hands freed memory back when it goes idle
+    # The worker hands freed memory back once it has been idle for IDLE_TRIM_DELAY_S.
+    await asyncio.sleep(IDLE_TRIM_DELAY_S + 1.0)
     out["steady_rss_mb"] = round(rss_mb())
     await engine.close()
     return out

@@ -243,11 +243,12 @@ async def test_full_queue_answers_busy(tiny_model_dir: Path) -> None:
         await engine.close()
 
 
-async def test_worker_returns_freed_memory_once_each_time_it_goes_idle(tiny_model_dir: Path, monkeypatch) -> None:
+async def test_worker_returns_freed_memory_once_quiet_after_work(tiny_model_dir: Path, monkeypatch) -> None:
     import engine.worker
 
     trims: list[float] = []
     monkeypatch.setattr(engine.worker, "release_freed_memory", lambda: trims.append(1.0))
+    monkeypatch.setattr(engine.worker, "IDLE_TRIM_DELAY_S", 0.5)
     local = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=4))
     await local.start()
     try:
@@ -255,11 +256,15 @@ async def test_worker_returns_freed_memory_once_each_time_it_goes_idle(tiny_mode
         assert trims == []  # never worked, nothing to return
         await local.classify("hello")
         [chunk async for chunk in local.reply([], "hi")]
-        await asyncio.sleep(0.3)
-        count = len(trims)
-        assert 1 <= count <= 2  # after the classification and after the reply (or once, if they overlapped)
-        await asyncio.sleep(0.3)
-        assert len(trims) == count  # an idle worker sleeps; it does not trim in a loop
+        await local.classify("and again")
+        assert trims == []  # a burst of requests never pays for trimming between them
+        await asyncio.sleep(0.8)
+        assert trims == [1.0]  # once, after the worker stayed quiet for the delay
+        await asyncio.sleep(0.7)
+        assert trims == [1.0]  # an idle worker sleeps; it does not trim in a loop
+        await local.classify("later")
+        await asyncio.sleep(0.8)
+        assert trims == [1.0, 1.0]
     finally:
         await local.close()
 
