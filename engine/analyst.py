@@ -219,7 +219,7 @@ class Analyst:
             hidden = self.model.base_model(
                 input_ids=torch.tensor(input_ids), attention_mask=mask, position_ids=torch.tensor(positions),
                 past_key_values=self.prefix.for_batch(batch), use_cache=True,
-                ).last_hidden_state[:, [sentiment_at, width - 1]]  # (batch, 2, hidden): where each answer comes
+            ).last_hidden_state[:, [sentiment_at, width - 1]]  # (batch, 2, hidden): where each answer comes
         scores = self.answer_head(hidden)  # (batch, 2, answer tokens)
         sentiment, care = scores[:, 0], scores[:, 1]
         return [

@@ -1,11 +1,12 @@
-"""Attention for one new token of one sequence (single-stream decoding): two small matmuls instead of SDPA.
+"""Attention for one new token per sequence (decoding): two small matmuls instead of SDPA.
 
 On CPU, torch's SDPA sends an unmasked single query with grouped key/value heads to its flash-attention kernel,
 whose setup dwarfs the work: with the 0.5B model's 14 query and 2 key/value heads it took 83 µs per layer with 100
 cached tokens and 332 µs with 500 (bf16, 2 cores), against 64 and 89 µs for the grouped matmuls below. Over 24
 layers that made a single chat's decode step 28 ms instead of 24 ms once a conversation had 500 tokens (int8,
-same run). Everything else keeps SDPA: prompts and classification (many queries), where it is as fast or faster,
-and batched decoding, where the padding mask sends it down transformers' packed-GQA path, which measured the same.
+same run). Prompts and classification (many queries) keep SDPA, where it is as fast or faster. Batched decoding
+through transformers' forward also keeps it (its padding mask takes SDPA's packed-GQA path, which measured the
+same); engine/decode_step.py calls :func:`grouped_single_query_attention` directly, with the padding as a bias.
 Scores and softmax are computed in float32, as SDPA's CPU kernel does.
 """
 
