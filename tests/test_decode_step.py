@@ -37,9 +37,14 @@ def _fast_steps(model: torch.nn.Module, prompt: list[int], tokens: list[int]) ->
     return torch.cat(steps)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_single_stream_steps_match_transformers(tiny_model_dir: Path, precision: str) -> None:
-    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision, threads=1))
+@pytest.mark.parametrize(("model_fixture", "precision"), [
+    ("tiny_model_dir", "fp32"), ("tiny_model_dir", "int8"), ("tiny_mha_model_dir", "fp32"),  # GQA (Qwen2.5), MHA (1.5)
+])
+def test_single_stream_steps_match_transformers(
+    model_fixture: str, precision: str, request: pytest.FixtureRequest
+) -> None:
+    model_dir = request.getfixturevalue(model_fixture)
+    loaded = load_model(EngineSettings(model=str(model_dir), precision=precision, threads=1))
     tokens = [11, 23, 31, 2]
     expected = _transformers_steps(loaded.model, PROMPTS[0], tokens)
     got = _fast_steps(loaded.model, PROMPTS[0], tokens)
