@@ -46,8 +46,8 @@ def cpu_has_int8_dot_products() -> bool:
 def resolve_precision(precision: str) -> str:
     """Turn ``auto`` into the concrete precision for this machine; leave explicit choices alone.
 
-    int8 where the CPU has int8 dot products: measured on a 2-core AVX-512 VNNI server it classifies as fast as bf16
-    or faster, decodes a single chat 2.4x faster, takes half the memory, and stays within a point of fp32's
+    int8 where the CPU has int8 dot products: measured on a 2-core AVX-512 VNNI server it classifies about as fast
+    as bf16, decodes a single chat 1.8-2.4x faster, takes half the memory, and stays within a point of fp32's
     accuracy (README, Performance). Else bf16 where it is native, else fp32.
     """
     if precision != "auto":
