@@ -2,10 +2,10 @@
 
 A decode step runs the same ~25 small operations in each layer. transformers' generic model code wraps them in
 module calls, output-recording hooks, mask construction and the attention-interface lookup, which on a 2-core CPU
-cost more than the operations themselves: 2-3 ms of a ~24 ms int8 step for the 0.5B model. This module computes
-the same numbers directly (the same norms, rotary embedding, cache update and the grouped single-query attention of
-engine/attention.py), in the style of gpt-fast's hand-written model. Prompts and classification keep transformers'
-forward: there the matmuls dominate and per-call overhead does not matter.
+cost more than the operations themselves: 2-3 ms of a ~24 ms int8 step for the 0.5B model. This module computes the
+same numbers directly (the model's own norm and rotary modules, the cache update and the grouped single-query
+attention of engine/attention.py), in the style of gpt-fast's hand-written model. Prompts and classification keep
+transformers' forward: there the matmuls dominate and per-call overhead does not matter.
 
 It also computes the query/key/value projections as one matmul and the gate/up projections as another. The fused
 weights are built once, and the model's own q/k/v and gate/up layers are re-pointed at row slices of them, so the
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
+from transformers.models.llama.modeling_llama import rotate_half  # Qwen2's is the same function
 
 from engine.attention import grouped_single_query_attention
 from engine.quantize import Int8Linear
@@ -47,19 +48,6 @@ class _Layer:
     kv_heads: int
     head_dim: int
     scaling: float
-
-
-def rms_norm(hidden: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    """transformers' Qwen2/Llama RMSNorm, operation for operation: normalised in float32, scaled in the input dtype."""
-    as_float = hidden.float()
-    normalised = as_float * torch.rsqrt(as_float.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * normalised.to(hidden.dtype)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """The rotary embedding's half rotation (as transformers' ``rotate_half``)."""
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def fuse_rows(linears: Sequence[nn.Module]) -> nn.Module | None:
@@ -155,7 +143,7 @@ class DecodeStep:
             bias = torch.zeros(attention_mask.shape, dtype=torch.float32)
             bias = bias.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
         for index, layer in enumerate(self.layers):
-            normed = rms_norm(hidden, layer.input_norm)
+            normed = layer.input_norm(hidden)
             q, k, v = layer.qkv(normed).split(layer.split, dim=-1)
             q = q.view(batch, 1, layer.heads, layer.head_dim).transpose(1, 2)
             k = k.view(batch, 1, layer.kv_heads, layer.head_dim).transpose(1, 2)
@@ -165,9 +153,9 @@ class DecodeStep:
             keys, values = cache.update(k, v, index)
             attended = grouped_single_query_attention(q, keys, values, layer.scaling, bias)
             hidden = hidden + layer.output(attended.reshape(batch, 1, -1))
-            gate, up = layer.gate_up(rms_norm(hidden, layer.post_norm)).chunk(2, dim=-1)
+            gate, up = layer.gate_up(layer.post_norm(hidden)).chunk(2, dim=-1)
             hidden = hidden + layer.down(nn.functional.silu(gate) * up)
-        hidden = rms_norm(hidden, self.inner.norm)
+        hidden = self.inner.norm(hidden)
         return self.head(hidden.view(batch, -1)).float()
 
 
