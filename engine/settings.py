@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,6 +21,7 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
+@functools.cache  # read once: ``auto`` is resolved several times while loading
 def _cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
