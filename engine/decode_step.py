@@ -26,8 +26,9 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.models.llama.modeling_llama import rotate_half  # Qwen2's is the same function
 
+from engine import quantize
 from engine.attention import grouped_single_query_attention
-from engine.quantize import Int8Linear
+from engine.quantize import FusedInt8Projections, Int8Linear
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,12 @@ class _Layer:
 
 def fuse_rows(linears: Sequence[nn.Module]) -> nn.Module | None:
     """One layer computing ``linears`` (same input, outputs side by side) in one matmul, or None if they differ in
-    kind. The originals are re-pointed at row slices of the fused weights, so no memory is added."""
-    if all(type(layer) is Int8Linear for layer in linears):
+    kind. The originals are re-pointed at row slices of the fused weights, so no memory is added. With oneDNN, int8
+    layers become one packed :class:`FusedInt8Projections` whose slices the originals then compute."""
+    plain_int8 = all(type(layer) is Int8Linear and layer.packed is None for layer in linears)
+    if plain_int8 and quantize.onednn_int8_available():
+        return FusedInt8Projections(linears)  # type: ignore[arg-type]
+    if plain_int8:
         weight_name, scale_name = "weight_int8", "scales"
     elif all(type(layer) is nn.Linear for layer in linears):
         weight_name, scale_name = "weight", None

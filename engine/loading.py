@@ -18,7 +18,7 @@ from engine.decode_step import attach_decode_step
 from engine.errors import ModelLoadError
 from engine.gguf_loader import load_gguf_model
 from engine.memory import release_freed_memory
-from engine.quantize import quantize_model
+from engine.quantize import pack_linears, quantize_model
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,9 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     use_decode_aware_attention(model)
     if settings.resolved_precision == "int8":
         quantize_model(model)
-    attach_decode_step(model)
+    attach_decode_step(model)  # fuses (and, in int8 with oneDNN, packs) the q/k/v and gate/up projections
+    if settings.resolved_precision == "int8" and not pack_linears(model):
+        logger.info("torch has no oneDNN int8 matmul here: int8 stays weight-only")
     if ensure_chat_template(tokenizer):
         logger.info("tokenizer has no chat template: using ChatML")
     if tokenizer.pad_token_id is None:

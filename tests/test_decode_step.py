@@ -8,10 +8,11 @@ import pytest
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
+from engine import quantize
 from engine.companion import ReplyStream
 from engine.decode_step import attach_decode_step, decode_step_of
 from engine.loading import load_model
-from engine.quantize import Int8Linear
+from engine.quantize import FusedInt8Projections, Int8Linear
 from engine.sampling import SamplingSettings
 from engine.settings import EngineSettings
 
@@ -79,20 +80,47 @@ def test_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path) -> 
     assert batched.get_seq_length() == len(long) + 1
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_fused_projections_share_the_model_weights(tiny_model_dir: Path, precision: str) -> None:
-    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision, threads=1))
+@pytest.mark.parametrize("precision", ["fp32", "int8-weight-only"])
+def test_fused_projections_share_the_model_weights(
+    tiny_model_dir: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # plain int8 weights, as on ARM
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision.split("-")[0], threads=1))
     step = decode_step_of(loaded.model)
     assert step is not None
     attention = loaded.model.model.layers[0].self_attn
     fused = step.layers[0].qkv
-    name = "weight_int8" if precision == "int8" else "weight"
-    assert isinstance(fused, Int8Linear) == (precision == "int8")
+    int8 = precision.startswith("int8")
+    name = "weight_int8" if int8 else "weight"
+    assert isinstance(fused, Int8Linear) == int8
     storage = getattr(fused, name).untyped_storage().data_ptr()
     for projection in (attention.q_proj, attention.k_proj, attention.v_proj):
         assert getattr(projection, name).untyped_storage().data_ptr() == storage  # a view, not a copy
     q, k, v = (attention.q_proj.out_features, attention.k_proj.out_features, attention.v_proj.out_features)
     assert getattr(fused, name).shape[0] == q + k + v
+
+
+@pytest.mark.skipif(not quantize.onednn_int8_available(), reason="this torch build has no oneDNN int8 matmul")
+def test_packed_int8_projections_are_one_matrix_the_model_layers_slice(tiny_model_dir: Path) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
+    step = decode_step_of(loaded.model)
+    assert step is not None
+    layer = loaded.model.model.layers[0]
+    attention = layer.self_attn
+    qkv, gate_up = step.layers[0].qkv, step.layers[0].gate_up
+    assert isinstance(qkv, FusedInt8Projections) and isinstance(gate_up, FusedInt8Projections)
+    for index, projection in enumerate((attention.q_proj, attention.k_proj, attention.v_proj)):
+        assert projection.weight_int8 is None and projection._shared == (qkv, index)  # no second copy
+    assert qkv.fused.packed is not None and qkv.fused.weight_int8 is None
+    x = torch.randn(3, 1, attention.q_proj.in_features, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        together = qkv(x)
+        separate = torch.cat([attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)], dim=-1)
+        assert torch.equal(together, separate)
+        assert torch.equal(attention.v_proj(x), together[..., -attention.v_proj.out_features:])  # out of order
+        gate, up = gate_up(x).split([layer.mlp.gate_proj.out_features, layer.mlp.up_proj.out_features], dim=-1)
+        assert torch.equal(layer.mlp.gate_proj(x), gate) and torch.equal(layer.mlp.up_proj(x), up)
+    assert qkv._input is None  # nothing kept alive once every slice was handed out
 
 
 def test_real_model_greedy_reply_is_the_same_with_and_without_it(smollm2_gguf: Path) -> None:

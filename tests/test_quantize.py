@@ -11,7 +11,7 @@ from torch import nn
 from engine import EngineSettings, LocalEngine, quantize
 from engine.analyst import Analyst
 from engine.companion import ReplyStream
-from engine.loading import load_model
+from engine.loading import LoadedModel, load_model
 from engine.quantize import Int8Embedding, Int8Linear, int8_activations, quantize_rows
 from engine.sampling import SamplingSettings
 
@@ -51,11 +51,15 @@ def test_int8_activations_quantise_each_row_on_its_own() -> None:
     assert (outside - expected).norm() / expected.norm() < 0.03
 
 
-def test_int8_activations_for_classification_only(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_onednn_activations_are_int8_for_classification_only(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # e.g. an ARM server's torch
     calls: list[int] = []
     per_row = quantize.int8_matmul_per_row
     monkeypatch.setattr(quantize, "int8_matmul_per_row", lambda *a: calls.append(1) or per_row(*a))
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
+    assert not any(isinstance(m, Int8Linear) and m.packed is not None for m in loaded.model.modules())
     analyst = Analyst(loaded.model, loaded.tokenizer)
     texts = ["I love this, what a great day!", "This is terrible, I hate it.", "今天很开心"]
     calls.clear()
@@ -65,13 +69,81 @@ def test_int8_activations_for_classification_only(tiny_model_dir: Path, monkeypa
         reference = analyst.classify_uncached(text)
         assert abs(verdict.score - reference.score) < 0.05
     calls.clear()
+    _reply(loaded)
+    assert calls == []  # replies stay weight-only
+
+
+def _reply(loaded: LoadedModel) -> list[int]:
     stream = ReplyStream(
         loaded.model, loaded.tokenizer, loaded.tokenizer.encode("Thank you for sharing."),
         SamplingSettings(max_new_tokens=4, temperature=0.0), frozenset(),
     )
     while not stream.done:
         stream.step()
-    assert calls == []  # replies stay weight-only
+    return stream.generated
+
+
+needs_onednn = pytest.mark.skipif(not quantize.onednn_int8_available(), reason="this torch has no oneDNN int8 matmul")
+
+
+@needs_onednn
+def test_packed_layer_matches_the_float_layer_and_frees_its_plain_weights() -> None:
+    linear = nn.Linear(64, 48, bias=True)
+    layer = Int8Linear.from_linear(linear)
+    layer.pack()
+    assert layer.weight_int8 is None and layer.packed is not None
+    x = torch.randn(5, 64) + 0.5  # lopsided rows: the zero point matters
+    expected = linear(x)
+    with torch.inference_mode():
+        several = layer(x).float()
+        one_by_one = torch.cat([layer(row[None]).float() for row in x])
+    assert (several - expected).norm() / expected.norm() < 0.03
+    assert (one_by_one - expected).norm() / expected.norm() < 0.03
+    assert (several - one_by_one).abs().max() < 0.02  # the single-row kernel path computes the same thing
+
+
+@needs_onednn
+def test_packed_layer_quantises_each_row_on_its_own() -> None:
+    layer = Int8Linear.from_linear(nn.Linear(64, 48))
+    layer.pack()
+    x = torch.randn(4, 64)
+    x_with_outlier = x.clone()
+    x_with_outlier[3, 0] = 500.0  # a huge value in another row must not coarsen rows 0-2
+    with torch.inference_mode():
+        assert torch.equal(layer(x_with_outlier)[:3], layer(x)[:3])
+
+
+def test_activation_rows_round_trip_within_half_a_step() -> None:
+    x = torch.randn(6, 40) * torch.tensor([[0.1], [1.0], [10.0], [1.0], [1.0], [1.0]])
+    x[4] = x[4].abs() + 3.0  # all positive: the range is widened to include zero
+    x[5] = 0.0
+    activations = quantize.quantize_rows_of_activations(x)
+    assert activations.values.dtype == torch.uint8
+    assert activations.scales is not None and activations.zero_points is not None
+    restored = (activations.values.float() - activations.zero_points) * activations.scales
+    assert ((restored - x).abs() <= activations.scales * 0.51).all()
+    single = quantize.quantize_rows_of_activations(x[1:2])
+    assert single.single_row is not None
+    scale, zero_point = single.single_row
+    assert ((single.values.float() - zero_point) * scale - x[1]).abs().max() <= scale * 0.51
+
+
+@needs_onednn
+def test_int8_model_packs_every_projection_but_the_shared_head(tiny_model_dir: Path) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
+    model = loaded.model
+    layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    head = model.get_output_embeddings()
+    assert head.packed is None and head.weight_int8 is not None  # the head stays weight-only
+    for layer in layers:
+        if layer is not head:  # packed itself, or a slice of a packed fused matrix (q/k/v, gate/up)
+            assert layer.weight_int8 is None and (layer.packed is not None or layer._shared is not None)
+    reference = load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1)).model
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.inference_mode():
+        out, ref = model(ids).logits.float(), reference(ids).logits
+    assert (out - ref).norm() / ref.norm() < 0.1
+    assert len(_reply(loaded)) == 4
 
 
 def test_quantized_model_keeps_one_shared_int8_vocabulary(tiny_model_dir: Path) -> None:
