@@ -8,8 +8,9 @@ attention of engine/attention.py), in the style of gpt-fast's hand-written model
 transformers' forward: there the matmuls dominate and per-call overhead does not matter.
 
 It also computes the query/key/value projections as one matmul and the gate/up projections as another. The fused
-weights are built once, and the model's own q/k/v and gate/up layers are re-pointed at row slices of them, so the
-memory does not grow and transformers' forward (used for prompts) computes exactly what it did before.
+weights are built once, and the model's own q/k/v and gate/up layers are re-pointed at row slices of them (in int8
+with oneDNN: become slices of one packed matrix, engine.quantize.FusedInt8Projections), so the memory does not grow
+and transformers' forward (used for prompts) computes exactly what it did before.
 
 Models of other shapes (anything but ``qwen2``/``llama`` with SiLU, RMSNorm and full attention) get no
 :class:`DecodeStep` and keep transformers' forward for every step.

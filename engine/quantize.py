@@ -90,8 +90,9 @@ class QuantizedActivations:
 def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
     """Asymmetric uint8 quantisation of each row of ``flat`` (rows, in) on its own (range widened to include 0).
 
-    Asymmetric, because activations are often lopsided (after SiLU, or with one large channel): against one
-    symmetric scale per row it halved the extra distance from bf16's next-token distribution in our measurement.
+    Asymmetric, because activations are often lopsided (after SiLU, or with one large channel): with every layer
+    quantised this way the next-token distribution was closer to fp32's than with one symmetric scale per row
+    (mean KL 0.0050 vs 0.0073, README, Performance).
     """
     as_float = flat.float()
     if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
@@ -275,7 +276,6 @@ def pack_linears(model: nn.Module) -> int:
     for module in model.modules():
         plain = type(module) is Int8Linear and module.weight_int8 is not None and module.packed is None
         if plain and module is not head:
-            module.pack()
+            module.pack()  # drops the plain weights: their memory goes as soon as the reference does
             packed += 1
-    gc.collect()
     return packed
