@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ from transformers.models.llama.modeling_llama import rotate_half  # Qwen2's is t
 
 from engine import quantize
 from engine.attention import grouped_single_query_attention
+from engine.packed_row_step import PackedRowStep
 from engine.quantize import FusedInt8Projections, Int8Linear
 
 logger = logging.getLogger(__name__)
@@ -130,6 +132,12 @@ class DecodeStep:
                 head_dim=head_dim, scaling=attention.scaling,
             ))
 
+    @cached_property
+    def packed_row(self) -> PackedRowStep | None:
+        """The leaner single-sequence step when every projection is packed int8 (engine/packed_row_step.py), else
+        None. Built on first use: load_model packs the output and down projections after attaching this step."""
+        return PackedRowStep.build(self.inner, self.head, self.layers)
+
     @torch.inference_mode()
     def __call__(
         self,
@@ -141,6 +149,8 @@ class DecodeStep:
         """input_ids and position_ids (batch, 1); ``attention_mask`` (batch, cached + 1) with 0 at padding, or None
         when no row is padded. Appends to ``cache``; returns logits (batch, vocab) in float32."""
         batch = input_ids.shape[0]
+        if batch == 1 and attention_mask is None and self.packed_row is not None:
+            return self.packed_row(input_ids, position_ids, cache)
         hidden = self.inner.embed_tokens(input_ids)  # (batch, 1, hidden)
         cos, sin = self.inner.rotary_emb(hidden, position_ids)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (batch, 1, 1, head_dim): broadcast over heads

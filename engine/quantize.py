@@ -96,17 +96,23 @@ def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
     """
     as_float = flat.float()
     if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
-        low, high = (float(v) for v in torch.aminmax(as_float))
-        low, high = min(low, 0.0), max(high, 0.0)
-        scale = max((high - low) / 255.0, 1e-12)
-        zero_point = round(-low / scale)
-        values = as_float.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)
+        values, scale, zero_point = quantize_one_row(as_float)
         return QuantizedActivations(values, single_row=(scale, zero_point))
     low, high = torch.aminmax(as_float, dim=-1, keepdim=True)
     scales = (high.clamp_(min=0) - low.clamp_(max=0)).div_(255.0).clamp_(min=1e-12)
     zero_points = (-low / scales).round_()
     values = (as_float / scales).round_().add_(zero_points).clamp_(0, 255).to(torch.uint8)
     return QuantizedActivations(values, scales, zero_points)
+
+
+def quantize_one_row(row: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+    """One float32 row (1, in) as asymmetric uint8 with its scale and zero point as Python numbers:
+    ``row ≈ scale * (values - zero_point)``."""
+    low, high = (float(v) for v in torch.aminmax(row))
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max((high - low) / 255.0, 1e-12)
+    zero_point = round(-low / scale)
+    return row.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8), scale, zero_point
 
 
 def onednn_int8_available() -> bool:
@@ -171,14 +177,19 @@ class Int8Linear(nn.Module):
             out = out + self.bias
         return out.view(*x.shape[:-1], self.out_features)
 
+    def one_row(
+        self, values: torch.Tensor, scale: float, zero_point: int, out_dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """The packed layer's output (1, out), bias included, for one uint8 row ``scale * (values - zero_point)``."""
+        return torch.ops.onednn.qlinear_pointwise(
+            values, scale, zero_point, self.packed, self.float_scales, self.zero_weight_points,
+            self.float_bias, 1.0, 0, out_dtype, "none", [], "",
+        )
+
     def forward_quantized(self, activations: QuantizedActivations) -> torch.Tensor:
         """The packed layer's output (rows, out) in bf16 for already quantised input rows."""
         if activations.single_row is not None:  # the kernel applies the row's scale and zero point itself
-            scale, zero_point = activations.single_row
-            return torch.ops.onednn.qlinear_pointwise(
-                activations.values, scale, zero_point, self.packed, self.float_scales, self.zero_weight_points,
-                self.float_bias, 1.0, 0, COMPUTE_DTYPE, "none", [], "",
-            )
+            return self.one_row(activations.values, *activations.single_row, COMPUTE_DTYPE)
         # Several rows, each with its own scale and zero point: the kernel multiplies the raw uint8 values, and
         # the per-row affine correction follows, so no row's result depends on another's range.
         accumulated = torch.ops.onednn.qlinear_pointwise(
