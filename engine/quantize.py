@@ -98,10 +98,13 @@ def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
     if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
         values, scale, zero_point = quantize_one_row(as_float)
         return QuantizedActivations(values, single_row=(scale, zero_point))
-    low, high = torch.aminmax(as_float, dim=-1, keepdim=True)
-    scales = (high.clamp_(min=0) - low.clamp_(max=0)).div_(255.0).clamp_(min=1e-12)
-    zero_points = (-low / scales).round_()
-    values = (as_float / scales).round_().add_(zero_points).clamp_(0, 255).to(torch.uint8)
+    # Two reductions: torch.aminmax along a dimension measured 7-10x slower than amin and amax (torch 2.13, CPU).
+    low = as_float.amin(dim=-1, keepdim=True).clamp_(max=0)
+    high = as_float.amax(dim=-1, keepdim=True).clamp_(min=0)
+    scales = high.sub_(low).div_(255.0).clamp_(min=1e-12)
+    inverse = scales.reciprocal()
+    zero_points = low.mul_(inverse).neg_().round_()
+    values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, 255).to(torch.uint8)
     return QuantizedActivations(values, scales, zero_points)
 
 
