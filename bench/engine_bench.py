@@ -48,7 +48,8 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
         await engine.start()
         load_s = time.perf_counter() - started
     out: dict[str, Any] = {"precision": settings.resolved_precision, "load_s": round(load_s, 1),
-                           "load_peak_rss_mb": round(load_memory.peak_mb), "rss_method": load_memory.method}
+                           "load_peak_rss_mb": round(load_memory.peak_mb), "rss_method": load_memory.method,
+                           "rss_after_load_mb": round(rss_mb())}
     messages = SAMPLE_MESSAGES[:4] if quick else SAMPLE_MESSAGES
     await engine.classify(messages[0])  # warm-up
     latencies = []
@@ -100,6 +101,8 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     # The worker hands freed memory back once it has been idle for IDLE_TRIM_DELAY_S.
     await asyncio.sleep(IDLE_TRIM_DELAY_S + 1.0)
     out["steady_rss_mb"] = round(rss_mb())
+    # What the prompt cache (conversations' KV caches, bounded by engine.prompt_cache_mb) holds at that moment.
+    out["prompt_cache_mb_held"] = round(engine.prompt_cache.total_bytes / 2**20)
     await engine.close()
     return out
 
@@ -184,7 +187,9 @@ ROWS = [
     ("p95 latency s, 16 chats", None, "p95_latency_s_16_chats"),
     ("load s", "load_s", "load_s"),
     ("peak RSS while loading MB", "load_peak_rss_mb", "load_peak_rss_mb"),
-    ("steady RSS MB", "steady_rss_mb", "steady_rss_mb"),
+    ("RSS after load, idle MB", None, "rss_after_load_mb"),
+    ("steady RSS after the 16-chat test MB", "steady_rss_mb", "steady_rss_mb"),
+    ("of which prompt cache (conversations' KV) MB", None, "prompt_cache_mb_held"),
 ]
 
 
