@@ -14,6 +14,7 @@ from engine.analyst import Analyst
 from engine.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
 from engine.errors import EngineBusy, EngineClosed
 from engine.loading import LoadedModel, load_model
+from engine.memory import release_freed_memory
 from engine.prompt_cache import PromptCache
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
@@ -88,6 +89,7 @@ class LocalEngine:
         self._worker.classify_batch = analyst.classify_batch
         if self.settings.prompt_cache_mb > 0:
             self.prompt_cache.pin(pinned_system_prefix(self._loaded.model, self._loaded.tokenizer))
+        release_freed_memory()  # the start-up passes (prefixes, calibration) left ~100 MB with glibc otherwise
 
     async def classify(self, text: str) -> Sentiment:
         """Sentiment of one message in its own isolated prompt (batched with others waiting at the same time)."""
