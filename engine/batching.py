@@ -81,6 +81,16 @@ class DecodeBatch:
         pad = self.padding[i]
         return [(layer.keys[i : i + 1, :, pad:, :], layer.values[i : i + 1, :, pad:, :]) for layer in self.cache.layers]
 
+    def _pick(self, logits: torch.Tensor) -> list[int]:
+        """Each stream's next token from its row of ``logits``: in one call when they share sampling settings."""
+        first = self.streams[0].sampling
+        if all(stream.sampling == first for stream in self.streams):
+            return first.pick_batch(logits, [s.context for s in self.streams], [s.generator for s in self.streams])
+        return [
+            stream.sampling.pick_batch(logits[i : i + 1], [stream.context], [stream.generator])[0]
+            for i, stream in enumerate(self.streams)
+        ]
+
     @torch.inference_mode()
     def step(self) -> list[str]:
         """Feed every stream its pending token in one forward pass; return each stream's newly visible text."""
@@ -100,7 +110,7 @@ class DecodeBatch:
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 past_key_values=self.cache, use_cache=True,
             ).logits[:, -1, :].float()  # (batch, vocab)
-        deltas = [stream.accept(logits[i : i + 1]) for i, stream in enumerate(self.streams)]
+        deltas = [stream.accept_token(token) for stream, token in zip(self.streams, self._pick(logits), strict=True)]
         for stream in [s for s in self.streams if s.done]:
             stream.remember(self.row(stream))
         return deltas

@@ -108,8 +108,13 @@ class ReplyStream:
         return self.accept(self._forward(self.prompt_ids[self.reused_tokens:]))
 
     def accept(self, logits: torch.Tensor) -> str:
-        """Pick the next token from ``logits`` (1, vocab), update the state, return newly visible text."""
-        token = self._pick(logits)
+        """Pick the next token from ``logits`` (1, vocab; overwritten by the penalty), update the state, return newly
+        visible text."""
+        token = self.sampling.pick_batch(logits.reshape(1, -1).float(), [self.context], [self.generator])[0]
+        return self.accept_token(token)
+
+    def accept_token(self, token: int) -> str:
+        """Take ``token`` as the next one (picked for this stream), update the state, return newly visible text."""
         if token in self.stop_ids:
             self.done = True
         else:
@@ -152,8 +157,10 @@ class ReplyStream:
         )
         return out.logits[:, -1, :].float()  # (1, vocab)
 
-    def _pick(self, logits: torch.Tensor) -> int:
-        return self.sampling.pick(logits, self.prompt_ids + self.generated, self.generator)
+    @property
+    def context(self) -> list[int]:
+        """The ids so far (prompt and reply), which the repetition penalty looks at."""
+        return self.prompt_ids + self.generated
 
     def _new_text(self) -> str:
         raw = self.tokenizer.decode(self.generated, skip_special_tokens=True)

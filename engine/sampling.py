@@ -9,6 +9,7 @@ nucleus fits in ``TOP_K`` tokens (at top_p 0.9 it nearly always does; llama.cpp'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,15 +27,31 @@ class SamplingSettings:
     repetition_penalty: float = 1.1
 
     def pick(self, logits: torch.Tensor, context: list[int], generator: torch.Generator | None = None) -> int:
-        """The next token for one sequence: ``logits`` is (vocab,) or (1, vocab), ``context`` the ids so far."""
-        scores = logits.reshape(-1).float()
-        if self.repetition_penalty != 1.0 and context:
-            scores = penalize_repeats(scores, context, self.repetition_penalty)
+        """The next token for one sequence: ``logits`` is (vocab,) or (1, vocab) and is left as it was, ``context``
+        the ids so far."""
+        return self.pick_batch(logits.reshape(1, -1).float().clone(), [context], [generator])[0]
+
+    def pick_batch(
+        self, logits: torch.Tensor, contexts: Sequence[list[int]], generators: Sequence[torch.Generator | None]
+    ) -> list[int]:
+        """The next token of each row of ``logits`` (rows, vocab), float32, each chosen as :meth:`pick` would choose
+        it alone. ``logits`` is overwritten (the penalty is applied in place): the caller hands over a fresh tensor.
+
+        The vocabulary-wide work (argmax, or top-k and the softmax normaliser) is one call for all rows; a decode
+        step of 16 chats paid ~0.15-0.35 ms per row for it one row at a time.
+        """
+        if self.repetition_penalty != 1.0:
+            for row, context in enumerate(contexts):
+                if context:
+                    _penalize_in_place(logits[row], context, self.repetition_penalty)
         if self.temperature <= 0:
-            return int(scores.argmax())
-        scores = scores / self.temperature
-        top_scores, top_ids = torch.topk(scores, min(TOP_K, scores.numel()))  # sorted, most likely first
-        top_probs = torch.exp(top_scores - torch.logsumexp(scores, dim=0))  # probabilities under the full softmax
+            return logits.argmax(dim=-1).tolist()
+        scores = logits.div_(self.temperature)  # in place: a fresh (rows, vocab) temporary costs page faults
+        top_scores, top_ids = torch.topk(scores, min(TOP_K, scores.shape[-1]), dim=-1)  # sorted, most likely first
+        top_probs = torch.exp(top_scores - torch.logsumexp(scores, dim=-1, keepdim=True))  # under the full softmax
+        return [self._draw(top_probs[row], top_ids[row], generator) for row, generator in enumerate(generators)]
+
+    def _draw(self, top_probs: torch.Tensor, top_ids: torch.Tensor, generator: torch.Generator | None) -> int:
         # Keep the most likely tokens up to and including the one that brings the mass to top_p.
         mass_before = torch.cumsum(top_probs, dim=0) - top_probs
         keep = mass_before < self.top_p
@@ -45,9 +62,13 @@ class SamplingSettings:
 
 def penalize_repeats(scores: torch.Tensor, context: list[int], penalty: float) -> torch.Tensor:
     """CTRL-style repetition penalty (as transformers applies it): seen tokens' logits divided by ``penalty`` when
-    positive, multiplied by it when negative."""
+    positive, multiplied by it when negative. Returns a new tensor."""
+    penalized = scores.clone()
+    _penalize_in_place(penalized, context, penalty)
+    return penalized
+
+
+def _penalize_in_place(scores: torch.Tensor, context: list[int], penalty: float) -> None:
     seen = torch.tensor(sorted(set(context)), dtype=torch.long)
     values = scores[seen]
-    scores = scores.clone()
     scores[seen] = torch.where(values > 0, values / penalty, values * penalty)
-    return scores

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import torch
 from transformers import (
     LogitsProcessorList,
@@ -62,3 +63,25 @@ def test_top_p_one_samples_the_whole_softmax_of_a_small_vocabulary() -> None:
     counts = Counter(settings.pick(logits, [], generator) for _ in range(draws))
     for token, probability in enumerate(torch.softmax(logits, dim=0).tolist()):
         assert abs(counts[token] / draws - probability) < 0.03
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_a_batch_picks_what_each_row_would_pick_alone(temperature: float) -> None:
+    settings = SamplingSettings(temperature=temperature, top_p=0.9, repetition_penalty=1.3)
+    logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(3)) * 3
+    contexts = [[], [1, 2, 3], list(range(0, 500, 7)), [int(logits[3].argmax())], [9] * 4, [499, 0]]
+    for draw in range(20):
+        alone = [
+            settings.pick(logits[row], contexts[row], torch.Generator().manual_seed(draw * 10 + row))
+            for row in range(len(contexts))
+        ]
+        generators = [torch.Generator().manual_seed(draw * 10 + row) for row in range(len(contexts))]
+        together = settings.pick_batch(logits.clone(), contexts, generators)
+        assert together == alone
+    # pick leaves the caller's logits alone; pick_batch overwrites the ones it was handed (the penalty, in place).
+    before = logits.clone()
+    settings.pick(logits[3], contexts[3])
+    assert torch.equal(logits, before)
+    handed = logits.clone()
+    settings.pick_batch(handed, contexts, [None] * len(contexts))
+    assert not torch.equal(handed, before)
