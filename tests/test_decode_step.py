@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
+from engine import decode_step as decode_step_module
 from engine import quantize
 from engine.companion import ReplyStream
 from engine.decode_step import attach_decode_step, decode_step_of
@@ -151,3 +152,28 @@ def test_other_model_shapes_keep_transformers_forward() -> None:
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=64))
     assert attach_decode_step(model) is None
     assert decode_step_of(model) is None
+
+
+@pytest.mark.parametrize("chats", [8, 10])
+def test_many_chats_share_an_int8_x_int8_output_head(
+    tiny_model_dir: Path, chats: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
+    step = decode_step_of(loaded.model)
+    assert step is not None and isinstance(loaded.model.get_output_embeddings(), Int8Linear)
+    calls = []
+    real = quantize.int8_matmul_per_row
+    monkeypatch.setattr(quantize, "int8_matmul_per_row", lambda *args: calls.append(1) or real(*args))
+    prompts = torch.randint(3, 100, (chats, 6), generator=torch.Generator().manual_seed(chats))
+    tokens = torch.randint(3, 100, (chats, 1), generator=torch.Generator().manual_seed(1))
+    cache = DynamicCache()
+    with torch.inference_mode():
+        loaded.model(input_ids=prompts, past_key_values=cache, use_cache=True)
+        batched = step(tokens, torch.full((chats, 1), 6), cache)
+        assert len(calls) == (1 if chats >= decode_step_module.HEAD_INT8_ACTIVATION_ROWS else 0)
+        for layer in cache.layers:  # drop the token just appended, and take the same step with the weight-only head
+            layer.keys, layer.values = layer.keys[:, :, :6], layer.values[:, :, :6]
+        monkeypatch.setattr(decode_step_module, "HEAD_INT8_ACTIVATION_ROWS", 10_000)
+        weight_only = step(tokens, torch.full((chats, 1), 6), cache)
+    torch.testing.assert_close(batched, weight_only, atol=5e-2, rtol=5e-2)
+    assert (batched.argmax(-1) == weight_only.argmax(-1)).float().mean() >= 0.8
