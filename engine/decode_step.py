@@ -181,12 +181,12 @@ class DecodeStep:
         return self._head(hidden.view(batch, -1)).float()
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The output head for (batch, hidden): int8 × int8 from HEAD_INT8_ACTIVATION_ROWS rows on (see there)."""
-        head = self.head
-        if hidden.shape[0] >= HEAD_INT8_ACTIVATION_ROWS and type(head) is Int8Linear and head.weight_int8 is not None:
-            logits = quantize.int8_matmul_per_row(hidden.to(quantize.COMPUTE_DTYPE), head.weight_int8, head.scales)
-            return logits if head.bias is None else logits + head.bias
-        return head(hidden)
+        """The output head for (batch, hidden): int8 × int8 from HEAD_INT8_ACTIVATION_ROWS rows on (see there).
+        ``int8_activations`` changes only a plain :class:`Int8Linear`; any other head computes as usual."""
+        if hidden.shape[0] < HEAD_INT8_ACTIVATION_ROWS:
+            return self.head(hidden)
+        with quantize.int8_activations():
+            return self.head(hidden)
 
 
 def attach_decode_step(model: PreTrainedModel) -> DecodeStep | None:

@@ -18,8 +18,9 @@ the layer always quantises its input, each row with its own asymmetric uint8 sca
 weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
 prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster. The price is a
 little distance from bf16 (mean KL to fp32 0.0034 against weight-only's 0.0016; README, Performance); the head
-stays weight-only, as the vocabulary-sized matrix is shared with the embedding and the most sensitive to
-activation rounding.
+is not packed, as the vocabulary-sized matrix is shared with the embedding and the most sensitive to activation
+rounding. It stays weight-only except when nine or more chats decode together, where the decode step computes it
+inside :func:`int8_activations` (engine.decode_step.HEAD_INT8_ACTIVATION_ROWS).
 """
 
 from __future__ import annotations
