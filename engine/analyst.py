@@ -21,7 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.care_phrases import with_phrase_floor
 from engine.chat_format import SLOT, split_prompt
+from engine.decode_step import decode_step_of
 from engine.language import Script, script_of
+from engine.packed_prompt_pass import PackedPromptPass
 from engine.prefix import PrefixCache
 from engine.prompts import (
     ANALYST_ANSWER_PREFIX,
@@ -104,7 +106,8 @@ class Analyst:
     """Classifies messages in isolation; runs only on the inference worker thread.
 
     The prefix (system prompt, examples, the start of the user turn) is the same for every message, so its keys and
-    values are computed once at start-up and reused for every batch. With ``calibrate`` the model's lean on
+    values are computed once at start-up and reused for every batch (on packed int8 layers through the lean pass
+    of engine/packed_prompt_pass.py, elsewhere through transformers' forward). With ``calibrate`` the model's lean on
     content-free input is measured per script at start-up and removed from every verdict.
     """
 
@@ -127,6 +130,10 @@ class Analyst:
         self.care_tail_ids = self.care_question_ids if care_question else []
         with int8_activations():  # classification's passes quantise activations too (engine/quantize.py)
             self.prefix = PrefixCache(model, self._encode(prefix_text))
+        step = decode_step_of(model)
+        packed_row = step.packed_row if step is not None else None
+        # On packed int8 layers classification runs its own lean pass (engine/packed_prompt_pass.py).
+        self.packed_pass = None if packed_row is None else PackedPromptPass(packed_row, self.prefix.layers)
         answer_ids = [i for ids in (*self.label_ids.values(), *self.care_ids.values()) for i in ids]
         self.answer_head = AnswerHead(model.get_output_embeddings(), answer_ids)
         self.bias: dict[Script, float] = {"en": 0.0, "zh": 0.0}
@@ -187,6 +194,23 @@ class Analyst:
         """(positive, negative, yes, no) log-scores per message, both questions in one forward pass."""
         if not texts:
             return []
+        hidden = self.hidden_at_answers(texts)  # (batch, 2, hidden)
+        scores = self.answer_head(hidden)  # (batch, 2, answer tokens)
+        sentiment, care = scores[:, 0], scores[:, 1]
+        return [
+            (
+                self.answer_head.mass(sentiment[i], self.label_ids["positive"]),
+                self.answer_head.mass(sentiment[i], self.label_ids["negative"]),
+                self.answer_head.mass(care[i], self.care_ids["yes"]),
+                self.answer_head.mass(care[i], self.care_ids["no"]),
+            )
+            for i in range(len(texts))
+        ]
+
+    @torch.inference_mode()
+    def hidden_at_answers(self, texts: Sequence[str]) -> torch.Tensor:
+        """Final hidden states (batch, 2, hidden) where the sentiment and the care answers come, for one padded
+        batch of messages over the cached prefix (without the care question, both are the sentiment answer's)."""
         rows = [self.message_ids(text) for text in texts]
         sentiment_tail, care_tail = self.sentiment_tail_ids, self.care_tail_ids
         batch, prefix_len = len(rows), len(self.prefix)
@@ -214,23 +238,23 @@ class Analyst:
         # Every query sees the whole prefix, so no row of the mask is empty (padding queries included).
         mask = torch.cat([torch.ones(batch, width, prefix_len, dtype=torch.bool), visible], dim=2)[:, None]
         assert mask.shape == (batch, 1, width, prefix_len + width)
-        sentiment_at = width - len(care_tail) - 1
-        with int8_activations():
-            hidden = self.model.base_model(
-                input_ids=torch.tensor(input_ids), attention_mask=mask, position_ids=torch.tensor(positions),
-                past_key_values=self.prefix.for_batch(batch), use_cache=True,
-            ).last_hidden_state[:, [sentiment_at, width - 1]]  # (batch, 2, hidden): where each answer comes
-        scores = self.answer_head(hidden)  # (batch, 2, answer tokens)
-        sentiment, care = scores[:, 0], scores[:, 1]
-        return [
-            (
-                self.answer_head.mass(sentiment[i], self.label_ids["positive"]),
-                self.answer_head.mass(sentiment[i], self.label_ids["negative"]),
-                self.answer_head.mass(care[i], self.care_ids["yes"]),
-                self.answer_head.mass(care[i], self.care_ids["no"]),
-            )
-            for i in range(batch)
-        ]
+        answer_columns = [width - len(care_tail) - 1, width - 1]  # where each answer comes (the same without care)
+        return self._hidden_at(torch.tensor(input_ids), torch.tensor(positions), mask, answer_columns)
+
+    def _hidden_at(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, columns: list[int]
+    ) -> torch.Tensor:
+        """Final hidden states (batch, len(columns), hidden) at ``columns`` of a pass over the cached prefix."""
+        if self.packed_pass is None:
+            with int8_activations():
+                return self.model.base_model(
+                    input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                    past_key_values=self.prefix.for_batch(input_ids.shape[0]), use_cache=True,
+                ).last_hidden_state[:, columns]
+        distinct = sorted(set(columns))
+        bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
+        hidden = self.packed_pass(input_ids, positions, bias, keep=distinct)
+        return hidden[:, [distinct.index(column) for column in columns]]
 
     @torch.inference_mode()
     def classify_uncached(self, text: str) -> Sentiment:

@@ -16,11 +16,13 @@ output head: the weights move into oneDNN's packed layout (replacing the plain c
 the layer always quantises its input, each row with its own asymmetric uint8 scale and zero point
 (:func:`quantize_rows_of_activations`). On the 2-core test server this kernel costs about the same as the
 weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
-prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster. The price is a
-little distance from bf16 (mean KL to fp32 0.0034 against weight-only's 0.0016; README, Performance); the head
-is not packed, as the vocabulary-sized matrix is shared with the embedding and the most sensitive to activation
-rounding. It stays weight-only except when nine or more chats decode together, where the decode step computes it
-inside :func:`int8_activations` (engine.decode_step.HEAD_INT8_ACTIVATION_ROWS).
+prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster (a single chat's
+decode step and classification then skip transformers' forward: engine/packed_row_step.py and
+engine/packed_prompt_pass.py). The price is a little distance from bf16 (mean KL to fp32 0.0034 against
+weight-only's 0.0016; README, Performance); the head is not packed, as the vocabulary-sized matrix is shared with
+the embedding and the most sensitive to activation rounding. It stays weight-only except when nine or more chats
+decode together, where the decode step computes it inside :func:`int8_activations`
+(engine.decode_step.HEAD_INT8_ACTIVATION_ROWS).
 """
 
 from __future__ import annotations
@@ -190,10 +192,12 @@ class Int8Linear(nn.Module):
             self.float_bias, 1.0, 0, out_dtype, "none", [], "",
         )
 
-    def forward_quantized(self, activations: QuantizedActivations) -> torch.Tensor:
-        """The packed layer's output (rows, out) in bf16 for already quantised input rows."""
+    def forward_quantized(
+        self, activations: QuantizedActivations, out_dtype: torch.dtype = COMPUTE_DTYPE
+    ) -> torch.Tensor:
+        """The packed layer's output (rows, out) in ``out_dtype`` for already quantised input rows."""
         if activations.single_row is not None:  # the kernel applies the row's scale and zero point itself
-            return self.one_row(activations.values, *activations.single_row, COMPUTE_DTYPE)
+            return self.one_row(activations.values, *activations.single_row, out_dtype)
         # Several rows, each with its own scale and zero point: the kernel multiplies the raw uint8 values, and
         # the per-row affine correction follows, so no row's result depends on another's range.
         accumulated = torch.ops.onednn.qlinear_pointwise(
@@ -205,7 +209,7 @@ class Int8Linear(nn.Module):
         out = out.mul_(activations.scales)
         if self.float_bias is not None:
             out = out.add_(self.float_bias)
-        return out.to(COMPUTE_DTYPE)
+        return out.to(out_dtype)
 
 
 class FusedInt8Projections(nn.Module):

@@ -42,8 +42,12 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_qwen(directory: Path, *, grouped_query_attention: bool = True, seed: int = 0) -> Path:
-    """Save a tiny random Qwen2 (GQA like Qwen2.5, or none like Qwen1.5) with its tokenizer into ``directory``."""
+def build_tiny_qwen(
+    directory: Path, *, grouped_query_attention: bool = True, seed: int = 0, initializer_range: float = 0.02
+) -> Path:
+    """Save a tiny random Qwen2 (GQA like Qwen2.5, or none like Qwen1.5) with its tokenizer into ``directory``.
+
+    A larger ``initializer_range`` gives sharper attention, so masks and positions visibly change the output."""
     tokenizer = build_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -56,6 +60,7 @@ def build_tiny_qwen(directory: Path, *, grouped_query_attention: bool = True, se
         tie_word_embeddings=False,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
