@@ -5,7 +5,9 @@
     python -m bench.engine_bench --precisions bf16    # only some precisions
 
 Every part runs in its own child process, one after another, so memory figures start fresh and parts never compete
-for the two cores. Prints a table and writes JSON to ``bench/results/engine.json``.
+for the two cores. Then bench/interleaved.py plays the last precision against llama.cpp (decode) and the seed
+recipe (classification) in alternating rounds, for ratios that a drifting machine speed cannot move. Prints the
+tables and writes JSON to ``bench/results/engine.json``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     out["steady_rss_mb"] = round(rss_mb())
     # What the prompt cache (conversations' KV caches, bounded by engine.prompt_cache_mb) holds at that moment.
     out["prompt_cache_mb_held"] = round(engine.prompt_cache.total_bytes / 2**20)
+    # A long-running bot sees messages of every length; each new length sets up new matmuls (engine/loading.py).
+    for n in range(1, 11 if quick else 101):
+        await engine.classify("word " * n)
+    await asyncio.sleep(IDLE_TRIM_DELAY_S + 1.0)
+    out["rss_after_100_new_lengths_mb"] = round(rss_mb())
     await engine.close()
     return out
 
@@ -151,6 +158,41 @@ def _run_child(part: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(result.stdout)[part]
 
 
+def _interleaved(args: argparse.Namespace) -> dict[str, Any]:
+    """bench/interleaved.py at the last precision asked for: ratios from rounds taken seconds apart."""
+    precision = args.precisions.split(",")[-1]
+    cmd = [sys.executable, "-m", "bench.interleaved", "--model", str(args.model), "--threads", str(args.threads),
+           "--precision", precision, "--rounds", "2" if args.quick else "5"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": f"interleaved rounds exited with {proc.returncode}"}
+    return json.loads(proc.stdout)
+
+
+def interleaved_table(figures: dict[str, Any]) -> str:
+    """The interleaved rounds as a Markdown table: each round's figures, then the medians."""
+    if "error" in figures:
+        return f"interleaved rounds: {figures['error']}"
+    decode = "decode_vs_llamacpp" in figures
+    lines = ["| round | seed classify ms | moodbot classify ms | speed-up |"
+             + (" llama.cpp tok/s | moodbot tok/s | ratio |" if decode else ""),
+             "|---" * (7 if decode else 4) + "|"]
+    for index, r in enumerate(figures["rounds"]):
+        cells = [str(index + 1), str(r["seed_classify_ms_p50"]), str(r["moodbot_classify_ms_p50"]),
+                 str(figures["classify_speedup_vs_seed_per_round"][index])]
+        if decode:
+            cells += [str(r["llamacpp_decode_tok_s"]), str(r["moodbot_decode_tok_s"]),
+                      str(figures["decode_vs_llamacpp_per_round"][index])]
+        lines.append("| " + " | ".join(cells) + " |")
+    medians = ["median", str(figures["seed_classify_ms_p50"]), str(figures["moodbot_classify_ms_p50"]),
+               str(figures["classify_speedup_vs_seed"])]
+    if decode:
+        medians += [str(figures["llamacpp_decode_tok_s"]), str(figures["moodbot_decode_tok_s"]),
+                    str(figures["decode_vs_llamacpp"])]
+    lines.append("| " + " | ".join(medians) + " |")
+    return "\n".join(lines)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
@@ -190,12 +232,13 @@ ROWS = [
     ("RSS after load, idle MB", None, "rss_after_load_mb"),
     ("steady RSS after the 16-chat test MB", "steady_rss_mb", "steady_rss_mb"),
     ("of which prompt cache (conversations' KV) MB", None, "prompt_cache_mb_held"),
+    ("RSS after 100 more messages of new lengths MB", None, "rss_after_100_new_lengths_mb"),
 ]
 
 
 def table(results: dict[str, Any]) -> str:
     """A Markdown table: one row per figure, one column per part."""
-    parts = [name for name in results if name not in ("machine", "ratios")]
+    parts = [name for name in results if name not in ("machine", "ratios", "interleaved")]
     lines = ["| figure | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
     for label, seed_key, moodbot_key in ROWS:
         cells = []
@@ -217,12 +260,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precisions", default="fp32,bf16,int8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: seed, llamacpp")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: seed, llamacpp, interleaved")
     parser.add_argument("--table", action="store_true", help="print the table of the last run's JSON and stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.table:
-        print(table(json.loads(RESULTS.read_text(encoding="utf-8"))))
+        saved = json.loads(RESULTS.read_text(encoding="utf-8"))
+        print(table(saved))
+        if "interleaved" in saved:
+            print(interleaved_table(saved["interleaved"]))
         return 0
     if args.child:
         print(json.dumps(_run_child(args.child, args)))
@@ -239,8 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[bench] {part} …", file=sys.stderr, flush=True)
         results[part] = _child(part, args)
     results["ratios"] = summarise(results)
+    if "interleaved" not in args.skip.split(","):
+        print("[bench] interleaved rounds …", file=sys.stderr, flush=True)
+        results["interleaved"] = _interleaved(args)
     print(table(results))
     print(json.dumps(results["ratios"], indent=2))
+    if "interleaved" in results:
+        print(interleaved_table(results["interleaved"]))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"[bench] wrote {RESULTS}", file=sys.stderr)
