@@ -8,7 +8,7 @@ from statistics import fmean
 import pytest
 import torch
 
-from engine import quantize
+from engine import packed_prompt_pass, quantize
 from engine.analyst import Analyst
 from engine.loading import LoadedModel, load_model
 from engine.settings import EngineSettings
@@ -65,6 +65,26 @@ def test_padding_and_batch_neighbours_do_not_reach_a_message(tiny_int8: LoadedMo
     together = analyst.hidden_at_answers(TEXTS)
     alone = torch.cat([analyst.hidden_at_answers([text]) for text in TEXTS])
     assert _relative_error(together, alone) < 1e-3  # measured 0; a pass ignoring the mask measured 0.019
+
+
+@needs_onednn
+def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
+    tiny_int8: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analyst = Analyst(tiny_int8.model, tiny_int8.tokenizer, calibrate=False, care_question=True)
+    matmuls = analyst.hidden_at_answers(TEXTS)
+    calls: list[int] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counted_sdpa(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counted_sdpa)
+    monkeypatch.setattr(packed_prompt_pass, "MATERIALISED_SCORES_LIMIT", 0)  # as if the scores were too big to hold
+    blocked = analyst.hidden_at_answers(TEXTS)
+    assert len(calls) == tiny_int8.model.config.num_hidden_layers
+    assert _relative_error(blocked, matmuls) < 1e-4
 
 
 @needs_onednn
