@@ -239,6 +239,18 @@ class _LlamaOps:
         logits[self._stop_index] = -self.np.inf
         return int(self.np.argmax(logits))
 
+    def greedy_decode(self, prompt: list[int], tokens: int) -> tuple[list[int], float]:
+        """Evaluate ``prompt`` from an empty context, then decode ``tokens`` greedily, each fed back with
+        ``llm.eval([token])``: (the tokens, seconds after the first one)."""
+        self.llm.reset()
+        self.llm.eval(prompt)
+        generated = [self.greedy_token()]
+        with Timer() as t:
+            while len(generated) < tokens:
+                self.llm.eval([generated[-1]])
+                generated.append(self.greedy_token())
+        return generated, t.seconds
+
     def timed_eval(self, tokens: list[int]) -> float:
         """Seconds of ``llm.eval(tokens)`` from an empty context (``llm.reset()`` first)."""
         self.llm.reset()
@@ -485,14 +497,8 @@ def run_llamacpp(
     decode_text = ""
     for r in range(repeats):
         _say(progress, f"llama.cpp: greedy decode of {decode_tokens} tokens, run {r + 1}/{repeats}")
-        llm.reset()
-        llm.eval(main_tokens)
-        generated = [greedy_token()]
-        with Timer() as t:
-            while len(generated) < decode_tokens:
-                llm.eval([generated[-1]])
-                generated.append(greedy_token())
-        decode_rates.append((len(generated) - 1) / t.seconds)
+        generated, seconds = ops.greedy_decode(main_tokens, decode_tokens)
+        decode_rates.append((len(generated) - 1) / seconds)
         if r == 0:
             decode_text = llm.detokenize(generated).decode("utf-8", errors="replace")
 

@@ -70,14 +70,8 @@ def serve_llamacpp(model: Path, threads: int) -> None:
     prompt = ops.tokens_of(_prompt_text())
 
     def decode() -> dict[str, Any]:
-        llm.reset()
-        llm.eval(prompt)
-        generated = [ops.greedy_token()]
-        started = time.perf_counter()
-        while len(generated) < DECODE_TOKENS:
-            llm.eval([generated[-1]])
-            generated.append(ops.greedy_token())
-        return {"tok_s": (len(generated) - 1) / (time.perf_counter() - started)}
+        generated, seconds = ops.greedy_decode(prompt, DECODE_TOKENS)
+        return {"tok_s": (len(generated) - 1) / seconds}
 
     decode()  # warm-up: first touch of the weights
     _serve({"decode": decode}, {"prompt_tokens": len(prompt), "llama_cpp_python": llama_cpp.__version__})

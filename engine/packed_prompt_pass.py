@@ -45,7 +45,6 @@ class PackedPromptPass:
         self.heads, self.kv_heads, self.head_dim, self.scaling = step.heads, step.kv_heads, step.head_dim, step.scaling
         # Each (kv_heads, prefix_len, head_dim) in float32: ~3.4 MB for the 0.5B model's 276-token analyst prefix.
         self.prefix = [(keys[0].float(), values[0].float()) for keys, values in prefix]
-        self.prefix_len = self.prefix[0][0].shape[1] if self.prefix else 0
 
     @torch.inference_mode()
     def __call__(
@@ -66,8 +65,7 @@ class PackedPromptPass:
         queries = width
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            qkv = layer.qkv.forward_quantized(_normed_rows(hidden, layer.input_gain, layer.input_eps), torch.float32)
-            qkv = qkv.view(batch, width, -1)
+            qkv = _project(layer.qkv, _normed_rows(hidden, layer.input_gain, layer.input_eps)).view(batch, width, -1)
             split = layer.query_key_width
             query_key = qkv[..., :split].reshape(batch, width, heads + kv_heads, head_dim)
             query_key = query_key * cos + rotate_half(query_key) * sin
@@ -112,6 +110,7 @@ def _attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bi
 
 
 def _project(linear: Int8Linear, activations: QuantizedActivations) -> torch.Tensor:
+    """A packed layer's float32 output for quantised rows."""
     return linear.forward_quantized(activations, torch.float32)
 
 
