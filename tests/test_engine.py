@@ -379,6 +379,31 @@ def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) 
     assert reused == 9, "one token is always left to compute"
 
 
+def test_prompt_cache_entries_hold_only_what_follows_the_pinned_prompt() -> None:
+    from engine.prompt_cache import CacheEntry, PromptCache
+
+    def numbered(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:  # position p holds the value p
+        keys = torch.arange(length, dtype=torch.float32).view(1, 1, length, 1).expand(1, 2, length, 4).clone()
+        return [(keys, -keys)]
+
+    cache = PromptCache(budget_bytes=1 << 20)
+    cache.pin(CacheEntry((1, 2, 3, 4), numbered(4)))
+    cache.store([1, 2, 3, 4, 5, 6, 7], numbered(7))  # starts with the pinned prompt
+    cache.store([1, 2, 9, 9, 9], numbered(5))  # does not
+    with_base, without = cache.entries.values()
+    assert with_base.base is cache.pinned and with_base.layers[0][0].shape[-2] == 3
+    assert without.base is None and without.layers[0][0].shape[-2] == 5
+    assert cache.total_bytes == (3 + 5) * 2 * 4 * 4 * 2
+
+    found, reused = cache.lookup([1, 2, 3, 4, 5, 6, 8])
+    assert reused == 6
+    keys, values = found.layers[0].keys, found.layers[0].values
+    expected = numbered(6)[0]
+    assert torch.equal(keys, expected[0]) and torch.equal(values, expected[1])
+    found, reused = cache.lookup([1, 2, 3, 7])  # shorter than the pinned prompt: served from it alone
+    assert reused == 3 and torch.equal(found.layers[0].keys, numbered(3)[0][0])
+
+
 def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
     from engine.loading import FlatInputLinear
 

@@ -1,4 +1,5 @@
-"""Memory a long-running bot must not accumulate: oneDNN's cache of set-up matmuls is bounded."""
+"""Memory a long-running bot must not accumulate or hold for nothing: oneDNN's cache of set-up matmuls is bounded,
+and the tokenizer drops the Python copies it was built from."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 
 from engine import quantize
 from engine.loading import ONEDNN_PRIMITIVE_CACHE_CAPACITY, load_model
@@ -26,6 +28,19 @@ def test_load_model_caps_the_onednn_cache_unless_the_environment_sets_it(
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")  # the self-hoster's choice wins
     load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1))
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+
+
+def test_loaded_tokenizer_drops_its_construction_copies_and_tokenises_the_same(tiny_model_dir: Path) -> None:
+    as_built = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert len(as_built._vocab) > 100 and len(as_built._merges) > 100  # what transformers keeps after building
+    tokenizer = load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1)).tokenizer
+    assert not tokenizer._vocab and not tokenizer._merges
+    text = "I feel happy and grateful today, 今天很好 🙂"
+    ids = tokenizer.encode(text)
+    assert ids == as_built.encode(text) and tokenizer.decode(ids) == as_built.decode(ids)
+    assert tokenizer.get_vocab() == as_built.get_vocab()
+    messages = [{"role": "user", "content": text}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False) != ""
 
 
 # Runs in a fresh process: oneDNN reads its cache size once, when the process sets up its first matmul.
