@@ -31,6 +31,16 @@ ROW_CHUNK = 8192
 TIE_TOLERANCE = 0.1  # relative difference of two quantisations of the same matrix (Q5_0 vs Q8_0: ~0.04)
 
 
+def drop_vocabulary_fields(reader) -> None:
+    """Forget the tokenizer fields a ``GGUFReader`` parsed (the tokenizer is loaded on its own).
+
+    For Qwen's 151,936 tokens and merges they are ~300,000 small numpy objects. Dropped before the first weight is
+    allocated, they free whole pages; dropped at the end of loading, they left 30-60 MB of pages that a few small
+    allocations made in between kept resident (measured: the engine started at 983 MiB, now 924)."""
+    for name in [name for name in reader.fields if name.startswith("tokenizer.")]:
+        del reader.fields[name]
+
+
 def _dequantize_rows(tensor, start: int, stop: int) -> np.ndarray:
     from gguf import dequantize
 
@@ -99,6 +109,7 @@ def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False)
     gc.collect()
     release_freed_memory()  # the vocabulary parsed above is large and gone
     reader = GGUFReader(str(path))
+    drop_vocabulary_fields(reader)
     tensors = {t.name: t for t in reader.tensors}
     tied = "output.weight" not in tensors or (
         "token_embd.weight" in tensors and _same_matrix(tensors["token_embd.weight"], tensors["output.weight"])

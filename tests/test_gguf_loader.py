@@ -29,3 +29,33 @@ def test_streaming_gguf_loader_in_bf16(smollm2_gguf: Path) -> None:
     model = load_gguf_model(smollm2_gguf, torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert not model.training
+
+
+def test_vocabulary_fields_are_dropped_before_the_first_weight_arrives(
+    smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gguf
+
+    from engine import gguf_loader
+
+    readers: list[gguf.GGUFReader] = []
+    fields_at_first_weight: list[set[str]] = []
+
+    class RecordingReader(gguf.GGUFReader):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            readers.append(self)
+
+    set_parameter = gguf_loader._set_parameter
+
+    def recording_set_parameter(model, name, value) -> None:
+        if not fields_at_first_weight:
+            fields_at_first_weight.append(set(readers[-1].fields))
+        set_parameter(model, name, value)
+
+    monkeypatch.setattr(gguf, "GGUFReader", RecordingReader)
+    monkeypatch.setattr(gguf_loader, "_set_parameter", recording_set_parameter)
+    load_gguf_model(smollm2_gguf, torch.bfloat16)
+    assert "tokenizer.ggml.tokens" in set(gguf.GGUFReader(str(smollm2_gguf)).fields)  # what a reader parses
+    assert fields_at_first_weight and not any(name.startswith("tokenizer.") for name in fields_at_first_weight[0])
+    assert any(name.startswith("general.") for name in fields_at_first_weight[0])  # only the vocabulary went
