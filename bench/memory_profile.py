@@ -38,9 +38,9 @@ def resident() -> dict[str, int]:
     fields = {}
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("Rss", "Anonymous", "Pss_File"):
+        if name in ("Rss", "Anonymous"):
             fields[name] = round(int(value.split()[0]) / 1024)
-    return {"rss": fields["Rss"], "anonymous": fields["Anonymous"], "file": fields["Pss_File"]}
+    return {"rss": fields["Rss"], "anonymous": fields["Anonymous"], "file": fields["Rss"] - fields["Anonymous"]}
 
 
 def weight_bytes(model: Any) -> int:
@@ -134,6 +134,8 @@ def _tokenizer_alone(model: str) -> dict[str, Any]:
 
 
 def _llamacpp(model: str) -> dict[str, Any]:
+    if not model.endswith(".gguf"):
+        return {"skipped": "the model is not a GGUF file"}
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -188,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(_child(args.child, str(args.model), chats)))
         return 0
-    if not args.model.is_file():
+    if not args.model.exists():
         print(f"{args.model} not found: python scripts/fetch_models.py qwen", file=sys.stderr)
         return 2
     started = time.perf_counter()

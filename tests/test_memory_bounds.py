@@ -3,6 +3,7 @@ and the tokenizer drops the Python copies it was built from."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from engine import quantize
@@ -74,3 +76,39 @@ def test_classifying_messages_of_many_lengths_does_not_grow_memory_without_bound
     print(f"RSS growth over 150 new message lengths: {growth:.0f} MB")
     # oneDNN's default (1,024 set-ups) measured +210 MB here; the bounded cache ~45 MB.
     assert growth < 100
+
+
+def test_int8_model_from_a_folder_lets_go_of_the_checkpoint_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")  # a path no other test's model has mapped
+    # Stored in bf16, like the hub's Qwen checkpoints: loading in bf16 then copies nothing.
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(folder)
+    checkpoint = str((folder / "model.safetensors").resolve())
+
+    def mapped() -> bool:
+        return checkpoint in Path("/proc/self/maps").read_text()
+
+    bf16 = load_model(EngineSettings(model=str(folder), precision="bf16", threads=1))
+    assert mapped(), "transformers reads a folder's weights through a memory map"
+    del bf16
+    gc.collect()
+    loaded = load_model(EngineSettings(model=str(folder), precision="int8", threads=1))
+    gc.collect()
+    assert not mapped()
+    norm = loaded.model.model.layers[0].input_layernorm.weight
+    assert norm.dtype == torch.bfloat16 and not norm.requires_grad
+
+
+def test_copying_tensors_off_the_checkpoint_keeps_shared_tensors_shared() -> None:
+    from engine.loading import copy_float_tensors_off_checkpoint
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+    model[1].weight = model[0].weight  # tied, as a head and an embedding can be
+    model.register_buffer("steps", torch.arange(3))  # not floating point: left as it is
+    original, steps = model[0].weight, model.steps
+    assert copy_float_tensors_off_checkpoint(model) == 3  # one shared weight, two biases
+    assert model[1].weight is model[0].weight and model[0].weight is not original
+    assert torch.equal(model[0].weight, original) and model.steps is steps
