@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from engine.memory import release_freed_memory
+from engine.streaming import quantize_in_place, set_parameter
 
 logger = logging.getLogger(__name__)
 
@@ -62,31 +63,6 @@ def _dequantize_in_chunks(tensor, dtype: torch.dtype) -> torch.Tensor:
     for start in range(ROW_CHUNK, rows, ROW_CHUNK):
         out[start : start + ROW_CHUNK] = torch.from_numpy(_dequantize_rows(tensor, start, start + ROW_CHUNK))
     return out
-
-
-def _set_parameter(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
-    module_name, _, attr = name.rpartition(".")
-    module = model.get_submodule(module_name)
-    setattr(module, attr, torch.nn.Parameter(value, requires_grad=False))
-
-
-def _quantize_in_place(model: torch.nn.Module, target: str, tied: bool) -> None:
-    """Turn the module that just received weight ``target`` into its int8 form (only once its weight is in)."""
-    from engine.quantize import Int8Embedding, Int8Linear, quantize_rows
-
-    module_name, _, attr = target.rpartition(".")
-    module = model.get_submodule(module_name)
-    if attr != "weight":
-        return
-    if module is model.get_input_embeddings():
-        embedding = Int8Embedding(*quantize_rows(module.weight))
-        model.set_input_embeddings(embedding)
-        if tied:
-            model.set_output_embeddings(Int8Linear(embedding.weight_int8, embedding.scales, None))
-    elif isinstance(module, torch.nn.Linear):
-        parent_name, _, child = module_name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear.from_linear(module))
 
 
 def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False) -> PreTrainedModel:
@@ -137,9 +113,9 @@ def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False)
                 tensor_key_mapping=names, parsed_parameters=parsed,
             )
             value = torch.from_numpy(np.ascontiguousarray(processed.weights)).to(dtype, copy=True)
-        _set_parameter(model, target, value)
+        set_parameter(model, target, value)
         if quantize_int8:
-            _quantize_in_place(model, target, tied)
+            quantize_in_place(model, target, tied)
         release_freed_memory()
 
     if tied and not quantize_int8:

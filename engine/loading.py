@@ -19,6 +19,7 @@ from engine.errors import ModelLoadError
 from engine.gguf_loader import load_gguf_model
 from engine.memory import release_freed_memory
 from engine.quantize import pack_linears, quantize_model
+from engine.safetensors_loader import load_safetensors_int8
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -204,7 +205,10 @@ def load_model(settings: EngineSettings) -> LoadedModel:
                 quantize_int8=settings.resolved_precision == "int8",
             )
         else:
-            model = AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype)
+            streamed = None
+            if settings.resolved_precision == "int8":
+                streamed = load_safetensors_int8(Path(source.directory))
+            model = streamed or AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype)
     except (OSError, ValueError, KeyError, RuntimeError, ImportError, NotImplementedError) as exc:
         raise ModelLoadError(f"cannot load model from {settings.model}: {_first_line(exc)}") from exc
     model.eval()

@@ -46,7 +46,7 @@ def test_vocabulary_fields_are_dropped_before_the_first_weight_arrives(
             super().__init__(*args, **kwargs)
             readers.append(self)
 
-    set_parameter = gguf_loader._set_parameter
+    set_parameter = gguf_loader.set_parameter
 
     def recording_set_parameter(model, name, value) -> None:
         if not fields_at_first_weight:
@@ -54,7 +54,7 @@ def test_vocabulary_fields_are_dropped_before_the_first_weight_arrives(
         set_parameter(model, name, value)
 
     monkeypatch.setattr(gguf, "GGUFReader", RecordingReader)
-    monkeypatch.setattr(gguf_loader, "_set_parameter", recording_set_parameter)
+    monkeypatch.setattr(gguf_loader, "set_parameter", recording_set_parameter)
     load_gguf_model(smollm2_gguf, torch.bfloat16)
     assert "tokenizer.ggml.tokens" in set(gguf.GGUFReader(str(smollm2_gguf)).fields)  # what a reader parses
     assert fields_at_first_weight and not any(name.startswith("tokenizer.") for name in fields_at_first_weight[0])

@@ -43,7 +43,12 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_tiny_qwen(
-    directory: Path, *, grouped_query_attention: bool = True, seed: int = 0, initializer_range: float = 0.02
+    directory: Path,
+    *,
+    grouped_query_attention: bool = True,
+    seed: int = 0,
+    initializer_range: float = 0.02,
+    tie_word_embeddings: bool = False,
 ) -> Path:
     """Save a tiny random Qwen2 (GQA like Qwen2.5, or none like Qwen1.5) with its tokenizer into ``directory``.
 
@@ -57,7 +62,7 @@ def build_tiny_qwen(
         num_attention_heads=4,
         num_key_value_heads=2 if grouped_query_attention else 4,
         max_position_embeddings=4096,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=initializer_range,
