@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import gc
 import json
 import subprocess
@@ -33,8 +32,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 
 def resident() -> dict[str, int]:
     """This process's resident memory right now, settled: MiB in all, anonymous, and file-backed."""
+    from engine.memory import release_freed_memory
+
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_freed_memory()
     fields = {}
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
         name, _, value = line.partition(":")

@@ -188,6 +188,19 @@ def use_flat_input_head(model: PreTrainedModel) -> None:
         head.__class__ = FlatInputLinear
 
 
+def load_folder_model(directory: Path, settings: EngineSettings) -> PreTrainedModel:
+    """A model folder's weights in the configured precision. int8 streams the checkpoint into int8 tensor by tensor
+    where its names allow (engine/safetensors_loader.py), else quantises after ``from_pretrained`` and then copies
+    the norms and biases off the checkpoint file (see :func:`copy_float_tensors_off_checkpoint`)."""
+    if settings.resolved_precision != "int8":
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype)
+    model = load_safetensors_int8(directory)
+    if model is None:
+        model = quantize_model(AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype))
+        copy_float_tensors_off_checkpoint(model)
+    return model
+
+
 def load_model(settings: EngineSettings) -> LoadedModel:
     """Load tokenizer and weights in the configured precision, ready for inference (eval mode, no grad)."""
     started = time.perf_counter()
@@ -205,19 +218,13 @@ def load_model(settings: EngineSettings) -> LoadedModel:
                 quantize_int8=settings.resolved_precision == "int8",
             )
         else:
-            streamed = None
-            if settings.resolved_precision == "int8":
-                streamed = load_safetensors_int8(Path(source.directory))
-            model = streamed or AutoModelForCausalLM.from_pretrained(source.directory, dtype=settings.dtype)
+            model = load_folder_model(Path(source.directory), settings)
     except (OSError, ValueError, KeyError, RuntimeError, ImportError, NotImplementedError) as exc:
         raise ModelLoadError(f"cannot load model from {settings.model}: {_first_line(exc)}") from exc
     model.eval()
     model.requires_grad_(False)
     use_flat_input_head(model)
     use_decode_aware_attention(model)
-    if settings.resolved_precision == "int8":
-        quantize_model(model)
-        copy_float_tensors_off_checkpoint(model)
     attach_decode_step(model)  # fuses (and, in int8 with oneDNN, packs) the q/k/v and gate/up projections
     if settings.resolved_precision == "int8" and not pack_linears(model):
         logger.info("torch has no oneDNN int8 matmul here: int8 stays weight-only")

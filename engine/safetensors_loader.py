@@ -3,8 +3,8 @@
 transformers' ``from_pretrained`` builds the whole model in bf16 first, reading through a memory map of the
 checkpoint; quantising afterwards then held the bf16 model, its int8 copy and the mapped file at once (Qwen2.5
 from a hub folder: 2.2 GB peak). Here the model skeleton is created without memory, and each weight is read on its
-own (the file opened, the tensor copied out, the file closed, so no page of it stays mapped), converted to bf16 and
-turned into int8 before the next one.
+own (the file opened and closed around it), converted to bf16 and turned into int8 before the next one; what is
+kept as it is (norms, biases) is copied, as a tensor read straight from the file would keep all of it mapped.
 
 Only for checkpoints whose tensor names are the model's own parameter names (Qwen2, Qwen1.5, Llama and most
 decoder-only models); for others transformers renames or merges tensors while loading, so :func:`load_safetensors_int8`
@@ -62,9 +62,10 @@ def load_safetensors_int8(directory: Path) -> PreTrainedModel | None:
         return None
     for name in names:
         with safe_open(str(locations[name]), "pt") as checkpoint:
-            value = checkpoint.get_tensor(name).to(COMPUTE_DTYPE)
+            value = checkpoint.get_tensor(name).to(COMPUTE_DTYPE)  # may read straight from the mapped file
         set_parameter(model, name, value)
-        quantize_in_place(model, name, tied)
+        if not quantize_in_place(model, name, tied):
+            set_parameter(model, name, value.clone())  # kept as it is: its own memory, or the file stays mapped
         del value
         release_freed_memory()
     with contextlib.suppress(OSError):  # no generation_config.json: the defaults from the model config stay
