@@ -105,8 +105,8 @@ def serve_moodbot(model: Path, threads: int, precision: str) -> None:
 
 async def _serve_moodbot(model: Path, threads: int, precision: str) -> None:
     from engine import EngineSettings, LocalEngine
-    from engine.companion import ReplyStream
-    from engine.sampling import SamplingSettings
+    from engine.local.companion import ReplyStream
+    from engine.local.sampling import SamplingSettings
 
     engine = LocalEngine(EngineSettings(model=str(model), precision=precision, threads=threads))
     await engine.start()

@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 
 def resident() -> dict[str, int]:
     """This process's resident memory right now, settled: MiB in all, anonymous, and file-backed."""
-    from engine.memory import release_freed_memory
+    from engine.loading.memory import release_freed_memory
 
     gc.collect()
     release_freed_memory()
@@ -48,8 +48,8 @@ def weight_bytes(model: Any) -> int:
     """Bytes of the model's weights: its tensors, plus oneDNN's packed int8 matrices (opaque to torch)."""
     import torch
 
-    from engine.decode_step import decode_step_of
-    from engine.quantize import Int8Linear
+    from engine.kernels.decode import decode_step_of
+    from engine.kernels.int8 import Int8Linear
 
     modules = list(model.modules())
     step = decode_step_of(model)
@@ -74,7 +74,7 @@ def _engine_phases(model: str, chats: int) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, PreTrainedModel  # noqa: F401
 
     from engine import EngineSettings, LocalEngine
-    from engine.worker import IDLE_TRIM_DELAY_S
+    from engine.local.worker import IDLE_TRIM_DELAY_S
 
     phases["import transformers' model code and the engine"] = resident()
 
@@ -121,7 +121,7 @@ async def _chat(engine: Any, index: int) -> None:
 def _tokenizer_alone(model: str) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, PreTrainedModel  # noqa: F401
 
-    from engine.loading import drop_tokenizer_construction_leftovers, resolve_source
+    from engine.loading.model import drop_tokenizer_construction_leftovers, resolve_source
 
     source = resolve_source(model)
     before = resident()

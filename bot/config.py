@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.language import script_of
+from engine.roles.language import script_of
 from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 
 TOKEN_ENV_VAR = "MOODBOT_TELEGRAM_TOKEN"

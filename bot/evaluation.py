@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import median
 
 from engine import Engine, Sentiment
-from engine.language import script_of
+from engine.roles.language import script_of
 
 GOLD_LABELS = {0: "negative", 1: "positive", 2: "neutral"}
 CONCURRENCY = 32  # messages in flight at once: enough for the engine to batch them, below any queue limit

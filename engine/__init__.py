@@ -5,7 +5,7 @@ Knows nothing of Telegram or SQL.
 
 from engine.base import Engine
 from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError
-from engine.local import LocalEngine
+from engine.local.engine import LocalEngine
 from engine.openai_backend import OpenAIEngine
 from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 from engine.values import LABELS, ChatTurn, Sentiment

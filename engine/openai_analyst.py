@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from engine.care_phrases import with_phrase_floor
-from engine.language import script_of
 from engine.openai_wire import logsumexp, truncate_approx
-from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
+from engine.roles.care_phrases import with_phrase_floor
+from engine.roles.language import script_of
+from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
+from engine.roles.verdict import care_from_logprobs, sentiment_from_logprobs
 from engine.values import Sentiment
-from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
 MAX_MESSAGE_TOKENS = 512  # as the local analyst: longer messages are classified on their beginning (estimated here)
 TOP_LOGPROBS = 20  # the most OpenAI (and vLLM by default) allow

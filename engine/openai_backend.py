@@ -33,7 +33,7 @@ from engine.openai_analyst import (
 )
 from engine.openai_errors import NO_LOGPROBS, ServerUnavailable, json_answer, status_error, transport_error
 from engine.openai_wire import GuardedText, reply_body, sse_deltas
-from engine.prompts import CONTENT_FREE
+from engine.roles.prompts import CONTENT_FREE
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
 

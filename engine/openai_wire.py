@@ -11,10 +11,10 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from engine.companion import TURN_OVERHEAD_TOKENS
 from engine.errors import EngineError
-from engine.guard import visible_reply
-from engine.prompts import COMPANION_SYSTEM_PROMPT
+from engine.local.companion import TURN_OVERHEAD_TOKENS
+from engine.roles.guard import visible_reply
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from engine.settings import EngineSettings
 from engine.values import ChatTurn
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
-from engine import decode_step as decode_step_module
-from engine import quantize
-from engine.companion import ReplyStream
-from engine.decode_step import attach_decode_step, decode_step_of
-from engine.loading import load_model
-from engine.quantize import FusedInt8Projections, Int8Linear
-from engine.sampling import SamplingSettings
+from engine.kernels import decode as decode_step_module
+from engine.kernels import int8 as quantize
+from engine.kernels.decode import attach_decode_step, decode_step_of
+from engine.kernels.int8 import FusedInt8Projections, Int8Linear
+from engine.loading.model import load_model
+from engine.local.companion import ReplyStream
+from engine.local.sampling import SamplingSettings
 from engine.settings import EngineSettings
 
 PROMPTS = ([5, 17, 42, 99, 7, 3, 64, 12], [8, 21, 33])

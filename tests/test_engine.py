@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from engine import ChatTurn, EngineBusy, EngineClosed, EngineSettings, LocalEngine, ModelLoadError
-from engine.analyst import Analyst, answer_token_ids, label_token_ids
-from engine.chat_format import CHATML_TEMPLATE
-from engine.companion import ReplyStream, SamplingSettings, reply_prompt_ids, trim_history
-from engine.loading import load_model, resolve_source
-from engine.prompts import (
+from engine.loading.model import load_model, resolve_source
+from engine.local.analyst import Analyst, answer_token_ids, label_token_ids
+from engine.local.companion import ReplyStream, SamplingSettings, reply_prompt_ids, trim_history
+from engine.roles.chat_format import CHATML_TEMPLATE
+from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
     ANALYST_EXAMPLES,
     ANALYST_SYSTEM_PROMPT,
@@ -244,11 +244,11 @@ async def test_full_queue_answers_busy(tiny_model_dir: Path) -> None:
 
 
 async def test_worker_returns_freed_memory_once_quiet_after_work(tiny_model_dir: Path, monkeypatch) -> None:
-    import engine.worker
+    import engine.local.worker
 
     trims: list[float] = []
-    monkeypatch.setattr(engine.worker, "release_freed_memory", lambda: trims.append(1.0))
-    monkeypatch.setattr(engine.worker, "IDLE_TRIM_DELAY_S", 0.5)
+    monkeypatch.setattr(engine.local.worker, "release_freed_memory", lambda: trims.append(1.0))
+    monkeypatch.setattr(engine.local.worker, "IDLE_TRIM_DELAY_S", 0.5)
     local = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=4))
     await local.start()
     try:
@@ -359,7 +359,7 @@ async def test_next_turn_reuses_the_conversation_cache_and_matches_a_cold_start(
 
 
 def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) -> None:
-    from engine.prompt_cache import PromptCache
+    from engine.local.prompt_cache import PromptCache
 
     def cache_of(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         layer = torch.zeros(1, 2, length, 16)
@@ -380,7 +380,7 @@ def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) 
 
 
 def test_prompt_cache_entries_hold_only_what_follows_the_pinned_prompt() -> None:
-    from engine.prompt_cache import CacheEntry, PromptCache
+    from engine.local.prompt_cache import CacheEntry, PromptCache
 
     def numbered(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:  # position p holds the value p
         keys = torch.arange(length, dtype=torch.float32).view(1, 1, length, 1).expand(1, 2, length, 4).clone()
@@ -405,7 +405,7 @@ def test_prompt_cache_entries_hold_only_what_follows_the_pinned_prompt() -> None
 
 
 def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
-    from engine.loading import FlatInputLinear
+    from engine.loading.model import FlatInputLinear
 
     head = tiny_loaded.model.get_output_embeddings()
     assert isinstance(head, FlatInputLinear)
@@ -415,7 +415,7 @@ def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
 
 
 def test_batched_decoding_gives_each_stream_what_it_would_get_alone(tiny_loaded) -> None:
-    from engine.batching import DecodeBatch
+    from engine.local.batching import DecodeBatch
 
     tokenizer, model = tiny_loaded.tokenizer, tiny_loaded.model
     prompts = [reply_prompt_ids(tokenizer, [], m, 500) for m in ("hi", "I feel happy and grateful today", "bad")]
@@ -466,7 +466,7 @@ async def test_concurrent_replies_through_the_engine_match_sequential_ones(tiny_
 
 
 def test_a_batch_of_mixed_lengths_is_split_by_length_and_keeps_its_order(tiny_loaded, monkeypatch) -> None:
-    import engine.analyst as analyst_module
+    import engine.local.analyst as analyst_module
 
     analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
     texts = ["ok", "I love this " * 30, "sad", "This is terrible, I hate it " * 12, "good day"]

@@ -22,7 +22,7 @@ from engine.openai_wire import (
     trim_history_approx,
     truncate_approx,
 )
-from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_QUESTION, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
+from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_QUESTION, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
 from tests.openai_server import FakeOpenAIServer, LlamaCppServer, free_port
 
 

@@ -1,4 +1,4 @@
-"""Classification's lean int8 pass (engine/packed_prompt_pass.py) computes what transformers' forward computes."""
+"""Classification's lean int8 pass (engine/kernels/prompt_pass.py) computes what transformers' forward computes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from statistics import fmean
 import pytest
 import torch
 
-from engine import packed_prompt_pass, quantize
-from engine.analyst import Analyst
-from engine.loading import LoadedModel, load_model
+from engine.kernels import int8 as quantize
+from engine.kernels import prompt_pass as packed_prompt_pass
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
 from engine.settings import EngineSettings
 from tests.tinymodel import build_tiny_qwen
 

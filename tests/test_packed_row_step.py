@@ -1,4 +1,4 @@
-"""The single-chat int8 decode step (engine/packed_row_step.py) computes what the general decode step computes."""
+"""The single-chat int8 decode step (kernels/packed_row_step.py) computes what the general decode step computes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import rotate_half
 
-from engine import quantize
-from engine.decode_step import DecodeStep, decode_step_of
-from engine.loading import load_model
-from engine.packed_row_step import rotation_matrix
+from engine.kernels import int8 as quantize
+from engine.kernels.decode import DecodeStep, decode_step_of
+from engine.kernels.packed_row_step import rotation_matrix
+from engine.loading.model import load_model
 from engine.settings import EngineSettings
 
 needs_onednn = pytest.mark.skipif(

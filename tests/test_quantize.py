@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from engine import EngineSettings, LocalEngine, quantize
-from engine.analyst import Analyst
-from engine.companion import ReplyStream
-from engine.loading import LoadedModel, load_model
-from engine.quantize import Int8Embedding, Int8Linear, int8_activations, quantize_rows
-from engine.sampling import SamplingSettings
+from engine import EngineSettings, LocalEngine
+from engine.kernels import int8 as quantize
+from engine.kernels.int8 import Int8Embedding, Int8Linear, int8_activations, quantize_rows
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
+from engine.local.companion import ReplyStream
+from engine.local.sampling import SamplingSettings
 
 
 def test_rows_round_trip_within_half_a_step() -> None:
@@ -170,8 +171,8 @@ async def test_engine_classifies_and_replies_in_int8(tiny_model_dir: Path) -> No
 
 
 def test_gguf_quantised_while_loading_matches_quantised_after(smollm2_gguf: Path) -> None:
-    from engine.gguf_loader import load_gguf_model
-    from engine.quantize import quantize_model
+    from engine.kernels.int8 import quantize_model
+    from engine.loading.gguf_loader import load_gguf_model
 
     while_loading = load_gguf_model(smollm2_gguf, torch.bfloat16, quantize_int8=True)
     after = quantize_model(load_gguf_model(smollm2_gguf, torch.bfloat16))

@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 
 from bot.render import day_strip, mood_emoji, mood_summary_text, parse_period, split_for_telegram
-from engine.guard import visible_reply
-from engine.prompts import COMPANION_SYSTEM_PROMPT
+from engine.roles.guard import visible_reply
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from storage import DayMood, MoodSummary
 
 

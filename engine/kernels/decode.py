@@ -4,12 +4,12 @@ A decode step runs the same ~25 small operations in each layer. transformers' ge
 module calls, output-recording hooks, mask construction and the attention-interface lookup, which on a 2-core CPU
 cost more than the operations themselves: 2-3 ms of a ~24 ms int8 step for the 0.5B model. This module computes the
 same numbers directly (the model's own norm and rotary modules, the cache update and the grouped single-query
-attention of engine/attention.py), in the style of gpt-fast's hand-written model. Prompts and classification keep
+attention of kernels/attention.py), in the style of gpt-fast's hand-written model. Prompts and classification keep
 transformers' forward: there the matmuls dominate and per-call overhead does not matter.
 
 It also computes the query/key/value projections as one matmul and the gate/up projections as another. The fused
 weights are built once, and the model's own q/k/v and gate/up layers are re-pointed at row slices of them (in int8
-with oneDNN: become slices of one packed matrix, engine.quantize.FusedInt8Projections), so the memory does not grow
+with oneDNN: become slices of one packed matrix, engine.kernels.int8.FusedInt8Projections), so the memory does not grow
 and transformers' forward (used for prompts) computes exactly what it did before.
 
 Models of other shapes (anything but ``qwen2``/``llama`` with SiLU, RMSNorm and full attention) get no
@@ -28,10 +28,10 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.models.llama.modeling_llama import rotate_half  # Qwen2's is the same function
 
-from engine import quantize
-from engine.attention import grouped_single_query_attention
-from engine.packed_row_step import PackedRowStep
-from engine.quantize import FusedInt8Projections, Int8Linear
+from engine.kernels import int8 as quantize
+from engine.kernels.attention import grouped_single_query_attention
+from engine.kernels.int8 import FusedInt8Projections, Int8Linear
+from engine.kernels.packed_row_step import PackedRowStep
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class DecodeStep:
 
     @cached_property
     def packed_row(self) -> PackedRowStep | None:
-        """The leaner single-sequence step when every projection is packed int8 (engine/packed_row_step.py), else
+        """The leaner single-sequence step when every projection is packed int8 (kernels/packed_row_step.py), else
         None. Built on first use: load_model packs the output and down projections after attaching this step."""
         return PackedRowStep.build(self.inner, self.head, self.layers)
 

@@ -4,7 +4,7 @@ A classification pass feeds one message (~20 tokens) and a fixed tail over the a
 tokens) and reads the hidden state at one or two positions. transformers' forward spent about as long around the
 matmuls as in them (~40 ms for a 10-token message on 2 cores, ~21 in projections and attention): module calls and
 hooks, mask preparation, a per-request copy of the prefix cache, bf16 <-> fp32 conversions around every norm and
-projection, SDPA. This pass computes the same thing with the habits of engine/packed_row_step.py, for several rows:
+projection, SDPA. This pass computes the same thing with the habits of kernels/packed_row_step.py, for several rows:
 
 - the residual stream stays float32 and the packed int8 projections write float32;
 - an RMSNorm's weight multiplies the input before quantisation and its per-row 1/rms joins the per-row activation
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import rotate_half
 
-from engine.packed_row_step import PackedRowStep
-from engine.quantize import Int8Linear, QuantizedActivations, quantize_rows_of_activations
+from engine.kernels.int8 import Int8Linear, QuantizedActivations, quantize_rows_of_activations
+from engine.kernels.packed_row_step import PackedRowStep
 
 KeyValues = Sequence[tuple[torch.Tensor, torch.Tensor]]
 

@@ -2,7 +2,7 @@
 
 With one token per step the matmuls take about 17 of the ~24 ms an int8 step of the 0.5B model costs on 2 cores;
 most of the rest is the fixed cost of ~90 small tensor operations per layer (each a few microseconds). For one row
-on oneDNN-packed layers (engine.quantize) this path computes the same thing with about 50:
+on oneDNN-packed layers (engine.kernels.int8) this path computes the same thing with about 50:
 
 - the residual stream stays float32 and the projections write float32, so nothing converts between them;
 - an RMSNorm is never applied as such: its per-channel weight multiplies the input before quantisation, and its
@@ -11,7 +11,7 @@ on oneDNN-packed layers (engine.quantize) this path computes the same thing with
   built once per step (``x @ R == x * cos + rotate_half(x) * sin``), the attention scaling folded into the
   queries' copy.
 
-Batches of several chats keep the general step (engine/decode_step.py), whose per-row activation scales this
+Batches of several chats keep the general step (engine/kernels/decode.py), whose per-row activation scales this
 single-row arithmetic does not have.
 """
 
@@ -27,10 +27,10 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import rotate_half
 
-from engine.quantize import COMPUTE_DTYPE, FusedInt8Projections, Int8Linear, quantize_one_row
+from engine.kernels.int8 import COMPUTE_DTYPE, FusedInt8Projections, Int8Linear, quantize_one_row
 
 if TYPE_CHECKING:
-    from engine.decode_step import _Layer
+    from engine.kernels.decode import _Layer
 
 
 @dataclass(frozen=True)

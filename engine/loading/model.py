@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.attention import use_decode_aware_attention
-from engine.chat_format import ensure_chat_template
-from engine.decode_step import attach_decode_step
 from engine.errors import ModelLoadError
-from engine.gguf_loader import load_gguf_model
-from engine.memory import release_freed_memory
-from engine.quantize import pack_linears, quantize_model
-from engine.safetensors_loader import load_safetensors_int8
+from engine.kernels.attention import use_decode_aware_attention
+from engine.kernels.decode import attach_decode_step
+from engine.kernels.int8 import pack_linears, quantize_model
+from engine.loading.gguf_loader import load_gguf_model
+from engine.loading.memory import release_freed_memory
+from engine.loading.safetensors_loader import load_safetensors_int8
+from engine.roles.chat_format import ensure_chat_template
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def use_flat_input_head(model: PreTrainedModel) -> None:
 
 def load_folder_model(directory: Path, settings: EngineSettings) -> PreTrainedModel:
     """A model folder's weights in the configured precision. int8 streams the checkpoint into int8 tensor by tensor
-    where its names allow (engine/safetensors_loader.py), else quantises after ``from_pretrained`` and then copies
+    where its names allow (loading/safetensors_loader.py), else quantises after ``from_pretrained`` and then copies
     the norms and biases off the checkpoint file (see :func:`copy_float_tensors_off_checkpoint`)."""
     if settings.resolved_precision != "int8":
         return AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype)

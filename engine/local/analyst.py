@@ -19,13 +19,14 @@ from statistics import fmean
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.care_phrases import with_phrase_floor
-from engine.chat_format import SLOT, split_prompt
-from engine.decode_step import decode_step_of
-from engine.language import Script, script_of
-from engine.packed_prompt_pass import PackedPromptPass
-from engine.prefix import PrefixCache
-from engine.prompts import (
+from engine.kernels.decode import decode_step_of
+from engine.kernels.int8 import int8_activations
+from engine.kernels.prefix import PrefixCache
+from engine.kernels.prompt_pass import PackedPromptPass
+from engine.roles.care_phrases import with_phrase_floor
+from engine.roles.chat_format import SLOT, split_prompt
+from engine.roles.language import Script, script_of
+from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
     CARE_SPELLINGS,
     CONTENT_FREE,
@@ -33,9 +34,8 @@ from engine.prompts import (
     analyst_messages,
     care_messages,
 )
-from engine.quantize import int8_activations
+from engine.roles.verdict import care_from_logprobs, sentiment_from_logprobs
 from engine.values import Sentiment
-from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
 MAX_MESSAGE_TOKENS = 512  # longer messages are classified on their beginning
 BATCH_TOKENS = 2048  # padded tokens per classification forward pass (a bigger batch is split by length)
@@ -86,7 +86,7 @@ class AnswerHead:
         ids = torch.tensor(self.token_ids)
         with torch.inference_mode():
             # Indexing copies the rows, so nothing here holds on to the full head.
-            if hasattr(head, "weight_int8"):  # engine.quantize.Int8Linear
+            if hasattr(head, "weight_int8"):  # engine.kernels.int8.Int8Linear
                 self.rows = head.weight_int8[ids].float() * head.scales[ids].float()[:, None]  # (answer tokens, hidden)
             else:
                 self.rows = head.weight[ids].float()
@@ -107,7 +107,7 @@ class Analyst:
 
     The prefix (system prompt, examples, the start of the user turn) is the same for every message, so its keys and
     values are computed once at start-up and reused for every batch (on packed int8 layers through the lean pass
-    of engine/packed_prompt_pass.py, elsewhere through transformers' forward). With ``calibrate`` the model's lean on
+    of engine/kernels/prompt_pass.py, elsewhere through transformers' forward). With ``calibrate`` the model's lean on
     content-free input is measured per script at start-up and removed from every verdict.
     """
 
@@ -128,11 +128,11 @@ class Analyst:
         self.care_question_ids = self._encode(care_tail)  # the care question's own tail, asked or not
         # Without the care question there is no care tail: the pass is just the message and the sentiment tail.
         self.care_tail_ids = self.care_question_ids if care_question else []
-        with int8_activations():  # classification's passes quantise activations too (engine/quantize.py)
+        with int8_activations():  # classification's passes quantise activations too (engine/kernels/int8.py)
             self.prefix = PrefixCache(model, self._encode(prefix_text))
         step = decode_step_of(model)
         packed_row = step.packed_row if step is not None else None
-        # On packed int8 layers classification runs its own lean pass (engine/packed_prompt_pass.py).
+        # On packed int8 layers classification runs its own lean pass (engine/kernels/prompt_pass.py).
         self.packed_pass = None if packed_row is None else PackedPromptPass(packed_row, self.prefix.layers)
         answer_ids = [i for ids in (*self.label_ids.values(), *self.care_ids.values()) for i in ids]
         self.answer_head = AnswerHead(model.get_output_embeddings(), answer_ids)

@@ -6,7 +6,7 @@ cached tokens and 332 µs with 500 (bf16, 2 cores), against 64 and 89 µs for th
 layers that made a single chat's decode step 28 ms instead of 24 ms once a conversation had 500 tokens (int8,
 same run). Prompts and classification (many queries) keep SDPA, where it is as fast or faster. Batched decoding
 through transformers' forward also keeps it (its padding mask takes SDPA's packed-GQA path, which measured the
-same); engine/decode_step.py calls :func:`grouped_single_query_attention` directly, with the padding as a bias.
+same); engine/kernels/decode.py calls :func:`grouped_single_query_attention` directly, with the padding as a bias.
 Scores and softmax are computed in float32, as SDPA's CPU kernel does.
 """
 

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.chat_format import SLOT, encode_prompt, split_prompt
-from engine.decode_step import decode_step_of
-from engine.guard import visible_reply
-from engine.prefix import PrefixCache
-from engine.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
-from engine.prompts import COMPANION_SYSTEM_PROMPT
-from engine.sampling import SamplingSettings
+from engine.kernels.decode import decode_step_of
+from engine.kernels.prefix import PrefixCache
+from engine.local.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
+from engine.local.sampling import SamplingSettings
+from engine.roles.chat_format import SLOT, encode_prompt, split_prompt
+from engine.roles.guard import visible_reply
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from engine.values import ChatTurn
 
 TURN_OVERHEAD_TOKENS = 5  # <|im_start|>role\n … <|im_end|>\n

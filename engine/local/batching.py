@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from engine.companion import ReplyStream
-from engine.decode_step import decode_step_of
-from engine.prompt_cache import KeyValues, snapshot
+from engine.kernels.decode import decode_step_of
+from engine.local.companion import ReplyStream
+from engine.local.prompt_cache import KeyValues, snapshot
 
 
 def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:

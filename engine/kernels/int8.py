@@ -17,12 +17,12 @@ the layer always quantises its input, each row with its own asymmetric uint8 sca
 (:func:`quantize_rows_of_activations`). On the 2-core test server this kernel costs about the same as the
 weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
 prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster (a single chat's
-decode step and classification then skip transformers' forward: engine/packed_row_step.py and
-engine/packed_prompt_pass.py). The price is a little distance from bf16 (mean KL to fp32 0.0034 against
+decode step and classification then skip transformers' forward: engine/kernels/packed_row_step.py and
+engine/kernels/prompt_pass.py). The price is a little distance from bf16 (mean KL to fp32 0.0034 against
 weight-only's 0.0016; README, Performance); the head is not packed, as the vocabulary-sized matrix is shared with
 the embedding and the most sensitive to activation rounding. It stays weight-only except when nine or more chats
 decode together, where the decode step computes it inside :func:`int8_activations`
-(engine.decode_step.HEAD_INT8_ACTIVATION_ROWS).
+(engine.kernels.decode.HEAD_INT8_ACTIVATION_ROWS).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def quantize_model(model: nn.Module) -> nn.Module:
 def pack_linears(model: nn.Module) -> int:
     """Pack every :class:`Int8Linear` but the output head for oneDNN's int8 matmul (see the module docstring);
     returns how many were packed, 0 where torch has no oneDNN. Layers already fused into a
-    :class:`FusedInt8Projections` (engine.decode_step) are packed there."""
+    :class:`FusedInt8Projections` (engine.kernels.decode) are packed there."""
     if not onednn_int8_available():
         return 0
     head = model.get_output_embeddings()

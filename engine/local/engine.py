@@ -10,15 +10,15 @@ from typing import Any, TypeVar
 
 import torch
 
-from engine.analyst import Analyst
-from engine.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
 from engine.errors import EngineBusy, EngineClosed
-from engine.loading import LoadedModel, load_model
-from engine.memory import release_freed_memory
-from engine.prompt_cache import PromptCache
+from engine.loading.memory import release_freed_memory
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
+from engine.local.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
+from engine.local.prompt_cache import PromptCache
+from engine.local.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
-from engine.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
