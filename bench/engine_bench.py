@@ -80,7 +80,7 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     def decode(sampling: SamplingSettings = engine.sampling) -> float:
         prompt = reply_prompt_ids(loaded.tokenizer, history[:2], "Tell me a long story.", 2048)
         generator = torch.Generator().manual_seed(0)
-        stream = ReplyStream(loaded.model, loaded.tokenizer, prompt, sampling, frozenset(), generator)
+        stream = ReplyStream(loaded.paths, loaded.tokenizer, prompt, sampling, frozenset(), generator)
         stream.step()  # prefill
         t = time.perf_counter()
         while not stream.done:

@@ -115,7 +115,7 @@ async def _serve_moodbot(model: Path, threads: int, precision: str) -> None:
     greedy = SamplingSettings(max_new_tokens=DECODE_TOKENS, temperature=0.0, repetition_penalty=1.0)
 
     def decode() -> dict[str, Any]:  # runs on the engine's worker thread
-        stream = ReplyStream(loaded.model, loaded.tokenizer, prompt, greedy, frozenset())
+        stream = ReplyStream(loaded.paths, loaded.tokenizer, prompt, greedy, frozenset())
         stream.step()  # prefill and the first token
         started = time.perf_counter()
         while not stream.done:

@@ -54,7 +54,7 @@ def test_loads_qwen15_style_model_without_gqa(tiny_mha_model_dir: Path) -> None:
     loaded = load_model(settings_for(tiny_mha_model_dir))
     config = loaded.model.config
     assert config.num_key_value_heads == config.num_attention_heads
-    sentiment = Analyst(loaded.model, loaded.tokenizer).classify_batch(["hello"])[0]
+    sentiment = Analyst(loaded.paths, loaded.tokenizer).classify_batch(["hello"])[0]
     assert sentiment.label in ("positive", "neutral", "negative")
 
 
@@ -110,7 +110,7 @@ def test_answer_tokens_shared_by_two_answers_are_dropped(tiny_loaded) -> None:
 
 
 def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=True)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=True)
     text = tiny_loaded.tokenizer.decode(analyst.prompt_ids("I feel happy"))
     assert ANALYST_SYSTEM_PROMPT in text
     # The worked examples and this one message; nothing from any conversation.
@@ -124,7 +124,7 @@ def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
 
 @pytest.mark.parametrize("care_question", [True, False])
 def test_batched_classification_matches_one_by_one(tiny_loaded, care_question: bool) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=care_question)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=care_question)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
     batched = analyst.classify_batch(texts)
     for text, together in zip(texts, batched, strict=True):
@@ -175,7 +175,7 @@ async def test_reply_streams_text_chunks(engine: LocalEngine) -> None:
 
 def test_reply_stops_at_max_new_tokens(tiny_loaded) -> None:
     prompt = reply_prompt_ids(tiny_loaded.tokenizer, [], "hello", history_tokens=100)
-    stream = ReplyStream(tiny_loaded.model, tiny_loaded.tokenizer, prompt, SamplingSettings(12, 0.0), frozenset())
+    stream = ReplyStream(tiny_loaded.paths, tiny_loaded.tokenizer, prompt, SamplingSettings(12, 0.0), frozenset())
     steps = 0
     while not stream.done:
         stream.step()
@@ -185,12 +185,12 @@ def test_reply_stops_at_max_new_tokens(tiny_loaded) -> None:
 
 def test_reply_stops_at_a_stop_token(tiny_loaded) -> None:
     prompt = reply_prompt_ids(tiny_loaded.tokenizer, [], "hello", history_tokens=100)
-    free = ReplyStream(tiny_loaded.model, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), frozenset())
+    free = ReplyStream(tiny_loaded.paths, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), frozenset())
     while not free.done:
         free.step()
     third = free.generated[2]  # make the third greedy token a stop token: generation must end right there
     stop_ids = frozenset({third})
-    stopped = ReplyStream(tiny_loaded.model, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), stop_ids)
+    stopped = ReplyStream(tiny_loaded.paths, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), stop_ids)
     while not stopped.done:
         stopped.step()
     assert stopped.generated == free.generated[:2]
@@ -289,7 +289,7 @@ async def test_start_failure_is_a_model_load_error_and_leaves_no_thread(tmp_path
 
 @pytest.mark.parametrize("care_question", [True, False])
 def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded, care_question: bool) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=care_question)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=care_question)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
     for cached, text in zip(analyst.classify_batch(texts), texts, strict=True):
         reference = analyst.classify_uncached(text)
@@ -300,8 +300,8 @@ def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded, care
 
 
 def test_without_the_care_question_only_crisis_phrases_count(tiny_loaded) -> None:
-    asked = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=True)
-    unasked = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    asked = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=True)
+    unasked = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer)
     assert unasked.care_tail_ids == [] and len(asked.care_tail_ids) > 5
     ordinary, crisis = unasked.classify_batch(["I feel sad today", "I want to kill myself"])
     assert ordinary.care == 0.0 and crisis.care >= 0.99
@@ -312,7 +312,7 @@ def test_without_the_care_question_only_crisis_phrases_count(tiny_loaded) -> Non
 
 def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> None:
     """The shared pass (custom mask, care tail positions) gives the log-odds of two plain full prompts."""
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, calibrate=False, care_question=True)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, calibrate=False, care_question=True)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok", ""]
 
     def reference(ids: list[int], answers: dict[str, list[int]]) -> list[float]:
@@ -331,7 +331,7 @@ def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> N
 
 
 def test_prefix_cache_is_not_modified_by_use(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer)
     before = [k.clone() for k, _ in analyst.prefix.layers]
     analyst.classify_batch(["one", "two messages here"])
     assert all(torch.equal(b, k) for b, (k, _) in zip(before, analyst.prefix.layers, strict=True))
@@ -417,12 +417,12 @@ def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
 def test_batched_decoding_gives_each_stream_what_it_would_get_alone(tiny_loaded) -> None:
     from engine.local.batching import DecodeBatch
 
-    tokenizer, model = tiny_loaded.tokenizer, tiny_loaded.model
+    tokenizer, paths = tiny_loaded.tokenizer, tiny_loaded.paths
     prompts = [reply_prompt_ids(tokenizer, [], m, 500) for m in ("hi", "I feel happy and grateful today", "bad")]
     lengths = [12, 20, 6]
 
     def stream(prompt: list[int], n: int) -> ReplyStream:
-        return ReplyStream(model, tokenizer, prompt, SamplingSettings(n, 0.0, 1.0, 1.0), frozenset())
+        return ReplyStream(paths, tokenizer, prompt, SamplingSettings(n, 0.0, 1.0, 1.0), frozenset())
 
     alone = []
     for prompt, n in zip(prompts, lengths, strict=True):
@@ -431,7 +431,7 @@ def test_batched_decoding_gives_each_stream_what_it_would_get_alone(tiny_loaded)
             solo.step()
         alone.append(solo.generated)
 
-    batch = DecodeBatch(model)
+    batch = DecodeBatch(paths)
     streams = [stream(p, n) for p, n in zip(prompts, lengths, strict=True)]
     streams[0].prefill()
     batch.add(streams[0])
@@ -468,7 +468,7 @@ async def test_concurrent_replies_through_the_engine_match_sequential_ones(tiny_
 def test_a_batch_of_mixed_lengths_is_split_by_length_and_keeps_its_order(tiny_loaded, monkeypatch) -> None:
     import engine.local.analyst as analyst_module
 
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer)
     texts = ["ok", "I love this " * 30, "sad", "This is terrible, I hate it " * 12, "good day"]
     alone = [analyst.classify_batch([text])[0] for text in texts]
     passes: list[int] = []

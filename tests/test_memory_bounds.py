@@ -53,7 +53,7 @@ from engine.local.analyst import Analyst
 from engine.loading.model import load_model
 from engine.settings import EngineSettings
 loaded = load_model(EngineSettings(model=sys.argv[1], precision="int8", threads=2))
-analyst = Analyst(loaded.model, loaded.tokenizer, calibrate=False)
+analyst = Analyst(loaded.paths, loaded.tokenizer, calibrate=False)
 def settled():
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)

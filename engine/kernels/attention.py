@@ -1,13 +1,17 @@
-"""Attention for one new token per sequence (decoding): two small matmuls instead of SDPA.
+"""Attention with grouped key/value heads, written once: two float32-score matmuls, no repeated keys or values.
 
-On CPU, torch's SDPA sends an unmasked single query with grouped key/value heads to its flash-attention kernel,
-whose setup dwarfs the work: with the 0.5B model's 14 query and 2 key/value heads it took 83 µs per layer with 100
-cached tokens and 332 µs with 500 (bf16, 2 cores), against 64 and 89 µs for the grouped matmuls below. Over 24
-layers that made a single chat's decode step 28 ms instead of 24 ms once a conversation had 500 tokens (int8,
-same run). Prompts and classification (many queries) keep SDPA, where it is as fast or faster. Batched decoding
-through transformers' forward also keeps it (its padding mask takes SDPA's packed-GQA path, which measured the
-same); engine/kernels/decode.py calls :func:`grouped_single_query_attention` directly, with the padding as a bias.
-Scores and softmax are computed in float32, as SDPA's CPU kernel does.
+Every fast path calls :func:`grouped_attention`: the decode steps with one query per sequence, the prompt pass with
+many. The query heads that share a key/value head (consecutive, as transformers' ``repeat_kv`` pairs them) are
+stacked into one matrix, so keys and values are read once per group. Scores and softmax are computed in float32, as
+SDPA's CPU kernel does; the second matmul runs in the values' dtype (the caller's choice).
+
+Why not SDPA: on CPU, torch's SDPA sends an unmasked single query with grouped key/value heads to its
+flash-attention kernel, whose setup dwarfs the work: with the 0.5B model's 14 query and 2 key/value heads it took
+83 µs per layer with 100 cached tokens and 332 µs with 500 (bf16, 2 cores), against 64 and 89 µs for the grouped
+matmuls. Over 24 layers that made a single chat's decode step 28 ms instead of 24 ms once a conversation had 500
+tokens (int8, same run). For one message over the analyst's prefix the matmuls took ~270 µs per layer against
+SDPA's ~350. Scores are materialised, though, so a batch of long messages goes to SDPA, which works in blocks
+(:func:`prompt_attention`). transformers' own forward (prompts) calls :func:`decode_aware_attention`.
 """
 
 from __future__ import annotations
@@ -20,24 +24,65 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION_IMPLEMENTATION = "moodbot_decode"
 
+# Attention scores (float32 elements) above which a prompt pass uses SDPA instead of materialising them: 4M = 16 MB,
+# so a single message or a batch of short ones (8 x 20 tokens: ~1M) takes the faster matmuls.
+MATERIALISED_SCORES_LIMIT = 4 * 2**20
+
+
+def grouped_attention(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    scaling: float | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention of stacked query heads: ``query`` (batch, kv_heads, rows, dim), each key/value head's query heads
+    one after the other (rows = group x queries; one query per sequence when decoding), ``keys`` and ``values``
+    (batch, kv_heads, length, dim). Returns (batch, kv_heads, rows, dim) in the values' dtype.
+
+    ``scaling`` multiplies the scores (None: the queries are scaled already). ``bias`` (batch, 1, queries, length),
+    float32, is added to the scores of every head: ``-inf`` hides a key from a query.
+    """
+    scores = torch.matmul(query.float(), keys.float().transpose(-1, -2))  # (batch, kv_heads, rows, length)
+    if scaling is not None:
+        scores = scores * scaling
+    if bias is not None:
+        batch, kv_heads, rows, length = scores.shape
+        queries = bias.shape[-2]
+        grouped = scores.view(batch, kv_heads, rows // queries, queries, length)
+        scores = grouped.add_(bias[:, :, None]).view(batch, kv_heads, rows, length)
+    weights = torch.softmax(scores, dim=-1).to(values.dtype)
+    return torch.matmul(weights, values)
+
 
 def grouped_single_query_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Attention of one query: query (batch, heads, 1, dim), key/value (batch, kv_heads, length, dim); returns
-    (batch, heads, 1, dim). ``bias`` (batch, 1, 1, length), float32, is added to the scores: ``-inf`` hides a position.
-
-    Query heads are grouped by the key/value head they share (consecutive, as transformers' ``repeat_kv`` pairs
-    them), so keys and values are read once per group and never repeated.
-    """
+    """:func:`grouped_attention` in transformers' layout for one query: query (batch, heads, 1, dim), key/value
+    (batch, kv_heads, length, dim), ``bias`` (batch, 1, 1, length); returns (batch, heads, 1, dim)."""
     batch, heads, _, dim = query.shape
-    kv_heads = key.shape[1]
-    grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(grouped.float(), key.float().transpose(-1, -2)) * scaling  # (batch, kv_heads, group, len)
-    if bias is not None:
-        scores = scores + bias
-    weights = torch.softmax(scores, dim=-1).to(value.dtype)
-    return torch.matmul(weights, value).view(batch, heads, 1, dim)
+    grouped = query.reshape(batch, key.shape[1], heads // key.shape[1], dim)
+    return grouped_attention(grouped, key, value, scaling, bias).view(batch, heads, 1, dim)
+
+
+def prompt_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Attention of already scaled queries (batch, queries, heads, dim) over keys/values (batch, kv_heads, length,
+    dim), ``bias`` (batch, 1, queries, length) added to the scores; returns (batch, queries, heads, dim).
+
+    :func:`grouped_attention` while its scores stay under MATERIALISED_SCORES_LIMIT; a batch of long messages
+    (4 x 512 tokens: 90 MB of scores, twice) goes to SDPA instead.
+    """
+    batch, queries, heads, dim = query.shape
+    kv_heads, length = keys.shape[1], keys.shape[2]
+    group = heads // kv_heads
+    if batch * heads * queries * length > MATERIALISED_SCORES_LIMIT:
+        attended = nn.functional.scaled_dot_product_attention(
+            query.transpose(1, 2), keys, values, attn_mask=bias, scale=1.0, enable_gqa=True
+        )
+        return attended.transpose(1, 2)
+    grouped = query.reshape(batch, queries, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
+    attended = grouped_attention(grouped.reshape(batch, kv_heads, group * queries, dim), keys, values, bias=bias)
+    return attended.view(batch, kv_heads, group, queries, dim).permute(0, 3, 1, 2, 4)
 
 
 def decode_aware_attention(

@@ -1,148 +1,80 @@
-"""One decoding step (one new token per sequence) for Qwen2- and Llama-shaped models, in plain torch calls.
+"""Decode steps: one new token per sequence through the decoder layer of engine/kernels/layer.py, keys and values
+appended to the sequence's cache.
 
-A decode step runs the same ~25 small operations in each layer. transformers' generic model code wraps them in
-module calls, output-recording hooks, mask construction and the attention-interface lookup, which on a 2-core CPU
-cost more than the operations themselves: 2-3 ms of a ~24 ms int8 step for the 0.5B model. This module computes the
-same numbers directly (the model's own norm and rotary modules, the cache update and the grouped single-query
-attention of kernels/attention.py), in the style of gpt-fast's hand-written model. Prompts and classification keep
-transformers' forward: there the matmuls dominate and per-call overhead does not matter.
-
-It also computes the query/key/value projections as one matmul and the gate/up projections as another. The fused
-weights are built once, and the model's own q/k/v and gate/up layers are re-pointed at row slices of them (in int8
-with oneDNN: become slices of one packed matrix, engine.kernels.int8.FusedInt8Projections), so the memory does not grow
-and transformers' forward (used for prompts) computes exactly what it did before.
-
-Models of other shapes (anything but ``qwen2``/``llama`` with SiLU, RMSNorm and full attention) get no
-:class:`DecodeStep` and keep transformers' forward for every step.
+:class:`DecodeStep` runs a batch of chats in the model's own arithmetic (any precision), each row left-padded to
+the batch's cache length. :class:`PackedRowDecodeStep` runs a single chat on packed int8 layers in about half the
+tensor operations: with one token the matmuls take about 17 of the ~24 ms an int8 step of the 0.5B model costs on 2
+cores, and most of the rest is the fixed cost of ~90 small tensor operations per layer (each a few microseconds).
+It keeps the residual stream in float32 with the norms folded into the activation scales
+(engine/kernels/arithmetic.py) and rotates queries and keys with one matmul (engine/kernels/rotary.py). Batches keep
+the general step, whose per-row activation scales this single-row arithmetic does not have.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
-
 import torch
-from torch import nn
-from transformers import DynamicCache, PreTrainedModel
-from transformers.models.llama.modeling_llama import rotate_half  # Qwen2's is the same function
+from transformers import DynamicCache
 
-from engine.kernels import int8 as quantize
-from engine.kernels.attention import grouped_single_query_attention
-from engine.kernels.int8 import FusedInt8Projections, Int8Linear
-from engine.kernels.packed_row_step import PackedRowStep
+from engine.kernels.arithmetic import MODULES, PACKED_ROW
+from engine.kernels.attention import grouped_attention
+from engine.kernels.int8 import COMPUTE_DTYPE, with_int8_activations
+from engine.kernels.layer import AttentionShape, Stack, run_layer
+from engine.kernels.rotary import MultiplyAdd, Rotations
 
-logger = logging.getLogger(__name__)
-
-SUPPORTED_MODEL_TYPES = frozenset({"qwen2", "llama"})
 # From this many chats decoding together, an int8 output head quantises its input rows too (per row, symmetric) and
 # multiplies int8 by int8 (torch._int_mm) on the plain weights it shares with the embedding. torch's weight-only
 # kernel costs ~5 ms for 1-4 rows of the 151,936-row head but steps up past 8 (16 rows: 16-20 ms), while _int_mm
 # stays at 8-10 ms from two rows on (2 cores). The price, teacher-forced on 256 reply tokens: mean KL to fp32
 # 0.0037 -> 0.0048, top-1 agreement unchanged (97.3%); single chats and small batches keep the weight-only head.
 HEAD_INT8_ACTIVATION_ROWS = 9
-_ATTRIBUTE = "_moodbot_decode_step"
 
 
-@dataclass(frozen=True)
-class _Layer:
-    input_norm: nn.Module
-    qkv: nn.Module  # q, k and v projections as one matrix
-    split: tuple[int, int, int]  # output widths of q, k, v
-    output: nn.Module
-    post_norm: nn.Module
-    gate_up: nn.Module  # gate and up projections as one matrix
-    down: nn.Module
-    heads: int
-    kv_heads: int
-    head_dim: int
-    scaling: float
+class CachedAttention:
+    """A decode step's attention block: rotate the new token's queries and keys, append its keys and values to the
+    cache, attend over everything cached (engine/kernels/attention.py)."""
 
+    def __init__(
+        self,
+        shape: AttentionShape,
+        cache: DynamicCache,
+        rotate: MultiplyAdd | Rotations,
+        *,
+        scaling: float | None,
+        bias: torch.Tensor | None = None,
+        cache_dtype: torch.dtype | None = None,
+        values_dtype: torch.dtype | None = None,
+    ) -> None:
+        """``scaling``: None when ``rotate`` scales the queries. ``bias`` (batch, 1, 1, cached + 1) hides padding.
+        ``cache_dtype``: what new keys and values are stored as (None: as computed); ``values_dtype``: what the
+        attention reads the values as (None: as stored)."""
+        self.shape, self.cache, self.rotate, self.scaling, self.bias = shape, cache, rotate, scaling, bias
+        self.cache_dtype, self.values_dtype = cache_dtype, values_dtype
 
-def fuse_rows(linears: Sequence[nn.Module]) -> nn.Module | None:
-    """One layer computing ``linears`` (same input, outputs side by side) in one matmul, or None if they differ in
-    kind. The originals are re-pointed at row slices of the fused weights, so no memory is added. With oneDNN, int8
-    layers become one packed :class:`FusedInt8Projections` whose slices the originals then compute."""
-    plain_int8 = all(type(layer) is Int8Linear and layer.packed is None for layer in linears)
-    if plain_int8 and quantize.onednn_int8_available():
-        return FusedInt8Projections(linears)  # type: ignore[arg-type]
-    if plain_int8:
-        weight_name, scale_name = "weight_int8", "scales"
-    elif all(type(layer) is nn.Linear for layer in linears):
-        weight_name, scale_name = "weight", None
-    else:
-        return None
-    biases = [layer.bias for layer in linears]
-    if any(b is None for b in biases) and not all(b is None for b in biases):
-        return None
-    weight = torch.cat([getattr(layer, weight_name) for layer in linears])
-    scales = torch.cat([layer.scales for layer in linears]) if scale_name else None
-    bias = None if biases[0] is None else torch.cat(biases)
-    start = 0
-    for layer in linears:
-        end = start + layer.out_features
-        if scale_name:
-            layer.weight_int8, layer.scales = weight[start:end], scales[start:end]
-        else:
-            layer.weight = nn.Parameter(weight[start:end], requires_grad=False)
-        if bias is not None:
-            layer.bias = nn.Parameter(bias[start:end], requires_grad=False)
-        start = end
-    if scale_name:
-        return Int8Linear(weight, scales, bias)
-    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype, device="meta")
-    fused.weight = nn.Parameter(weight, requires_grad=False)
-    if bias is not None:
-        fused.bias = nn.Parameter(bias, requires_grad=False)
-    return fused
-
-
-def _supported(model: PreTrainedModel) -> str | None:
-    """Why ``model`` cannot use :class:`DecodeStep`, or None when it can."""
-    config = model.config
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        return f"model type {config.model_type!r}"
-    if getattr(config, "hidden_act", None) != "silu":
-        return f"activation {getattr(config, 'hidden_act', None)!r}"
-    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
-        return "sliding-window layers"
-    if getattr(config, "pretraining_tp", 1) != 1:
-        return "tensor-parallel pretraining split"
-    inner = getattr(model, "model", None)
-    if inner is None or not hasattr(inner, "rotary_emb") or not hasattr(inner, "layers"):
-        return "unexpected module layout"
-    return None
+    def __call__(self, index: int, qkv: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention output (batch, heads * head_dim) for layer ``index``'s q/k/v (batch, q + k + v)."""
+        heads, kv_heads, head_dim = self.shape.heads, self.shape.kv_heads, self.shape.head_dim
+        batch, split = qkv.shape[0], self.shape.query_key_width
+        query_key = self.rotate(qkv[:, :split])  # (batch, heads + kv_heads, head_dim)
+        query = query_key[:, :heads].view(batch, kv_heads, self.shape.group, head_dim)  # grouped by key/value head
+        key = query_key[:, heads:].view(batch, kv_heads, 1, head_dim)
+        value = qkv[:, split:].view(batch, kv_heads, 1, head_dim)
+        if self.cache_dtype is not None:
+            key, value = key.to(self.cache_dtype), value.to(self.cache_dtype)
+        keys, values = self.cache.update(key, value, index)
+        if self.values_dtype is not None:
+            values = values.to(self.values_dtype)
+        attended = grouped_attention(query, keys, values, self.scaling, self.bias)  # (batch, kv_heads, group, dim)
+        return attended.view(batch, heads * head_dim), hidden
 
 
 class DecodeStep:
-    """Feeds one token per sequence through the model and returns the next-token logits (float32)."""
+    """Feeds one token per sequence through the model in its own arithmetic; returns next-token logits (float32)."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.inner = model.model
-        self.head = model.get_output_embeddings()
-        self.layers: list[_Layer] = []
-        for layer in self.inner.layers:
-            attention, mlp = layer.self_attn, layer.mlp
-            projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-            qkv = fuse_rows(projections)
-            gate_up = fuse_rows((mlp.gate_proj, mlp.up_proj))
-            if qkv is None or gate_up is None:
-                raise ValueError("projection layers of different kinds")
-            head_dim = attention.head_dim
-            self.layers.append(_Layer(
-                input_norm=layer.input_layernorm, qkv=qkv,
-                split=tuple(p.out_features for p in projections),  # type: ignore[arg-type]
-                output=attention.o_proj, post_norm=layer.post_attention_layernorm, gate_up=gate_up, down=mlp.down_proj,
-                heads=attention.q_proj.out_features // head_dim, kv_heads=attention.k_proj.out_features // head_dim,
-                head_dim=head_dim, scaling=attention.scaling,
-            ))
-
-    @cached_property
-    def packed_row(self) -> PackedRowStep | None:
-        """The leaner single-sequence step when every projection is packed int8 (kernels/packed_row_step.py), else
-        None. Built on first use: load_model packs the output and down projections after attaching this step."""
-        return PackedRowStep.build(self.inner, self.head, self.layers)
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.layers = stack.layers  # the model's own modules, q/k/v and gate/up fused
+        # The head as it computes with int8 activations (itself unless it is a plain int8 layer).
+        self.int8_activation_head = with_int8_activations(stack.head)
 
     @torch.inference_mode()
     def __call__(
@@ -154,57 +86,43 @@ class DecodeStep:
     ) -> torch.Tensor:
         """input_ids and position_ids (batch, 1); ``attention_mask`` (batch, cached + 1) with 0 at padding, or None
         when no row is padded. Appends to ``cache``; returns logits (batch, vocab) in float32."""
-        batch = input_ids.shape[0]
-        if batch == 1 and attention_mask is None and self.packed_row is not None:
-            return self.packed_row(input_ids, position_ids, cache)
-        hidden = self.inner.embed_tokens(input_ids)  # (batch, 1, hidden)
-        cos, sin = self.inner.rotary_emb(hidden, position_ids)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (batch, 1, 1, head_dim): broadcast over heads
+        batch, inner, shape = input_ids.shape[0], self.stack.inner, self.stack.shape
+        hidden = inner.embed_tokens(input_ids).view(batch, -1)  # (batch, hidden), the residual stream
+        cos, sin = inner.rotary_emb(hidden, position_ids)  # (batch, 1, head_dim): broadcast over heads
         bias = None
         if attention_mask is not None:
             bias = torch.zeros(attention_mask.shape, dtype=torch.float32)
             bias = bias.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
-        for index, layer in enumerate(self.layers):
-            normed = layer.input_norm(hidden)
-            q, k, v = layer.qkv(normed).split(layer.split, dim=-1)
-            q = q.view(batch, 1, layer.heads, layer.head_dim).transpose(1, 2)
-            k = k.view(batch, 1, layer.kv_heads, layer.head_dim).transpose(1, 2)
-            v = v.view(batch, 1, layer.kv_heads, layer.head_dim).transpose(1, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            keys, values = cache.update(k, v, index)
-            attended = grouped_single_query_attention(q, keys, values, layer.scaling, bias)
-            hidden = hidden + layer.output(attended.reshape(batch, 1, -1))
-            gate, up = layer.gate_up(layer.post_norm(hidden)).chunk(2, dim=-1)
-            hidden = hidden + layer.down(nn.functional.silu(gate) * up)
-        hidden = self.inner.norm(hidden)
-        return self._head(hidden.view(batch, -1)).float()
+        attention = CachedAttention(shape, cache, MultiplyAdd(cos, sin, shape.head_dim), scaling=shape.scaling,
+                                    bias=bias)
+        for index, layer in enumerate(self.stack.layers):
+            hidden = run_layer(layer, MODULES, index, hidden, attention)
+        return self._head(inner.norm(hidden)).float()
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The output head for (batch, hidden): int8 × int8 from HEAD_INT8_ACTIVATION_ROWS rows on (see there).
-        ``int8_activations`` changes only a plain :class:`Int8Linear`; any other head computes as usual."""
+        """The output head for (batch, hidden): int8 x int8 from HEAD_INT8_ACTIVATION_ROWS rows on (see there)."""
         if hidden.shape[0] < HEAD_INT8_ACTIVATION_ROWS:
-            return self.head(hidden)
-        with quantize.int8_activations():
-            return self.head(hidden)
+            return self.stack.head(hidden)
+        return self.int8_activation_head(hidden)
 
 
-def attach_decode_step(model: PreTrainedModel) -> DecodeStep | None:
-    """Build the model's :class:`DecodeStep` (fusing its projections) and remember it on the model; None if the
-    model's shape is not supported, in which case decoding keeps transformers' forward."""
-    reason = _supported(model)
-    if reason is not None:
-        logger.info("decoding through transformers' forward: %s is not supported by the fast decode step", reason)
-        return None
-    try:
-        step = DecodeStep(model)
-    except ValueError as exc:
-        logger.info("decoding through transformers' forward: %s", exc)
-        return None
-    setattr(model, _ATTRIBUTE, step)
-    return step
+class PackedRowDecodeStep:
+    """Feeds one token of one sequence through a model whose projections are all packed int8."""
 
+    def __init__(self, stack: Stack) -> None:
+        """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack)."""
+        self.stack = stack
 
-def decode_step_of(model: nn.Module) -> DecodeStep | None:
-    """The :class:`DecodeStep` attached to ``model`` by :func:`attach_decode_step`, if any."""
-    return getattr(model, _ATTRIBUTE, None)
+    @torch.inference_mode()
+    def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """input_ids and position_ids (1, 1); appends to ``cache``; returns logits (1, vocab) in float32."""
+        inner, shape = self.stack.inner, self.stack.shape
+        hidden = inner.embed_tokens(input_ids).view(1, -1).float()  # the residual stream, float32
+        cos, sin = inner.rotary_emb(hidden, position_ids)  # (1, 1, head_dim) in float32
+        rotate = Rotations(cos, sin, shape.heads, shape.kv_heads, shape.scaling)  # queries' scaled, keys' not
+        # Keys and values are cached in bf16, as the general step caches them; attention reads them in float32.
+        attention = CachedAttention(shape, cache, rotate, scaling=None, cache_dtype=COMPUTE_DTYPE,
+                                    values_dtype=torch.float32)
+        for index, layer in enumerate(self.stack.layers):
+            hidden = run_layer(layer, PACKED_ROW, index, hidden, attention)
+        return self.stack.head(inner.norm(hidden)).float()

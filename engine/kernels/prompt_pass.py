@@ -1,22 +1,20 @@
-"""Classification's forward pass on packed int8 layers: many new tokens over a cached prefix, in plain torch calls.
+"""Prompt passes: many new tokens over a fixed, cached prefix, reading the final hidden states at a few positions.
 
-A classification pass feeds one message (~20 tokens) and a fixed tail over the analyst's cached prefix (~280
-tokens) and reads the hidden state at one or two positions. transformers' forward spent about as long around the
-matmuls as in them (~40 ms for a 10-token message on 2 cores, ~21 in projections and attention): module calls and
-hooks, mask preparation, a per-request copy of the prefix cache, bf16 <-> fp32 conversions around every norm and
-projection, SDPA. This pass computes the same thing with the habits of kernels/packed_row_step.py, for several rows:
+A classification pass feeds one message (~20 tokens) and a fixed tail over the analyst's cached prefix (~280 tokens)
+and reads the hidden state at one or two positions. Both kinds here take the same inputs and give the same numbers
+up to int8 rounding; the model's fast paths pick one at load time (engine/kernels/paths.py):
 
-- the residual stream stays float32 and the packed int8 projections write float32;
-- an RMSNorm's weight multiplies the input before quantisation and its per-row 1/rms joins the per-row activation
-  scale, so the norm is never applied as such;
-- rotary embedding of the queries and keys is one multiply-add with cos/sin computed once per pass (the attention
-  scaling folded into the queries' copy);
-- attention is two float32 matmuls with the query heads grouped by the key/value head they share (SDPA for batches
-  of long messages), over the prefix's keys and values held in float32 (a few MB) and never copied into a cache;
-  the mask arrives as an additive bias;
-- in the last layer only the rows whose hidden state is asked for go past the keys and values.
+- :class:`ForwardPromptPass`: transformers' forward over the prefix's cache, on the model's int8-activation copy.
+- :class:`PackedPromptPass`, when every projection is packed int8: transformers' forward spent about as long around
+  the matmuls as in them (~40 ms for a 10-token message on 2 cores, ~21 in projections and attention): module calls
+  and hooks, mask preparation, a per-request copy of the prefix cache, bf16 <-> fp32 conversions around every norm
+  and projection, SDPA. This pass runs the decoder layer of engine/kernels/layer.py on packed rows (float32 residual
+  stream, norms folded into the activation scales), rotates with cos/sin computed once per pass (the attention
+  scaling folded into the queries' copy), attends with two float32 matmuls over the prefix's keys and values held
+  in float32 (a few MB) and never copied into a cache (SDPA for batches of long messages), and in the last layer
+  takes only the rows whose hidden state is asked for past the keys and values.
 
-Nothing is cached: the pass's own keys and values are dropped with it.
+Nothing is cached: a pass's own keys and values are dropped with it.
 """
 
 from __future__ import annotations
@@ -25,26 +23,82 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import rotate_half
 
-from engine.kernels.int8 import Int8Linear, QuantizedActivations, quantize_rows_of_activations
-from engine.kernels.packed_row_step import PackedRowStep
+from engine.kernels.arithmetic import PACKED_ROWS
+from engine.kernels.attention import prompt_attention
+from engine.kernels.layer import AttentionShape, Stack, run_layer
+from engine.kernels.prefix import PrefixCache
+from engine.kernels.rotary import MultiplyAdd, scaled_for_queries
 
-KeyValues = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
-# Attention scores (float32 elements) above which a pass uses SDPA instead of materialising them: 4M = 16 MB, so a
-# single message or a batch of short ones (8 x 20 tokens: ~1M) takes the faster matmuls.
-MATERIALISED_SCORES_LIMIT = 4 * 2**20
+class ForwardPromptPass:
+    """Hidden states of new tokens over a fixed prefix, through transformers' forward."""
+
+    def __init__(self, model: nn.Module, prefix: PrefixCache) -> None:
+        """``model``: the copy of the model that classification runs (engine.kernels.int8.with_int8_activations)."""
+        self.model, self.prefix = model, prefix
+
+    @torch.inference_mode()
+    def hidden_at(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, columns: list[int]
+    ) -> torch.Tensor:
+        """Final hidden states (batch, len(columns), hidden) at ``columns`` of ``input_ids`` (batch, width), whose
+        tokens sit at ``positions`` (batch, width); ``mask`` (batch, 1, width, prefix + width) says which keys each
+        query sees."""
+        return self.model.base_model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions,
+            past_key_values=self.prefix.for_batch(input_ids.shape[0]), use_cache=True,
+        ).last_hidden_state[:, columns]
+
+
+class PrefixAttention:
+    """A prompt pass's attention block: rotate the new tokens' queries and keys, attend over the prefix and the new
+    tokens; in the last layer only the rows in ``keep`` go on."""
+
+    def __init__(
+        self, prefix: list[tuple[torch.Tensor, torch.Tensor]], shape: AttentionShape, rotate: MultiplyAdd,
+        bias: torch.Tensor, batch: int, width: int, keep: Sequence[int],
+    ) -> None:
+        self.prefix, self.shape, self.rotate, self.bias = prefix, shape, rotate, bias
+        self.batch, self.width, self.keep = batch, width, keep
+        self.last = len(prefix) - 1
+        self.queries = width  # rows per sequence still going on
+
+    def __call__(self, index: int, qkv: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention output (batch * queries, heads * head_dim) for layer ``index``'s q/k/v (batch * width, ...)."""
+        heads, kv_heads, head_dim = self.shape.heads, self.shape.kv_heads, self.shape.head_dim
+        batch, width, split, bias = self.batch, self.width, self.shape.query_key_width, self.bias
+        query_key = self.rotate(qkv[:, :split]).view(batch, width, heads + kv_heads, head_dim)
+        query = query_key[:, :, :heads]
+        if index == self.last and len(self.keep) < width:  # from here on only the rows asked for matter
+            columns = torch.tensor(list(self.keep))
+            query, bias, self.queries = query[:, columns], bias[..., columns, :], len(self.keep)
+            hidden = hidden.view(batch, width, -1)[:, columns].reshape(batch * self.queries, -1)
+        prefix_keys, prefix_values = self.prefix[index]
+        keys = _append(prefix_keys, query_key[:, :, heads:], batch)  # (batch, kv_heads, prefix + width, head_dim)
+        values = _append(prefix_values, qkv[:, split:].view(batch, width, kv_heads, head_dim), batch)
+        attended = prompt_attention(query, keys, values, bias)  # (batch, queries, heads, head_dim)
+        return attended.reshape(batch * self.queries, heads * head_dim), hidden
 
 
 class PackedPromptPass:
     """Hidden states of new tokens over a fixed prefix, for a model whose projections are all packed int8."""
 
-    def __init__(self, step: PackedRowStep, prefix: KeyValues) -> None:
-        self.inner, self.layers = step.inner, step.layers
-        self.heads, self.kv_heads, self.head_dim, self.scaling = step.heads, step.kv_heads, step.head_dim, step.scaling
+    def __init__(self, stack: Stack, prefix: PrefixCache) -> None:
+        """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack)."""
+        self.stack, self.prefix = stack, prefix
         # Each (kv_heads, prefix_len, head_dim) in float32: ~3.4 MB for the 0.5B model's 276-token analyst prefix.
-        self.prefix = [(keys[0].float(), values[0].float()) for keys, values in prefix]
+        self.prefix_float = [(keys[0].float(), values[0].float()) for keys, values in prefix.layers]
+
+    @torch.inference_mode()
+    def hidden_at(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, columns: list[int]
+    ) -> torch.Tensor:
+        """As :meth:`ForwardPromptPass.hidden_at`."""
+        distinct = sorted(set(columns))
+        bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
+        hidden = self(input_ids, positions, bias, keep=distinct)
+        return hidden[:, [distinct.index(column) for column in columns]]
 
     @torch.inference_mode()
     def __call__(
@@ -56,75 +110,19 @@ class PackedPromptPass:
         scores (``-inf`` hides a key from a query).
         """
         batch, width = input_ids.shape
-        heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
-        hidden = self.inner.embed_tokens(input_ids).float().view(batch * width, -1)  # the residual stream
-        cos, sin = self.inner.rotary_emb(hidden, position_ids)  # (batch, width, head_dim)
-        # (batch, width, heads + kv_heads, head_dim): the queries' copy carries the attention scaling.
-        scaled = torch.tensor([self.scaling] * heads + [1.0] * kv_heads)[:, None]
-        cos, sin = cos[:, :, None] * scaled, sin[:, :, None] * scaled
-        queries = width
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            qkv = _project(layer.qkv, _normed_rows(hidden, layer.input_gain, layer.input_eps)).view(batch, width, -1)
-            split = layer.query_key_width
-            query_key = qkv[..., :split].reshape(batch, width, heads + kv_heads, head_dim)
-            query_key = query_key * cos + rotate_half(query_key) * sin
-            query = query_key[:, :, :heads]
-            if index == last and len(keep) < width:  # from here on only the rows asked for matter
-                columns = torch.tensor(list(keep))
-                query, bias, queries = query[:, columns], bias[..., columns, :], len(keep)
-                hidden = hidden.view(batch, width, -1)[:, columns].reshape(batch * queries, -1)
-            prefix_keys, prefix_values = self.prefix[index]
-            keys = _append(prefix_keys, query_key[:, :, heads:], batch)  # (batch, kv_heads, prefix + width, dim)
-            values = _append(prefix_values, qkv[..., split:].view(batch, width, kv_heads, head_dim), batch)
-            attended = _attention(query, keys, values, bias).reshape(batch * queries, heads * head_dim)
-            hidden.add_(_project(layer.output, quantize_rows_of_activations(attended)))
-            gate_up = _project(layer.gate_up, _normed_rows(hidden, layer.post_gain, layer.post_eps))
-            gate, up = gate_up.chunk(2, dim=-1)
-            hidden.add_(_project(layer.down, quantize_rows_of_activations(nn.functional.silu(gate).mul_(up))))
-        return self.inner.norm(hidden).float().view(batch, queries, -1)
-
-
-def _attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Attention of already scaled queries (batch, queries, heads, dim) over keys/values (batch, kv_heads, length,
-    dim), ``bias`` (batch, 1, queries, length) added to the scores; returns (batch, queries, heads, dim).
-
-    Two float32 matmuls with the query heads grouped by the key/value head they share (consecutive, as transformers
-    pairs them): ~270 µs per layer for one message against SDPA's ~350. Their scores are materialised, though, so a
-    batch of long messages (4 x 512 tokens: 90 MB of scores, twice) goes to SDPA, which works in blocks.
-    """
-    batch, queries, heads, dim = query.shape
-    kv_heads, length = keys.shape[1], keys.shape[2]
-    group = heads // kv_heads
-    if batch * heads * queries * length > MATERIALISED_SCORES_LIMIT:
-        attended = nn.functional.scaled_dot_product_attention(
-            query.transpose(1, 2), keys, values, attn_mask=bias, scale=1.0, enable_gqa=True
-        )
-        return attended.transpose(1, 2)
-    grouped = query.reshape(batch, queries, kv_heads, group, dim).permute(0, 2, 3, 1, 4)
-    scores = torch.matmul(grouped.reshape(batch, kv_heads, group * queries, dim), keys.transpose(-1, -2))
-    scores = scores.view(batch, kv_heads, group, queries, length).add_(bias[:, :, None])
-    weights = torch.softmax(scores, dim=-1).view(batch, kv_heads, group * queries, length)
-    attended = torch.matmul(weights, values).view(batch, kv_heads, group, queries, dim)
-    return attended.permute(0, 3, 1, 2, 4)
-
-
-def _project(linear: Int8Linear, activations: QuantizedActivations) -> torch.Tensor:
-    """A packed layer's float32 output for quantised rows."""
-    return linear.forward_quantized(activations, torch.float32)
+        inner, shape = self.stack.inner, self.stack.shape
+        hidden = inner.embed_tokens(input_ids).float().view(batch * width, -1)  # the residual stream
+        cos, sin = inner.rotary_emb(hidden, position_ids)  # (batch, width, head_dim)
+        # (batch * width, heads + kv_heads, head_dim): the queries' copy carries the attention scaling.
+        cos, sin = (c.view(batch * width, -1, shape.head_dim) for c in scaled_for_queries(
+            cos, sin, shape.heads, shape.kv_heads, shape.scaling))
+        rotate = MultiplyAdd(cos, sin, shape.head_dim)
+        attention = PrefixAttention(self.prefix_float, shape, rotate, bias, batch, width, keep)
+        for index, layer in enumerate(self.stack.layers):
+            hidden = run_layer(layer, PACKED_ROWS, index, hidden, attention)
+        return inner.norm(hidden).float().view(batch, attention.queries, -1)
 
 
 def _append(prefix: torch.Tensor, new: torch.Tensor, batch: int) -> torch.Tensor:
     """The prefix's (kv_heads, prefix_len, dim) followed by each row's new (batch, width, kv_heads, dim)."""
     return torch.cat([prefix.expand(batch, -1, -1, -1), new.transpose(1, 2)], dim=2)
-
-
-def _normed_rows(hidden: torch.Tensor, gain: torch.Tensor, eps: float) -> QuantizedActivations:
-    """RMSNorm(hidden) * gain for rows (rows, hidden), quantised per row: each row's 1/rms rides in its scale."""
-    inverse_rms = hidden.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_()  # (rows, 1)
-    quantized = quantize_rows_of_activations(hidden * gain)
-    if quantized.single_row is not None:
-        scale, zero_point = quantized.single_row
-        return QuantizedActivations(quantized.values, single_row=(scale * float(inverse_rms), zero_point))
-    assert quantized.scales is not None
-    return QuantizedActivations(quantized.values, quantized.scales * inverse_rms, quantized.zero_points)

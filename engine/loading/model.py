@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from engine.errors import ModelLoadError
 from engine.kernels.attention import use_decode_aware_attention
-from engine.kernels.decode import attach_decode_step
-from engine.kernels.int8 import pack_linears, quantize_model
+from engine.kernels.int8 import quantize_model
+from engine.kernels.paths import FastPaths, build_fast_paths
 from engine.loading.gguf_loader import load_gguf_model
 from engine.loading.memory import release_freed_memory
 from engine.loading.safetensors_loader import load_safetensors_int8
@@ -87,13 +87,18 @@ def bound_onednn_primitive_cache() -> None:
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference, with its tokenizer and the ids that end a reply."""
+    """A model ready for inference, with its fast paths, its tokenizer and the ids that end a reply."""
 
-    model: PreTrainedModel
+    paths: FastPaths
     tokenizer: PreTrainedTokenizerBase
     name: str
     stop_token_ids: frozenset[int]
     load_seconds: float
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The transformers model the fast paths were built on."""
+        return self.paths.model
 
 
 @dataclass(frozen=True)
@@ -225,9 +230,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     model.requires_grad_(False)
     use_flat_input_head(model)
     use_decode_aware_attention(model)
-    attach_decode_step(model)  # fuses (and, in int8 with oneDNN, packs) the q/k/v and gate/up projections
-    if settings.resolved_precision == "int8" and not pack_linears(model):
-        logger.info("torch has no oneDNN int8 matmul here: int8 stays weight-only")
+    paths = build_fast_paths(model, pack_int8=settings.resolved_precision == "int8")
     if ensure_chat_template(tokenizer):
         logger.info("tokenizer has no chat template: using ChatML")
     if tokenizer.pad_token_id is None:
@@ -240,7 +243,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         "loaded %s (%s, %s, %d threads) in %.1f s",
         settings.model, type(model).__name__, settings.resolved_precision, settings.torch_threads, elapsed,
     )
-    return LoadedModel(model, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed)
+    return LoadedModel(paths, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed)
 
 
 def _first_line(exc: BaseException) -> str:

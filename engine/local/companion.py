@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from engine.kernels.decode import decode_step_of
-from engine.kernels.prefix import PrefixCache
+from engine.kernels.paths import FastPaths
 from engine.local.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
 from engine.local.sampling import SamplingSettings
 from engine.roles.chat_format import SLOT, encode_prompt, split_prompt
@@ -58,11 +57,11 @@ def reply_prompt_ids(
     return encode_prompt(tokenizer, messages)
 
 
-def pinned_system_prefix(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> CacheEntry:
+def pinned_system_prefix(paths: FastPaths, tokenizer: PreTrainedTokenizerBase) -> CacheEntry:
     """The companion prompt's fixed beginning (system prompt up to the first user turn), prefilled once."""
     messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}, {"role": "user", "content": SLOT}]
     prefix_text, _ = split_prompt(tokenizer, messages)
-    prefix = PrefixCache(model, tokenizer.encode(prefix_text, add_special_tokens=False))
+    prefix = paths.prefix(tokenizer.encode(prefix_text, add_special_tokens=False))
     return CacheEntry(tuple(prefix.prefix_ids), prefix.layers)
 
 
@@ -71,7 +70,7 @@ class ReplyStream:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        paths: FastPaths,
         tokenizer: PreTrainedTokenizerBase,
         prompt_ids: list[int],
         sampling: SamplingSettings,
@@ -79,7 +78,7 @@ class ReplyStream:
         generator: torch.Generator | None = None,
         prompt_cache: PromptCache | None = None,
     ) -> None:
-        self.model = model
+        self.paths = paths
         self.tokenizer = tokenizer
         self.prompt_ids = prompt_ids
         self.sampling = sampling
@@ -145,17 +144,14 @@ class ReplyStream:
         return DynamicCache(), 0
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
-        seen = self.cache.get_seq_length() if self.cache is not None else 0
+        """Feed ``ids`` after the cache; the next-token logits (1, vocab) in float32."""
+        assert self.cache is not None
+        seen = self.cache.get_seq_length()
         input_ids = torch.tensor([ids])  # (1, new)
         position_ids = torch.arange(seen, seen + len(ids)).unsqueeze(0)  # (1, new)
-        decode_step = decode_step_of(self.model)
-        if len(ids) == 1 and decode_step is not None and self.cache is not None:
-            return decode_step(input_ids, position_ids, self.cache)
-        out = self.model(
-            input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
-            logits_to_keep=1,
-        )
-        return out.logits[:, -1, :].float()  # (1, vocab)
+        if len(ids) == 1:
+            return self.paths.decode(input_ids, position_ids, self.cache)
+        return self.paths.prefill(input_ids, position_ids, self.cache)
 
     @property
     def context(self) -> list[int]:

@@ -193,7 +193,7 @@ class InferenceWorker(threading.Thread):
                 self._finish(job)
             else:
                 if self._batch is None:
-                    self._batch = DecodeBatch(job.stream.model)
+                    self._batch = DecodeBatch(job.stream.paths)
                 self._batch.add(job.stream)
                 self._active.append(job)
             return
