@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from engine.errors import EngineError
-from engine.local.companion import TURN_OVERHEAD_TOKENS
 from engine.roles.guard import visible_reply
+from engine.roles.history import TURN_OVERHEAD_TOKENS
 from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from engine.settings import EngineSettings
 from engine.values import ChatTurn

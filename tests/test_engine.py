@@ -11,8 +11,9 @@ import torch
 from engine import ChatTurn, EngineBusy, EngineClosed, EngineSettings, LocalEngine, ModelLoadError
 from engine.loading.model import load_model, resolve_source
 from engine.local.analyst import Analyst, answer_token_ids, label_token_ids
-from engine.local.companion import ReplyStream, SamplingSettings, reply_prompt_ids, trim_history
+from engine.local.companion import ReplyStream, SamplingSettings, reply_prompt_ids
 from engine.roles.chat_format import CHATML_TEMPLATE
+from engine.roles.history import trim_history
 from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
     ANALYST_EXAMPLES,

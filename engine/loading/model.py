@@ -24,6 +24,9 @@ from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
+# dtype each explicit precision loads the weights in (int8 loads bf16, then quantises the weights layer by layer).
+PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
+
 # Only what inference needs: skips other frameworks' weights and training leftovers in a hub repo.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
 
@@ -197,11 +200,12 @@ def load_folder_model(directory: Path, settings: EngineSettings) -> PreTrainedMo
     """A model folder's weights in the configured precision. int8 streams the checkpoint into int8 tensor by tensor
     where its names allow (loading/safetensors_loader.py), else quantises after ``from_pretrained`` and then copies
     the norms and biases off the checkpoint file (see :func:`copy_float_tensors_off_checkpoint`)."""
+    dtype = PRECISION_DTYPES[settings.resolved_precision]
     if settings.resolved_precision != "int8":
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype)
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
     model = load_safetensors_int8(directory)
     if model is None:
-        model = quantize_model(AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype))
+        model = quantize_model(AutoModelForCausalLM.from_pretrained(directory, dtype=dtype))
         copy_float_tensors_off_checkpoint(model)
     return model
 
@@ -219,7 +223,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
         if source.gguf_file:
             model = load_gguf_model(
-                Path(source.directory) / source.gguf_file, settings.dtype,
+                Path(source.directory) / source.gguf_file, PRECISION_DTYPES[settings.resolved_precision],
                 quantize_int8=settings.resolved_precision == "int8",
             )
         else:

@@ -16,34 +16,9 @@ from engine.local.prompt_cache import CacheEntry, KeyValues, PromptCache, snapsh
 from engine.local.sampling import SamplingSettings
 from engine.roles.chat_format import SLOT, encode_prompt, split_prompt
 from engine.roles.guard import visible_reply
+from engine.roles.history import trim_history, truncate_text
 from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from engine.values import ChatTurn
-
-TURN_OVERHEAD_TOKENS = 5  # <|im_start|>role\n … <|im_end|>\n
-
-
-def trim_history(
-    tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], budget_tokens: int
-) -> list[ChatTurn]:
-    """The newest turns of ``history`` that fit in ``budget_tokens``, oldest first; never starts on a reply."""
-    kept: list[ChatTurn] = []
-    used = 0
-    for turn in reversed(history):
-        cost = len(tokenizer.encode(turn.text, add_special_tokens=False)) + TURN_OVERHEAD_TOKENS
-        if used + cost > budget_tokens:
-            break
-        kept.append(turn)
-        used += cost
-    kept.reverse()
-    while kept and kept[0].role == "assistant":  # a conversation shown to the model opens with the user
-        kept.pop(0)
-    return kept
-
-
-def truncate_text(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
-    """``text`` cut to its first ``max_tokens`` tokens (unchanged when it fits)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
 
 
 def reply_prompt_ids(
