@@ -43,7 +43,7 @@ def grouped_attention(
     ``scaling`` multiplies the scores (None: the queries are scaled already). ``bias`` (batch, 1, queries, length),
     float32, is added to the scores of every head: ``-inf`` hides a key from a query.
     """
-    scores = torch.matmul(query.float(), keys.float().transpose(-1, -2))  # (batch, kv_heads, rows, length)
+    scores = torch.matmul(_float(query), _float(keys).transpose(-1, -2))  # (batch, kv_heads, rows, length)
     if scaling is not None:
         scores = scores * scaling
     if bias is not None:
@@ -51,8 +51,15 @@ def grouped_attention(
         queries = bias.shape[-2]
         grouped = scores.view(batch, kv_heads, rows // queries, queries, length)
         scores = grouped.add_(bias[:, :, None]).view(batch, kv_heads, rows, length)
-    weights = torch.softmax(scores, dim=-1).to(values.dtype)
+    weights = torch.softmax(scores, dim=-1)
+    if values.dtype != weights.dtype:
+        weights = weights.to(values.dtype)
     return torch.matmul(weights, values)
+
+
+def _float(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32; a float32 tensor as it is, without a call into torch (decode steps count them)."""
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 def grouped_single_query_attention(

@@ -47,15 +47,17 @@ class CachedAttention:
         """``scaling``: None when ``rotate`` scales the queries. ``bias`` (batch, 1, 1, cached + 1) hides padding.
         ``cache_dtype``: what new keys and values are stored as (None: as computed); ``values_dtype``: what the
         attention reads the values as (None: as stored)."""
-        self.shape, self.cache, self.rotate, self.scaling, self.bias = shape, cache, rotate, scaling, bias
+        self.cache, self.rotate, self.scaling, self.bias = cache, rotate, scaling, bias
         self.cache_dtype, self.values_dtype = cache_dtype, values_dtype
+        # Plain numbers read in every layer.
+        self.heads, self.kv_heads, self.head_dim = shape.heads, shape.kv_heads, shape.head_dim
+        self.group, self.split = shape.group, shape.query_key_width
 
     def __call__(self, index: int, qkv: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention output (batch, heads * head_dim) for layer ``index``'s q/k/v (batch, q + k + v)."""
-        heads, kv_heads, head_dim = self.shape.heads, self.shape.kv_heads, self.shape.head_dim
-        batch, split = qkv.shape[0], self.shape.query_key_width
+        heads, kv_heads, head_dim, batch, split = self.heads, self.kv_heads, self.head_dim, qkv.shape[0], self.split
         query_key = self.rotate(qkv[:, :split])  # (batch, heads + kv_heads, head_dim)
-        query = query_key[:, :heads].view(batch, kv_heads, self.shape.group, head_dim)  # grouped by key/value head
+        query = query_key[:, :heads].view(batch, kv_heads, self.group, head_dim)  # grouped by key/value head
         key = query_key[:, heads:].view(batch, kv_heads, 1, head_dim)
         value = qkv[:, split:].view(batch, kv_heads, 1, head_dim)
         if self.cache_dtype is not None:
