@@ -168,7 +168,7 @@ async def test_run_answers_stores_in_the_volume_turns_healthy_and_stops_cleanly(
             state = json.loads(docker("inspect", "-f", "{{json .State}}", name).stdout)
             logs = docker("logs", name).stdout
         finally:
-            docker("rm", "-f", name)
+            docker("rm", "-f", "-v", name)  # -v: and its anonymous /models volume
 
     assert state["ExitCode"] == 0, logs
     assert TEST_TOKEN not in logs
