@@ -129,8 +129,13 @@ if [[ -n "$wheel" ]]; then
   args+=(--build-arg "TORCH_VERSION=${torch_version}+cpu" --build-arg "TORCH_INDEX_URL=https://pypi.org/simple")
 fi
 
+previous=$(docker image inspect "$image" --format '{{.Id}}' 2>/dev/null || true)
 build_started=$SECONDS
 "${build[@]}" "${args[@]}" .
+# The last build's image differs in its labels only (same layers): drop it rather than leave it dangling.
+if [[ -n "$previous" && "$previous" != "$(docker image inspect "$image" --format '{{.Id}}')" ]]; then
+  docker rmi "$previous" >/dev/null 2>&1 || true
+fi
 say "built $image in $((SECONDS - build_started)) s: $(docker image inspect "$image" --format '{{.Size}}' \
   | awk '{printf "%.0f MB", $1 / 1e6}')"
 
