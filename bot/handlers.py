@@ -9,14 +9,14 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop
 
 from bot import render
 from bot.charts import render_mood_chart
-from bot.context import MoodContext
+from bot.context import MoodContext, Services
 from bot.conversation import Conversations, Incoming
 from bot.streaming import StreamedReply
 from engine import EngineBusy, Sentiment
@@ -249,81 +249,107 @@ def database_size(path: Path) -> int:
 
 async def text_message(update: Update, context: MoodContext) -> None:
     """Answers a text message with care, after logging it and its mood (group chatter not meant for the bot is
-    only logged, and only with ``groups.log_all``; over the rate limit, one "slow down" and no reply)."""
-    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    only logged, and only with ``groups.log_all``). Messages over the rate limit or past the chat's backlog were
+    stored when they arrived and never get here."""
+    message, chat = update.effective_message, update.effective_chat
     in_group = chat.type != ChatType.PRIVATE
     addressed = not in_group or addressed_to_bot(message, context.bot.id, context.bot.username)
     if not addressed and not context.config.groups.log_all:
         return  # never stored, never classified
     conversations = context.services.conversations
-    started = time.perf_counter()
-    stored = await conversations.record(
-        Incoming(
-            chat_id=chat.id, chat_kind=chat.type, chat_title=chat.title, user_id=user.id,
-            first_name=user.first_name, username=user.username,
-            text=without_mention(message.text, context.bot.username) if in_group else message.text,
-            message_id=message.message_id,
-        )
-    )
+    stored = context.services.arrivals.get(update.update_id)  # stored the moment it arrived (bot.intake)
+    if stored is None:  # handled without that arrival step
+        stored = await conversations.record(incoming_of(update, context.bot.username), reply_owed=addressed)
     if not addressed:
         if stored.is_new:  # for the group's /mood; never answered (a re-delivery is left to the back-fill)
             await conversations.classify(stored)
         return
-    if not stored.is_new and await context.store.has_reply(stored.id):
+    if not stored.is_new and not await context.store.reply_owed(stored.id):
         logger.info("chat %s: message %d was already answered (re-delivered update)", chat.id, stored.id)
         return
-    if not await within_rate_limit(update, context):
-        await conversations.classify(stored)  # the mood log stays complete; only the reply is skipped
-        return
-    sentiment = await conversations.classify(stored)
-    classified = time.perf_counter()
-    care_text = conversations.care_message(stored, sentiment)
-    if sentiment is None:
-        await message.reply_text(render.BUSY_TEXT)
-        return
-    writer = StreamedReply(context.bot, chat.id, reply_to_message_id=message.message_id if in_group else None)
-    try:
-        reply_text = await writer.write(conversations.reply(stored)) or EMPTY_REPLY_FALLBACK
-    except EngineBusy:
-        await message.reply_text(render.BUSY_TEXT)
-        await offer_care(message, conversations, stored, sentiment, care_text)
-        return
-    sent = await writer.finish(reply_text)
-    await conversations.save_reply(stored, reply_text, sent[0].message_id)
-    await offer_care(message, conversations, stored, sentiment, care_text)
-    if conversations.is_truncated(stored):
-        await message.reply_text(render.LONG_MESSAGE_TEXT.format(limit=conversations.max_message_chars))
-    logger.info(
-        "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)%s",
-        chat.id, stored.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,
-        context.engine.queue_depth, f": {stored.text!r}" if context.config.logging.include_text else "",
+    await answer(context.bot, context.services, stored, quote=message.message_id if in_group else None)
+
+
+def incoming_of(update: Update, bot_username: str | None) -> Incoming:
+    """The text message of ``update`` with who sent it where (in groups without the bot's @name)."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    in_group = chat.type != ChatType.PRIVATE
+    return Incoming(
+        chat_id=chat.id, chat_kind=chat.type, chat_title=chat.title, user_id=user.id,
+        first_name=user.first_name, username=user.username,
+        text=without_mention(message.text, bot_username) if in_group else message.text,
+        message_id=message.message_id,
     )
 
 
+async def answer(
+    bot: Bot, services: Services, stored: StoredMessage, *, quote: int | None, draft_message_id: int | None = None
+) -> None:
+    """Classifies a stored message and streams the companion's reply into its chat (over ``draft_message_id``, the
+    unfinished reply a crash left, when given), then help resources if it signals a crisis. ``quote``: the Telegram
+    message to reply to (groups). Afterwards the message owes no reply, whatever happened (unless cancelled)."""
+    conversations = services.conversations
+    answered = False
+    try:
+        started = time.perf_counter()
+        sentiment = await conversations.classify(stored)
+        classified = time.perf_counter()
+        care_text = conversations.care_message(stored, sentiment)
+        if sentiment is None:
+            await send(bot, stored.chat_id, render.BUSY_TEXT, quote)
+            return
+
+        async def remember_draft(telegram_message_id: int) -> None:
+            await conversations.note_draft(stored, telegram_message_id)
+
+        writer = StreamedReply(
+            bot, stored.chat_id, reply_to_message_id=quote, message_id=draft_message_id, on_sent=remember_draft
+        )
+        try:
+            reply_text = await writer.write(conversations.reply(stored)) or EMPTY_REPLY_FALLBACK
+        except EngineBusy:
+            await send(bot, stored.chat_id, render.BUSY_TEXT, quote)
+            await offer_care(bot, quote, conversations, stored, sentiment, care_text)
+            return
+        sent = await writer.finish(reply_text)
+        await conversations.save_reply(stored, reply_text, sent[0])  # the message owes no reply from here on
+        answered = True
+        await offer_care(bot, quote, conversations, stored, sentiment, care_text)
+        if conversations.is_truncated(stored):
+            long_note = render.LONG_MESSAGE_TEXT.format(limit=conversations.max_message_chars)
+            await send(bot, stored.chat_id, long_note, quote)
+        logger.info(
+            "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)%s",
+            stored.chat_id, stored.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,
+            services.engine.queue_depth, f": {stored.text!r}" if services.config.logging.include_text else "",
+        )
+    finally:
+        # Told "busy", or an error the person hears of: nothing left to answer late. Cancelled (the process is
+        # going down): still owed, answered at the next start.
+        if not answered and not _cancelling():
+            await conversations.settle(stored)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def send(bot: Bot, chat_id: int, text: str, quote: int | None) -> None:
+    """Send ``text`` to the chat, as a reply to message ``quote`` when given (sent anyway if that one is gone)."""
+    reply_parameters = ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
+    await bot.send_message(chat_id, text, reply_parameters=reply_parameters)
+
+
 async def offer_care(
-    message: Message, conversations: Conversations, stored: StoredMessage, sentiment: Sentiment,
+    bot: Bot, quote: int | None, conversations: Conversations, stored: StoredMessage, sentiment: Sentiment,
     care_text: str | None,
 ) -> None:
     """Send the help resources after the reply when the message signalled a crisis, and log that we did."""
     if care_text is None:
         return
-    await message.reply_text(care_text)
+    await send(bot, stored.chat_id, care_text, quote)
     await conversations.record_care(stored, sentiment)
-
-
-async def within_rate_limit(update: Update, context: MoodContext) -> bool:
-    """True when this person may get a reply now (admins always); otherwise False, after one "slow down" with the
-    wait per empty spell."""
-    user, message = update.effective_user, update.effective_message
-    if user is None or context.config.telegram.is_admin(user.id):
-        return True
-    decision = context.services.rate_limiter.check(user.id)
-    if decision.allowed:
-        return True
-    logger.info("user %s is over the rate limit (next reply in %.1f s)", user.id, decision.retry_after)
-    if decision.notify and message is not None:
-        await message.reply_text(render.SLOW_DOWN_TEXT.format(seconds=decision.wait_seconds))
-    return False
 
 
 async def edited_text(update: Update, context: MoodContext) -> None:
@@ -331,9 +357,11 @@ async def edited_text(update: Update, context: MoodContext) -> None:
     message = update.edited_message
     if message is None or message.text is None:
         return
-    stored = await context.store.update_user_message_text(
-        chat_id=message.chat_id, telegram_message_id=message.message_id, text=message.text
-    )
+    stored = context.services.arrivals.get(update.update_id)  # the new text, stored the moment it arrived
+    if stored is None:
+        stored = await context.store.update_user_message_text(
+            chat_id=message.chat_id, telegram_message_id=message.message_id, text=message.text
+        )
     if stored is not None:
         await context.services.conversations.classify(stored)
 

@@ -59,6 +59,10 @@ SLOW_DOWN_TEXT = (
     "Slow down a little, please 🙂 I can answer again in {seconds} s. "
     "Everything you write meanwhile is still saved in your mood log."
 )
+BACKLOG_TEXT = (
+    "That's a lot of messages at once! 🙂 Everything is saved in your mood log, but I'll only answer what I already "
+    "have; give me a moment to catch up."
+)
 GROUP_LOGS_ADDRESSED_TEXT = "In groups I only read messages that mention me or reply to me."
 GROUP_LOGS_ALL_TEXT = (
     "In groups where I can see every message, I keep each text message and its mood (so /mood shows the whole "

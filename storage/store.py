@@ -17,7 +17,7 @@ from typing import Any, Self
 import aiosqlite
 
 from .migrations import migrate
-from .models import DayMood, HistoryTurn, MoodSummary, SentimentRecord, StoredMessage, UserMood
+from .models import DayMood, HistoryTurn, MoodSummary, OwedReply, SentimentRecord, StoredMessage, UserMood
 from .mood import day_modifier, display_name, summarize
 
 log = logging.getLogger(__name__)
@@ -126,30 +126,47 @@ class Store:
     async def upsert_chat(self, chat_id: int, kind: str, title: str | None) -> None:
         """Create the chat or update its kind and title."""
         async with self._transaction() as db:
-            await db.execute(
-                """
-                INSERT INTO chats (id, kind, title, created_at)
-                VALUES (:chat_id, :kind, :title, :now)
-                ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, title = excluded.title
-                WHERE chats.kind IS NOT excluded.kind OR chats.title IS NOT excluded.title
-                """,
-                {"chat_id": chat_id, "kind": kind, "title": title, "now": time.time()},
-            )
+            await _upsert_chat(db, chat_id, kind, title, time.time())
 
     async def upsert_user(self, user_id: int, first_name: str | None, username: str | None) -> None:
         """Create the user or update their names."""
         async with self._transaction() as db:
-            await db.execute(
-                """
-                INSERT INTO users (id, first_name, username, created_at)
-                VALUES (:user_id, :first_name, :username, :now)
-                ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name, username = excluded.username
-                WHERE users.first_name IS NOT excluded.first_name OR users.username IS NOT excluded.username
-                """,
-                {"user_id": user_id, "first_name": first_name, "username": username, "now": time.time()},
-            )
+            await _upsert_user(db, user_id, first_name, username, time.time())
 
     # -- messages ----------------------------------------------------------------------------------------------
+
+    async def record_arrival(
+        self,
+        *,
+        chat_id: int,
+        chat_kind: str,
+        chat_title: str | None,
+        user_id: int,
+        first_name: str | None,
+        username: str | None,
+        text: str,
+        telegram_message_id: int | None,
+        reply_owed: bool,
+        created_at: float | None = None,
+    ) -> StoredMessage:
+        """Store a message the moment it arrives, with who sent it where, in one transaction; ``reply_owed``
+        marks it as waiting for a reply until ``add_reply`` (or ``settle_replies``). A Telegram message already
+        stored is returned with is_new=False and left as it was."""
+        now = time.time() if created_at is None else created_at
+        async with self._transaction() as db:
+            await _upsert_chat(db, chat_id, chat_kind, chat_title, now)
+            await _upsert_user(db, user_id, first_name, username, now)
+            inserted = await _insert_user_message(db, chat_id, user_id, text, telegram_message_id, now)
+            if inserted is None:
+                assert telegram_message_id is not None  # only a Telegram id can conflict
+                existing = await _message_by_telegram_id(db, chat_id, telegram_message_id)
+                assert existing is not None
+                return _message(existing, is_new=False)
+            if reply_owed:
+                await db.execute(
+                    "INSERT INTO pending_replies (message_id) VALUES (:message_id)", {"message_id": inserted["id"]}
+                )
+            return _message(inserted, is_new=True)
 
     async def add_user_message(
         self,
@@ -176,19 +193,22 @@ class Store:
             assert existing is not None
             return _message(existing, is_new=False)
 
-    async def add_sentiment(self, message_id: int, sentiment: SentimentRecord) -> bool:
-        """Store (or replace) the sentiment of a message; False if the message no longer exists (forgotten)."""
+    async def add_sentiment(self, message_id: int, sentiment: SentimentRecord, *, text: str | None = None) -> bool:
+        """Store (or replace) the sentiment of a message; False if the message no longer exists (forgotten) or,
+        with ``text``, no longer reads ``text`` (edited meanwhile: the edit's own classification will follow)."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 """
                 INSERT INTO sentiments (message_id, label, score, probs, model, care, created_at)
-                SELECT id, :label, :score, :probs, :model, :care, :now FROM messages WHERE id = :message_id
+                SELECT id, :label, :score, :probs, :model, :care, :now FROM messages
+                WHERE id = :message_id AND (:text IS NULL OR text = :text)
                 ON CONFLICT (message_id) DO UPDATE SET
                     label = excluded.label, score = excluded.score, probs = excluded.probs,
                     model = excluded.model, care = excluded.care, created_at = excluded.created_at
                 """,
                 {
                     "message_id": message_id,
+                    "text": text,
                     "label": sentiment.label,
                     "score": sentiment.score,
                     "probs": json.dumps(sentiment.probs, sort_keys=True),
@@ -197,7 +217,10 @@ class Store:
                     "now": time.time(),
                 },
             )
-            return cursor.rowcount > 0
+            if cursor.rowcount <= 0:
+                return False
+            await db.execute("DELETE FROM pending_moods WHERE message_id = :message_id", {"message_id": message_id})
+            return True
 
     async def add_care_event(self, message_id: int, probability: float) -> bool:
         """Record that help resources were offered for a message; False if the message no longer exists."""
@@ -221,7 +244,7 @@ class Store:
         telegram_message_id: int | None,
         created_at: float | None = None,
     ) -> int | None:
-        """Store the bot's complete reply to user message ``reply_to``; return its id.
+        """Store the bot's complete reply to user message ``reply_to`` (which then owes no reply); return its id.
 
         Returns None when ``reply_to`` no longer exists (the user ran /forget while the reply was generated);
         raises ValueError when ``reply_to`` is not a user message of this chat and user.
@@ -230,6 +253,7 @@ class Store:
         async with self._transaction() as db:
             reply_id = await _insert_reply(db, chat_id, user_id, text, reply_to, telegram_message_id, now)
             if reply_id is not None:
+                await _settle_reply(db, reply_to)
                 return reply_id
             if await _message_exists(db, reply_to):
                 raise ValueError(f"message {reply_to} is not a user message of chat {chat_id} and user {user_id}")
@@ -245,19 +269,65 @@ class Store:
             )
         return bool(rows[0][0])
 
+    # -- replies owed --------------------------------------------------------------------------------------------
+
+    async def reply_owed(self, message_id: int) -> bool:
+        """Whether user message ``message_id`` still waits for its reply."""
+        async with self._reading() as db:
+            rows = await _fetchall(
+                db, "SELECT 1 FROM pending_replies WHERE message_id = :message_id", {"message_id": message_id}
+            )
+        return bool(rows)
+
+    async def set_reply_draft(self, message_id: int, draft_message_id: int) -> None:
+        """Remember the Telegram message a reply to ``message_id`` is being streamed into (to finish it after a
+        crash)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE pending_replies SET draft_message_id = :draft WHERE message_id = :message_id",
+                {"message_id": message_id, "draft": draft_message_id},
+            )
+
+    async def settle_replies(self, message_ids: list[int]) -> None:
+        """Owe no reply to these messages any more (answered some other way, or too old to answer late)."""
+        if not message_ids:
+            return
+        async with self._transaction() as db:
+            for message_id in message_ids:
+                await _settle_reply(db, message_id)
+
+    async def owed_replies(self) -> list[OwedReply]:
+        """Every user message still waiting for its reply, oldest first, with its chat's kind and the Telegram id
+        of the unfinished reply message, if one was sent."""
+        async with self._reading() as db:
+            rows = await _fetchall(
+                db,
+                f"""
+                SELECT {_prefixed("m")}, c.kind AS chat_kind, p.draft_message_id
+                FROM pending_replies AS p
+                JOIN messages AS m ON m.id = p.message_id
+                JOIN chats AS c ON c.id = m.chat_id
+                ORDER BY m.id
+                """,
+            )
+        return [
+            OwedReply(_message(row, is_new=False), row["chat_kind"], row["draft_message_id"]) for row in rows
+        ]
+
     async def update_user_message_text(
         self, *, chat_id: int, telegram_message_id: int, text: str
     ) -> StoredMessage | None:
         """Replace the text of an edited user message; None if that Telegram message is not stored.
 
         The old sentiment described the old text and is dropped: classify the returned message again, or let
-        ``unclassified_messages`` pick it up.
+        ``unclassified_messages`` pick it up (its failed attempts start again from 0).
         """
         async with self._transaction() as db:
             row = await _update_user_message_text(db, chat_id, telegram_message_id, text, time.time())
             if row is None:
                 return None
             await _delete_sentiment(db, row["id"])
+            await _owe_mood(db, row["id"])
             return _message(row, is_new=False)
 
     # -- conversation context ----------------------------------------------------------------------------------
@@ -266,10 +336,15 @@ class Store:
         self, *, chat_id: int, user_id: int, before_id: int | None = None, limit: int = 40
     ) -> list[HistoryTurn]:
         """This user's turns in this chat since their last reset, oldest first: at most ``limit`` newest ones,
-        only ids below ``before_id`` when given."""
+        only those before user message ``before_id`` when given.
+
+        A turn's place in the conversation is its own id for a message, the id of the message it answers for a
+        reply: messages are stored when they arrive, so the reply to one can be stored after the next arrived.
+        """
         if limit <= 0:
             return []
         async with self._reading() as db:
+            # COALESCE(reply_to, id) is the messages_conversation index's expression: range and order come from it.
             rows = await _fetchall(
                 db,
                 """
@@ -277,10 +352,10 @@ class Store:
                 FROM messages
                 WHERE user_id = :user_id
                   AND chat_id = :chat_id
-                  AND id > COALESCE(
+                  AND COALESCE(reply_to, id) > COALESCE(
                       (SELECT context_start_id FROM conversations WHERE chat_id = :chat_id AND user_id = :user_id), 0)
-                  AND id < COALESCE(:before_id, 9223372036854775807)
-                ORDER BY id DESC
+                  AND COALESCE(reply_to, id) < COALESCE(:before_id, 9223372036854775807)
+                ORDER BY COALESCE(reply_to, id) DESC, id DESC
                 LIMIT :limit
                 """,
                 {"chat_id": chat_id, "user_id": user_id, "before_id": before_id, "limit": limit},
@@ -294,10 +369,15 @@ class Store:
             await _ensure_chat(db, chat_id, now)
             await _ensure_user(db, user_id, now)
             # Ids only grow (AUTOINCREMENT), so every later message of this user gets an id above today's maximum.
+            # Their messages still waiting for a reply arrived after the reset (a chat's updates are handled in
+            # order, so those before it are answered by now), though they were stored before it: they stay in.
             await db.execute(
                 """
                 INSERT INTO conversations (chat_id, user_id, context_start_id)
-                VALUES (:chat_id, :user_id, (SELECT COALESCE(MAX(id), 0) FROM messages))
+                VALUES (:chat_id, :user_id, COALESCE(
+                    (SELECT MIN(m.id) - 1 FROM pending_replies AS p JOIN messages AS m ON m.id = p.message_id
+                     WHERE m.chat_id = :chat_id AND m.user_id = :user_id),
+                    (SELECT COALESCE(MAX(id), 0) FROM messages)))
                 ON CONFLICT (chat_id, user_id) DO UPDATE SET context_start_id = excluded.context_start_id
                 """,
                 {"chat_id": chat_id, "user_id": user_id},
@@ -473,24 +553,41 @@ class Store:
 
     # -- back-fill and diagnostics -----------------------------------------------------------------------------
 
-    async def unclassified_messages(self, limit: int = 100) -> list[StoredMessage]:
-        """User messages that have no sentiment yet, oldest first (to back-fill after a crash or a busy spell)."""
+    async def unclassified_messages(
+        self, limit: int = 100, *, max_attempts: int | None = None, after_id: int = 0
+    ) -> list[StoredMessage]:
+        """User messages that have no sentiment yet, oldest first (to back-fill after a crash or a busy spell):
+        only ids above ``after_id``; with ``max_attempts``, only those whose classification failed fewer times."""
         if limit <= 0:
             return []
         async with self._reading() as db:
             rows = await _fetchall(
                 db,
                 f"""
-                SELECT {_MESSAGE_COLUMNS}
-                FROM messages AS m
-                WHERE m.role = 'user'
-                  AND NOT EXISTS (SELECT 1 FROM sentiments AS s WHERE s.message_id = m.id)
-                ORDER BY m.id
+                SELECT {_prefixed("m")}
+                FROM pending_moods AS p
+                JOIN messages AS m ON m.id = p.message_id
+                WHERE p.message_id > :after_id AND (:max_attempts IS NULL OR p.attempts < :max_attempts)
+                ORDER BY p.message_id
                 LIMIT :limit
                 """,
-                {"limit": limit},
+                {"limit": limit, "max_attempts": max_attempts, "after_id": after_id},
             )
         return [_message(row, is_new=False) for row in rows]
+
+    async def record_classify_failure(self, message_id: int) -> int:
+        """Count one more failed classification of ``message_id``; return how many it has had (0: not owed a
+        mood any more)."""
+        async with self._transaction() as db:
+            rows = await _fetchall(
+                db,
+                """
+                UPDATE pending_moods SET attempts = attempts + 1 WHERE message_id = :message_id
+                RETURNING attempts
+                """,
+                {"message_id": message_id},
+            )
+        return int(rows[0]["attempts"]) if rows else 0
 
     async def counts(self) -> dict[str, int]:
         """Rows per table."""
@@ -524,6 +621,36 @@ class Store:
 
 async def _fetchall(db: aiosqlite.Connection, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
     return list(await db.execute_fetchall(sql, params or {}))
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
+
+
+async def _upsert_chat(db: aiosqlite.Connection, chat_id: int, kind: str, title: str | None, now: float) -> None:
+    await db.execute(
+        """
+        INSERT INTO chats (id, kind, title, created_at)
+        VALUES (:chat_id, :kind, :title, :now)
+        ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, title = excluded.title
+        WHERE chats.kind IS NOT excluded.kind OR chats.title IS NOT excluded.title
+        """,
+        {"chat_id": chat_id, "kind": kind, "title": title, "now": now},
+    )
+
+
+async def _upsert_user(
+    db: aiosqlite.Connection, user_id: int, first_name: str | None, username: str | None, now: float
+) -> None:
+    await db.execute(
+        """
+        INSERT INTO users (id, first_name, username, created_at)
+        VALUES (:user_id, :first_name, :username, :now)
+        ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name, username = excluded.username
+        WHERE users.first_name IS NOT excluded.first_name OR users.username IS NOT excluded.username
+        """,
+        {"user_id": user_id, "first_name": first_name, "username": username, "now": now},
+    )
 
 
 async def _ensure_chat(db: aiosqlite.Connection, chat_id: int, now: float) -> None:
@@ -566,7 +693,24 @@ async def _insert_user_message(
             "telegram_message_id": telegram_message_id,
         },
     )
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    await _owe_mood(db, rows[0]["id"])  # every new user message is owed a mood until its sentiment is stored
+    return rows[0]
+
+
+async def _owe_mood(db: aiosqlite.Connection, message_id: int) -> None:
+    await db.execute(
+        """
+        INSERT INTO pending_moods (message_id) VALUES (:message_id)
+        ON CONFLICT (message_id) DO UPDATE SET attempts = 0
+        """,
+        {"message_id": message_id},
+    )
+
+
+async def _settle_reply(db: aiosqlite.Connection, message_id: int) -> None:
+    await db.execute("DELETE FROM pending_replies WHERE message_id = :message_id", {"message_id": message_id})
 
 
 async def _message_by_telegram_id(
