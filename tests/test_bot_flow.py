@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.render import BUSY_TEXT, FAILED_TEXT
+from bot.config import LimitsConfig
+from bot.render import BACKLOG_TEXT, BUSY_TEXT, FAILED_TEXT
 from tests.e2e import config_for, final_texts, rows, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
@@ -217,3 +218,30 @@ async def test_one_log_line_per_handled_message_with_text_only_when_asked(
     [line] = [r.getMessage() for r in caplog.records if "handled message" in r.getMessage()]
     assert "classify" in line and "reply" in line and "queue 0" in line
     assert ("a very private good thought" in line) is include_text
+
+
+async def test_a_chat_with_hundreds_of_messages_waiting_does_not_hold_up_another_chat(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    """Alice forwards 300 messages while her first reply is held; Bob, who wrote after all of them, is answered
+    first. Her chat's backlog is capped: beyond it messages are stored (not answered), with one "slow down"."""
+    engine = ScriptedEngine(gates={"flood 0": asyncio.Event()})
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    config = config_for(api, tmp_path, limits=LimitsConfig(messages_per_minute=0, chat_backlog=100))
+    async with running_bot(config, engine=engine):
+        for n in range(300):
+            api.send_text(api.private_chat(alice), alice, f"flood {n}")
+        api.send_text(api.private_chat(bob), bob, "quick one")
+        try:
+            assert await final_texts(api, 2, 1, timeout=60) == ["echo: quick one"]
+            assert [t for t in api.sent_texts(1) if t.startswith("echo")] == [], "Alice's first reply is still held"
+            assert engine.replies_started.get_nowait() == "flood 0"
+        finally:
+            engine.gates["flood 0"].set()
+        texts = await final_texts(api, 1, 102, timeout=60)
+    assert texts.count(BACKLOG_TEXT) == 1, "one notice for the 199 messages beyond the backlog"
+    assert [t for t in texts if t != BACKLOG_TEXT] == [f"echo: flood {n}" for n in range(101)], "in order"
+    database = tmp_path / "bot.db"
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'user'") == [(300,)]
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'assistant'") == [(101,)]
+    assert rows(database, "SELECT COUNT(*) FROM pending_replies") == [(0,)], "no late reply owed for the rest"
