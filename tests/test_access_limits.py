@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from telegram.ext import Application
 
 from bot import app as bot_app

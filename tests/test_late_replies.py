@@ -94,7 +94,7 @@ async def test_late_replies_can_be_turned_off(api: FakeBotApi, tmp_path: Path) -
 def test_late_reply_max_age_is_a_checked_key() -> None:
     assert config_from_dict({}).telegram.late_reply_max_age_minutes == 60
     assert config_from_dict({"telegram": {"late_reply_max_age_minutes": 5}}).telegram.late_reply_max_age_minutes == 5
-    with pytest.raises(ConfigError, match="telegram.late_reply_max_age_minutes"):
+    with pytest.raises(ConfigError, match=r"telegram\.late_reply_max_age_minutes"):
         config_from_dict({"telegram": {"late_reply_max_age_minutes": -1}})
-    with pytest.raises(ConfigError, match="limits.chat_backlog"):
+    with pytest.raises(ConfigError, match=r"limits\.chat_backlog"):
         config_from_dict({"limits": {"chat_backlog": 0}})
