@@ -24,7 +24,7 @@ from bot import handlers
 from bot.config import Config
 from bot.context import SERVICES_KEY, MoodContext, Services
 from bot.conversation import Conversations
-from bot.intake import EDITED_TEXT, NEW_TEXT, Intake
+from bot.intake import EDITED_TEXT, NEW_TEXT, ArrivalQueue, Intake
 from bot.ordering import PerChatUpdateProcessor
 from engine import Engine, create_engine
 from storage import Store
@@ -59,6 +59,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
     owns_engine = engine is None
     shared_engine = engine
 
+    arrivals = ArrivalQueue()
     processor = PerChatUpdateProcessor(max_backlog=config.limits.chat_backlog)
 
     async def post_init(application: Application) -> None:
@@ -75,9 +76,10 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         )
         application.bot_data[SERVICES_KEY] = services
         await application.bot.set_my_commands(COMMANDS)
-        # Before any new update: every update is admitted (rate limit, stored) the moment it arrives, and what a
-        # crash or restart left unanswered is queued first in its chat.
-        processor.admission = Intake(services, application.bot)
+        # Before any new update: every update is checked against the rate limit and stored the moment it arrives,
+        # before it is confirmed to Telegram; what a crash or restart left unanswered is queued first in its chat.
+        intake = Intake(services, application.bot)
+        arrivals.arrive, processor.admission = intake.arrive, intake
         late = await queue_late_replies(application, services, processor)
         if application.job_queue is not None:
             # Jobs run to the end before the application stops: the late replies are finished, not cut.
@@ -93,7 +95,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         logger.info("moodbot is up as @%s, database %s", application.bot.username, config.storage.database)
 
     async def post_shutdown(application: Application) -> None:
-        processor.admission = None
+        arrivals.arrive, processor.admission = None, None
         services: Services | None = application.bot_data.pop(SERVICES_KEY, None)
         if services is None:
             return
@@ -107,6 +109,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         .base_url(config.telegram.base_url)
         .base_file_url(file_url_for(config.telegram.base_url))
         .context_types(ContextTypes(context=MoodContext))
+        .update_queue(arrivals)
         .concurrent_updates(processor)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .post_init(post_init)

@@ -122,14 +122,15 @@ class Conversations:
         """Classify stored messages that have no sentiment yet, oldest first, until none is left, the engine can't
         take work, or ``deadline`` (``time.monotonic()``) has passed; return how many were classified.
 
-        ``skip``: ids of messages being handled right now (their handler classifies them). A message whose
-        classification fails for another reason than the engine being unavailable is tried again in later rounds,
-        and left alone, with a warning, after ``MAX_CLASSIFY_ATTEMPTS`` failures.
+        Not messages waiting for their reply, nor ``skip`` (ids of messages being handled right now): answering
+        them classifies them. A message whose classification fails for another reason than the engine being
+        unavailable is tried again in later rounds, and left alone, with a warning, after ``MAX_CLASSIFY_ATTEMPTS``
+        failures.
         """
         done = 0
         after_id = 0
         while batch := await self.store.unclassified_messages(
-            limit=BACKFILL_BATCH, max_attempts=MAX_CLASSIFY_ATTEMPTS, after_id=after_id
+            limit=BACKFILL_BATCH, max_attempts=MAX_CLASSIFY_ATTEMPTS, after_id=after_id, skip_owed=True
         ):
             for message in batch:
                 if deadline is not None and time.monotonic() >= deadline:

@@ -554,10 +554,11 @@ class Store:
     # -- back-fill and diagnostics -----------------------------------------------------------------------------
 
     async def unclassified_messages(
-        self, limit: int = 100, *, max_attempts: int | None = None, after_id: int = 0
+        self, limit: int = 100, *, max_attempts: int | None = None, after_id: int = 0, skip_owed: bool = False
     ) -> list[StoredMessage]:
         """User messages that have no sentiment yet, oldest first (to back-fill after a crash or a busy spell):
-        only ids above ``after_id``; with ``max_attempts``, only those whose classification failed fewer times."""
+        only ids above ``after_id``; with ``max_attempts``, only those whose classification failed fewer times;
+        with ``skip_owed``, not those still waiting for their reply (answering one classifies it)."""
         if limit <= 0:
             return []
         async with self._reading() as db:
@@ -567,11 +568,13 @@ class Store:
                 SELECT {_prefixed("m")}
                 FROM pending_moods AS p
                 JOIN messages AS m ON m.id = p.message_id
-                WHERE p.message_id > :after_id AND (:max_attempts IS NULL OR p.attempts < :max_attempts)
+                WHERE p.message_id > :after_id
+                  AND (:max_attempts IS NULL OR p.attempts < :max_attempts)
+                  AND NOT (:skip_owed AND EXISTS (SELECT 1 FROM pending_replies AS r WHERE r.message_id = p.message_id))
                 ORDER BY p.message_id
                 LIMIT :limit
                 """,
-                {"limit": limit, "max_attempts": max_attempts, "after_id": after_id},
+                {"limit": limit, "max_attempts": max_attempts, "after_id": after_id, "skip_owed": skip_owed},
             )
         return [_message(row, is_new=False) for row in rows]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.config import LimitsConfig
+from bot.context import SERVICES_KEY
 from bot.render import BACKLOG_TEXT, BUSY_TEXT, FAILED_TEXT
+from storage import Store, StoredMessage
 from tests.e2e import config_for, final_texts, rows, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
@@ -245,3 +248,43 @@ async def test_a_chat_with_hundreds_of_messages_waiting_does_not_hold_up_another
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'user'") == [(300,)]
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'assistant'") == [(101,)]
     assert rows(database, "SELECT COUNT(*) FROM pending_replies") == [(0,)], "no late reply owed for the rest"
+
+
+async def test_a_message_costs_four_transactions(api: FakeBotApi, tmp_path: Path) -> None:
+    """Arrival (chat, user, message, owed reply and mood), sentiment, the reply's message id once streaming starts,
+    the reply (settling what was owed): one fewer than when chat, user and message were written one by one."""
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()) as application:
+        begins: list[str] = []
+        connection = application.bot_data[SERVICES_KEY].store._connection()
+        await connection.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+        api.send_text(api.private_chat(alice), alice, "a good day")
+        api.send_command(api.private_chat(alice), alice, "/help")  # answered once the turn before it is done
+        await api.wait_for_messages(1, count=2)
+    assert len(begins) == 4
+
+
+async def test_an_update_is_confirmed_to_telegram_only_once_its_message_is_stored(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PTB confirms updates with its next getUpdates; that call waits until the messages it confirms are stored,
+    so a crash in between loses nothing (Telegram delivers them again)."""
+    confirmed_before_stored: list[bool] = []
+    record = Store.record_arrival
+
+    async def slow_record(self: Store, **message: Any) -> StoredMessage:
+        await asyncio.sleep(0.5)  # a slow disk: room for an early confirmation, if there could be one
+        stored = await record(self, **message)
+        confirmed_before_stored.append(
+            any(c.params.get("offset", 0) > update_id for c in api.calls_of("getUpdates"))
+        )
+        return stored
+
+    monkeypatch.setattr(Store, "record_arrival", slow_record)
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        api.send_text(api.private_chat(alice), alice, "hello")
+        update_id = api.pending_updates[-1]["update_id"]
+        await final_texts(api, 1, 1)
+        await api.wait_for(lambda a: not a.pending_updates)
+    assert confirmed_before_stored == [False]
