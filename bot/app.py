@@ -82,8 +82,8 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         arrivals.arrive, processor.admission = intake.arrive, intake
         late = await queue_late_replies(application, services, processor)
         if application.job_queue is not None:
-            # Jobs run to the end before the application stops: the late replies are finished, not cut.
-            application.job_queue.run_once(finish_late_replies, when=0, data=late, name="late-replies")
+            if late:  # jobs run to the end before the application stops: the late replies are finished, not cut
+                application.job_queue.run_once(finish_late_replies, when=0, data=late, name="late-replies")
             application.job_queue.run_once(backfill, when=BACKFILL_FIRST_RUN_S, name="backfill-at-start")
             application.job_queue.run_repeating(
                 backfill, interval=BACKFILL_INTERVAL_S, first=BACKFILL_INTERVAL_S, name="backfill"
@@ -168,7 +168,7 @@ async def queue_late_replies(
     return [
         processor.submit(
             owed_reply.message.chat_id,
-            handlers.answer(
+            handlers.answer_message(
                 application.bot, services, owed_reply.message, draft_message_id=owed_reply.draft_message_id,
                 quote=owed_reply.message.telegram_message_id if owed_reply.chat_kind != ChatType.PRIVATE else None,
             ),

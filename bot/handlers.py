@@ -267,7 +267,7 @@ async def text_message(update: Update, context: MoodContext) -> None:
     if not stored.is_new and not await context.store.reply_owed(stored.id):
         logger.info("chat %s: message %d was already answered (re-delivered update)", chat.id, stored.id)
         return
-    await answer(context.bot, context.services, stored, quote=message.message_id if in_group else None)
+    await answer_message(context.bot, context.services, stored, quote=message.message_id if in_group else None)
 
 
 def incoming_of(update: Update, bot_username: str | None) -> Incoming:
@@ -282,13 +282,20 @@ def incoming_of(update: Update, bot_username: str | None) -> Incoming:
     )
 
 
-async def answer(
+async def answer_message(
     bot: Bot, services: Services, stored: StoredMessage, *, quote: int | None, draft_message_id: int | None = None
 ) -> None:
     """Classifies a stored message and streams the companion's reply into its chat (over ``draft_message_id``, the
     unfinished reply a crash left, when given), then help resources if it signals a crisis. ``quote``: the Telegram
     message to reply to (groups). Afterwards the message owes no reply, whatever happened (unless cancelled)."""
     conversations = services.conversations
+
+    async def remember_draft(telegram_message_id: int) -> None:
+        await conversations.note_draft(stored, telegram_message_id)
+
+    writer = StreamedReply(
+        bot, stored.chat_id, reply_to_message_id=quote, message_id=draft_message_id, on_sent=remember_draft
+    )
     answered = False
     try:
         started = time.perf_counter()
@@ -296,19 +303,12 @@ async def answer(
         classified = time.perf_counter()
         care_text = conversations.care_message(stored, sentiment)
         if sentiment is None:
-            await send(bot, stored.chat_id, render.BUSY_TEXT, quote)
+            await writer.finish(render.BUSY_TEXT)  # over an unfinished reply, if there is one
             return
-
-        async def remember_draft(telegram_message_id: int) -> None:
-            await conversations.note_draft(stored, telegram_message_id)
-
-        writer = StreamedReply(
-            bot, stored.chat_id, reply_to_message_id=quote, message_id=draft_message_id, on_sent=remember_draft
-        )
         try:
             reply_text = await writer.write(conversations.reply(stored)) or EMPTY_REPLY_FALLBACK
         except EngineBusy:
-            await send(bot, stored.chat_id, render.BUSY_TEXT, quote)
+            await writer.finish(render.BUSY_TEXT)
             await offer_care(bot, quote, conversations, stored, sentiment, care_text)
             return
         sent = await writer.finish(reply_text)

@@ -72,11 +72,6 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         self._running = asyncio.Semaphore(max_running)
         self._chats: dict[int, _Chat] = {}
 
-    def backlog(self, chat_id: int) -> int:
-        """How many pieces of work of this chat wait behind the one it is handling."""
-        chat = self._chats.get(chat_id)
-        return len(chat.waiting) if chat else 0
-
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Admit ``update`` at once, then run ``coroutine`` once every earlier update of its chat is done."""
         chat_id = _chat_id(update)

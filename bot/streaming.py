@@ -29,7 +29,8 @@ STREAM_SUFFIX = " …"
 
 class StreamedReply:
     """One reply message in one chat, written progressively: a new message, or ``message_id`` (the bot's unfinished
-    message from before a restart) written over; ``on_sent`` is awaited with the id of a newly sent message."""
+    message from before a restart) written over; ``on_sent`` is awaited with the id of a newly sent message that is
+    still being written."""
 
     def __init__(
         self, bot: Bot, chat_id: int, reply_to_message_id: int | None = None,
@@ -85,7 +86,7 @@ class StreamedReply:
             )
             message = await self.bot.send_message(self.chat_id, text, reply_parameters=reply_parameters)
             self.message_id, self._inherited = message.message_id, False
-            if self.on_sent is not None:
+            if self.on_sent is not None and not final:  # a final text is complete: nothing to finish later
                 await self.on_sent(message.message_id)
         self._shown = text
         self._last_edit = time.monotonic()

@@ -13,6 +13,8 @@ import pytest
 from telegram import Bot
 
 from bot.config import ConfigError, config_from_dict
+from bot.render import BUSY_TEXT
+from engine import EngineBusy, Sentiment
 from storage import Store
 from tests.e2e import config_for, eventually, final_texts, rows, running_bot
 from tests.fakebotapi import TEST_TOKEN, FakeBotApi
@@ -98,3 +100,37 @@ def test_late_reply_max_age_is_a_checked_key() -> None:
         config_from_dict({"telegram": {"late_reply_max_age_minutes": -1}})
     with pytest.raises(ConfigError, match=r"limits\.chat_backlog"):
         config_from_dict({"limits": {"chat_backlog": 0}})
+
+
+async def test_a_half_reply_that_is_gone_is_replaced_and_a_busy_engine_says_so_over_it(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    alice_chat, bob_chat = api.private_chat(alice), api.private_chat(bob)
+    database = tmp_path / "bot.db"
+    async with Bot(TEST_TOKEN, base_url=api.base_url) as bot:
+        gone = await bot.send_message(alice_chat["id"], "The first half of a reply …")
+        await bot.delete_message(alice_chat["id"], gone.message_id)  # Alice deleted it meanwhile
+        dangling = await bot.send_message(bob_chat["id"], "The first half of a reply …")
+    async with await Store.open(database) as store:
+        alices = await leave_owed(store, alice_chat, alice, "a good day", 9001, age_s=MINUTE)
+        await store.set_reply_draft(alices, gone.message_id)
+        bobs = await leave_owed(store, bob_chat, bob, "a bad day", 9002, age_s=MINUTE)
+        await store.set_reply_draft(bobs, dangling.message_id)
+
+    class BusyForBob(ScriptedEngine):
+        async def classify(self, text: str) -> Sentiment:
+            if text == "a bad day":
+                raise EngineBusy()
+            return await super().classify(text)
+
+    async with running_bot(config_for(api, tmp_path), engine=BusyForBob()):
+        assert await final_texts(api, alice_chat["id"], 1) == ["echo: a good day"]
+        await api.wait_for(lambda a: a.sent_texts(bob_chat["id"]) == [BUSY_TEXT])
+    [reply] = api.sent_messages(alice_chat["id"])
+    assert reply["message_id"] != gone.message_id, "a new message replaced the one that was gone"
+    assert api.sent_messages(bob_chat["id"])[0]["message_id"] == dangling.message_id, "the busy note is written over"
+    assert rows(database, "SELECT telegram_message_id FROM messages WHERE role = 'assistant'") == [
+        (reply["message_id"],)
+    ]
+    assert rows(database, "SELECT COUNT(*) FROM pending_replies") == [(0,)], "told busy: nothing owed"
