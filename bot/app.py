@@ -59,7 +59,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
     owns_engine = engine is None
     shared_engine = engine
 
-    arrivals = ArrivalQueue()
+    update_queue = ArrivalQueue()
     processor = PerChatUpdateProcessor(max_backlog=config.limits.chat_backlog)
 
     async def post_init(application: Application) -> None:
@@ -79,7 +79,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         # Before any new update: every update is checked against the rate limit and stored the moment it arrives,
         # before it is confirmed to Telegram; what a crash or restart left unanswered is queued first in its chat.
         intake = Intake(services, application.bot)
-        arrivals.arrive, processor.admission = intake.arrive, intake
+        update_queue.arrive, processor.admission = intake.arrive, intake
         late = await queue_late_replies(application, services, processor)
         if application.job_queue is not None:
             if late:  # jobs run to the end before the application stops: the late replies are finished, not cut
@@ -95,7 +95,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         logger.info("moodbot is up as @%s, database %s", application.bot.username, config.storage.database)
 
     async def post_shutdown(application: Application) -> None:
-        arrivals.arrive, processor.admission = None, None
+        update_queue.arrive, processor.admission = None, None
         services: Services | None = application.bot_data.pop(SERVICES_KEY, None)
         if services is None:
             return
@@ -109,7 +109,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         .base_url(config.telegram.base_url)
         .base_file_url(file_url_for(config.telegram.base_url))
         .context_types(ContextTypes(context=MoodContext))
-        .update_queue(arrivals)
+        .update_queue(update_queue)
         .concurrent_updates(processor)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .post_init(post_init)

@@ -115,7 +115,8 @@ class Conversations:
         await self.store.set_reply_draft(message.id, telegram_message_id)
 
     async def settle(self, message: StoredMessage) -> None:
-        """``message`` owes no reply any more (the person was told something else: busy, or an error)."""
+        """``message`` owes no reply any more (the person was told "busy" or of an error, or it came past its chat's
+        backlog)."""
         await self.store.settle_replies([message.id])
 
     async def backfill(self, *, skip: Collection[int] = (), deadline: float | None = None) -> int:
