@@ -19,7 +19,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
-from bot.config import Config
+from bot.config import OPEN_BOT_WARNING, Config
 from bot.context import SERVICES_KEY, MoodContext, Services
 from bot.conversation import Conversations
 from bot.ordering import PerChatUpdateProcessor
@@ -73,6 +73,8 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
                     purge_expired, interval=SECONDS_PER_DAY, first=RETENTION_FIRST_RUN_S, name="retention"
                 )
         logger.info("moodbot is up as @%s, database %s", application.bot.username, config.storage.database)
+        if config.telegram.is_open:
+            logger.warning(OPEN_BOT_WARNING)
 
     async def post_shutdown(application: Application) -> None:
         services: Services | None = application.bot_data.pop(SERVICES_KEY, None)

@@ -245,6 +245,11 @@ class Store:
             )
         return bool(rows[0][0])
 
+    async def has_user_message(self, *, chat_id: int, telegram_message_id: int) -> bool:
+        """Whether this Telegram message of this chat is stored (committed) as a user message."""
+        async with self._reading() as db:
+            return await _message_by_telegram_id(db, chat_id, telegram_message_id) is not None
+
     async def update_user_message_text(
         self, *, chat_id: int, telegram_message_id: int, text: str
     ) -> StoredMessage | None:

@@ -17,7 +17,7 @@ from bot import render
 from bot.config import Config, ConfigError, StorageConfig, load_config
 from storage import Store
 from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
-from tests.fakebotapi import FakeBotApi
+from tests.fakebotapi import BOT_USER, FakeBotApi
 from tests.fakeengine import ScriptedEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ async def test_a_refused_users_button_press_gets_an_alert_and_no_work(api: FakeB
 
         query_id = api.press_button(group, eve, confirm["message_id"], "forget:yes:1")
         answer = await answered(api, query_id)
-        assert answer.get("show_alert") is True and answer["text"] == render.REFUSAL_TEXT
+        assert answer.get("show_alert") is True and answer["text"] == render.refusal_text(5)
         api.send_command(group, alice, "/privacy")  # handled after Eve's press (same chat, in order)
         await last_message_with(api, group, "What I keep")
     assert len(api.sent_messages(group["id"])) == sent_before + 1, "no refusal message in the group"
@@ -149,19 +149,17 @@ async def test_a_refused_users_button_press_gets_an_alert_and_no_work(api: FakeB
 
 
 async def test_export_sends_own_messages_with_sentiments_as_json(api: FakeBotApi, tmp_path: Path) -> None:
-    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
-    group = api.group_chat()
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
-        await say(api, group, alice, f"{MENTION} a good day")
-        await say(api, group, alice, f"{MENTION} a bad night")
-        await say(api, group, bob, f"{MENTION} Bob's secret")
-        api.send_command(group, alice, "/export")
+        await say(api, chat, alice, "a good day")
+        await say(api, chat, alice, "a bad night")
+        api.send_command(chat, alice, "/export")
         [call] = await api.wait_for_call("sendDocument")
-    assert call.filenames["document"] == f"moodbot-export-{group['id']}-1.json"
+    assert call.params["chat_id"] == 1 and call.filenames["document"] == "moodbot-export-1-1.json"
     assert call.params["caption"] == render.EXPORT_CAPTION
     data = json.loads(call.files["document"])
-    assert data["chat_id"] == group["id"] and data["user_id"] == 1
-    assert data["user"]["first_name"] == "Alice"
+    assert data["chat_id"] == 1 and data["user_id"] == 1 and data["user"]["first_name"] == "Alice"
     users = [(m["role"], m["text"], (m["sentiment"] or {}).get("label")) for m in data["messages"]]
     assert users == [
         ("user", "a good day", "positive"),
@@ -169,7 +167,49 @@ async def test_export_sends_own_messages_with_sentiments_as_json(api: FakeBotApi
         ("user", "a bad night", "negative"),
         ("assistant", "echo: a bad night", None),
     ]
+
+
+async def test_export_in_a_group_arrives_privately_and_the_group_only_hears_where(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    api.strict_private_chats = True  # as on Telegram: the bot may write only to people who opened a chat with it
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    group = api.group_chat(title="Friends")
+    api.private_chat(alice)  # Alice has started the bot before
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, group, alice, f"{MENTION} a good day")
+        await say(api, group, bob, f"{MENTION} Bob's secret")
+        sent_before = len(api.sent_messages(group["id"]))
+        api.send_command(group, alice, "/export")
+        notice = await last_message_with(api, group, render.EXPORT_SENT_PRIVATELY_TEXT)
+    [call] = api.calls_of("sendDocument")
+    assert call.params["chat_id"] == 1, "to Alice's private chat, not the group"
+    assert call.filenames["document"] == f"moodbot-export-{group['id']}-1.json"
+    assert call.params["caption"] == render.export_group_caption("Friends")
+    data = json.loads(call.files["document"])
+    assert data["chat_id"] == group["id"] and data["user_id"] == 1
+    assert [m["text"] for m in data["messages"]] == ["a good day", "echo: a good day"]
     assert "Bob's secret" not in call.files["document"].decode()
+    assert api.sent_messages(group["id"])[sent_before:] == [notice], "one notice in the group and nothing else"
+    assert "a good day" not in notice["text"]
+
+
+async def test_export_in_a_group_for_someone_who_never_started_the_bot_asks_them_to(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    api.strict_private_chats = True
+    alice = api.user(1, "Alice")
+    group = api.group_chat()
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        await say(api, group, alice, f"{MENTION} a good day")
+        sent_before = len(api.sent_messages(group["id"]))
+        api.send_command(group, alice, "/export")
+        notice = await last_message_with(api, group, "press Start")
+    assert notice["text"] == render.export_open_private_chat_text(BOT_USER["username"])
+    [refused] = api.calls_of("sendDocument")
+    assert refused.params["chat_id"] == 1 and refused.status == 403, "Telegram refused the private chat"
+    assert api.sent_messages(group["id"])[sent_before:] == [notice], "no file and no words of hers in the group"
+    assert not [c for c in api.calls_of("sendDocument") if c.params["chat_id"] == group["id"]]
 
 
 async def test_export_after_forget_says_nothing_is_stored(api: FakeBotApi, tmp_path: Path) -> None:
