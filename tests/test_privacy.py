@@ -249,6 +249,8 @@ def test_privacy_text_names_the_retention_period() -> None:
     assert "older than 30 days are deleted" in render.privacy_text(30)
     assert "older than 1 day are deleted" in render.privacy_text(1)
     assert "mention me or reply to me" in render.privacy_text(0)
+    assert "asked in a group, it arrives in a private chat with me, never in the group" in render.privacy_text(0)
+    assert "sent as a channel or as an anonymous admin are neither kept nor answered" in render.privacy_text(0, True)
 
 
 # -- retention ---------------------------------------------------------------------------------------------------
