@@ -199,7 +199,7 @@ async def forget_answer(update: Update, context: MoodContext) -> None:
         await query.answer()
         await query.edit_message_text(render.FORGET_CANCELLED_TEXT)
         return
-    count = await context.store.forget(chat_id=update.effective_chat.id, user_id=query.from_user.id)
+    count = await context.services.conversations.forget(chat_id=update.effective_chat.id, user_id=query.from_user.id)
     await query.answer()
     await query.edit_message_text(render.FORGET_TEXT.format(count=count))
 
