@@ -345,3 +345,28 @@ async def test_the_retention_purge_leaves_old_words_in_no_file_and_not_in_the_pr
         assert files_holding(database, DISTINCTIVE) == []
         assert not any(DISTINCTIVE in text for text in cached_texts(tiny_engine))
 
+
+# -- /privacy with a remote model server, and backups ------------------------------------------------------------
+
+
+def test_privacy_text_says_where_the_model_runs_and_what_backups_hold() -> None:
+    local = render.privacy_text(0)
+    assert "nothing leaves that server – the language model runs there too" in local
+    remote = render.privacy_text(0, model_host="llm.example.org")
+    assert "also sent to a language-model server, llm.example.org" in remote
+    assert "nothing leaves" not in remote
+    for text in (local, remote):
+        assert "every backup of it" in text and "/forget and the automatic deletion can't reach those copies" in text
+
+
+async def test_privacy_names_the_remote_servers_host_only(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    config = config_for(api, tmp_path)
+    remote = EngineSettings(backend="openai", model="qwen", base_url="https://bot:pa55word@llm.example.org:8443/v1")
+    async with running_bot(replace(config, engine=remote), engine=ScriptedEngine()):
+        api.send_command(chat, alice, "/privacy")
+        text = (await last_message_with(api, chat, "What I keep"))["text"]
+    assert "language-model server, llm.example.org;" in text
+    assert "pa55word" not in text and "8443" not in text
+    assert "Backups:" in text
