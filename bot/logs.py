@@ -49,6 +49,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # libraries' warnings become log lines too, so they pass the same redaction
     # httpx logs every request URL at INFO, and Bot API URLs contain the token (redacted anyway: this keeps it quiet).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -22,10 +23,11 @@ API_KEY = "sk-remote-api-key-77"
 
 @pytest.fixture
 def restore_root_logger() -> Iterator[None]:
-    """configure_logging replaces the root logger's handlers; give pytest's back afterwards."""
+    """configure_logging replaces the root logger's handlers and captures warnings; undo both afterwards."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
+    logging.captureWarnings(False)
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -56,6 +58,21 @@ def test_a_logged_traceback_has_no_secret_in_it(restore_root_logger: None) -> No
     assert written.count(REDACTED) == 4  # the message, the traceback's two exceptions (token; key and secret)
 
 
+def test_a_librarys_warning_is_redacted_too(restore_root_logger: None) -> None:
+    logging.captureWarnings(False)  # an earlier in-process main() may have left it on, bound to pytest's hook
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        configure_logging("INFO", secrets=[TOKEN])
+        stream = io.StringIO()
+        logging.getLogger().handlers[0].setStream(stream)
+        try:
+            warnings.warn(f"could not reach https://api.telegram.org/bot{TOKEN}/getMe", UserWarning, stacklevel=1)
+        finally:
+            logging.captureWarnings(False)
+    written = stream.getvalue()
+    assert f"bot{REDACTED}/getMe" in written and TOKEN not in written
+
+
 def test_an_unexpected_error_is_logged_redacted_not_printed_raw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_root_logger: None
 ) -> None:
@@ -73,7 +90,9 @@ def test_an_unexpected_error_is_logged_redacted_not_printed_raw(
     assert TOKEN not in captured.err + captured.out
 
 
-def test_an_error_line_is_redacted_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_error_line_is_redacted_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_root_logger: None
+) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
         f'[telegram]\ntoken = "{TOKEN}"\n[storage]\npath = "{tmp_path}/{TOKEN}/moodbot.db"\n', encoding="utf-8"
