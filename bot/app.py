@@ -143,5 +143,5 @@ async def purge_expired(context: MoodContext) -> None:
     days = context.config.storage.retention_days
     if days <= 0:
         return
-    deleted = await context.store.purge_older_than(time.time() - days * SECONDS_PER_DAY)
+    deleted = await context.services.conversations.purge_older_than(time.time() - days * SECONDS_PER_DAY)
     logger.info("retention: deleted %d messages older than %d days", deleted, days)

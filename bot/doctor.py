@@ -22,7 +22,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from bot.cli import secrets_of
 from bot.config import OPEN_BOT_WARNING, Config, ConfigError, load_config
-from bot.logs import configure_logging
+from bot.logs import configure_logging, redact
 from engine import EngineError, create_engine
 from storage import Store
 
@@ -68,14 +68,6 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
 
     asyncio.run(run_checks())
     return 0 if all(check.ok for check in checks) else 1
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with every non-empty secret replaced by ``[REDACTED]``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
 
 
 def check_allowlists(config: Config) -> Check:

@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatType, ParseMode
@@ -20,7 +21,7 @@ from bot.context import MoodContext
 from bot.conversation import Conversations, Incoming
 from bot.identity import Person
 from bot.streaming import StreamedReply
-from engine import EngineBusy, Sentiment
+from engine import EngineBusy, EngineSettings, Sentiment
 from storage import DayMood, MoodSummary, Store, StoredMessage, UserMood
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ async def forget_answer(update: Update, context: MoodContext) -> None:
         await query.answer()
         await query.edit_message_text(render.FORGET_CANCELLED_TEXT)
         return
-    count = await context.store.forget(chat_id=update.effective_chat.id, user_id=presser.id)
+    count = await context.services.conversations.forget(chat_id=update.effective_chat.id, user_id=presser.id)
     await query.answer()
     await query.edit_message_text(render.FORGET_TEXT.format(count=count))
 
@@ -262,9 +263,15 @@ async def export_privately(bot: ExtBot[None], asked: Message, person: Person, co
 async def privacy(update: Update, context: MoodContext) -> None:
     """Says plainly what is kept, where, for how long, which group messages, and how to delete or download it."""
     config = context.config
-    await reply_formatted(
-        update.effective_message, render.privacy_html(config.storage.retention_days, config.groups.log_all)
-    )
+    text = render.privacy_html(config.storage.retention_days, config.groups.log_all, remote_model_host(config.engine))
+    await reply_formatted(update.effective_message, text)
+
+
+def remote_model_host(engine: EngineSettings) -> str | None:
+    """The host of the language-model server that messages are sent to; None when the model runs in-process."""
+    if engine.backend != "openai":
+        return None
+    return urlsplit(engine.base_url).hostname or engine.base_url
 
 
 async def stats(update: Update, context: MoodContext) -> None:

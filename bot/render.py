@@ -84,6 +84,10 @@ GROUP_POSTED_AS_CHAT_TEXT = (
     "Messages sent as a channel or as an anonymous admin are neither kept nor answered: they don't say whose "
     "they are."
 )
+BACKUPS_TEXT = (
+    "the database file holds all of the above, and so does every backup of it that the person who runs this bot "
+    "makes. /forget and the automatic deletion can't reach those copies."
+)
 GROUP_MOOD_ADDRESSED_NOTE = "(Only messages written to me count: mentions and replies.)"
 GROUP_MOOD_ALL_NOTE = "(Every text message in this chat counts.)"
 NOTHING_YET_TEXT = "Nothing yet for {period} – write to me and your mood will show up here. 🙂"
@@ -103,9 +107,9 @@ NON_TEXT_REPLIES = {
 }
 DEFAULT_NON_TEXT_REPLY = "I can only read text messages for now – tell me in words how you're doing? 🙂"
 
-def privacy_html(retention_days: int, log_all_group_messages: bool = False) -> str:
-    """The ``/privacy`` answer: what is kept, where, for how long, which group messages, and how to delete or
-    download it."""
+def privacy_html(retention_days: int, log_all_group_messages: bool = False, model_host: str | None = None) -> str:
+    """The ``/privacy`` answer: what is kept, where (and, with ``model_host``, the language-model server messages
+    are sent to), for how long, which group messages, backups, and how to delete or download it."""
     if retention_days > 0:
         how_long = (
             f"Messages older than {retention_days} day{'s' if retention_days != 1 else ''} are deleted "
@@ -119,10 +123,11 @@ def privacy_html(retention_days: int, log_all_group_messages: bool = False) -> s
         "• your messages to me and my replies\n"
         "• a mood estimate (sentiment) for each of your messages\n"
         "• your name, username and Telegram ids (yours and the chat's)\n\n"
-        "<b>Where:</b> in one SQLite database on the server of the person who runs this bot. Apart from Telegram "
-        "itself, nothing leaves that server – the language model runs there too.\n\n"
+        f"<b>Where:</b> in one SQLite database on the server of the person who runs this bot. {model_where(model_host)}"
+        "\n\n"
         f"<b>How long:</b> {how_long}\n\n"
         f"<b>Groups:</b> {groups} {GROUP_POSTED_AS_CHAT_TEXT}\n\n"
+        f"<b>Backups:</b> {BACKUPS_TEXT}\n\n"
         "/export – download everything I stored about you in this chat (a JSON file; asked in a group, it "
         "arrives in a private chat with me, never in the group)\n"
         "/forget – delete all of it"
@@ -149,9 +154,20 @@ def export_open_private_chat_text(bot_username: str | None) -> str:
     return EXPORT_OPEN_PRIVATE_CHAT_TEXT.format(bot=f"@{bot_username}" if bot_username else "tap my name")
 
 
-def privacy_text(retention_days: int, log_all_group_messages: bool = False) -> str:
+def model_where(model_host: str | None) -> str:
+    """Where the language model reads the messages: on the bot's server, or a named remote server."""
+    if model_host is None:
+        return "Apart from Telegram itself, nothing leaves that server – the language model runs there too."
+    return (
+        "To be answered and given a mood estimate, your messages and our recent conversation are also sent to a "
+        f"language-model server, <code>{html.escape(model_host)}</code>; what that server keeps is up to whoever "
+        "runs it."
+    )
+
+
+def privacy_text(retention_days: int, log_all_group_messages: bool = False, model_host: str | None = None) -> str:
     """``privacy_html`` as plain text."""
-    return html_to_plain(privacy_html(retention_days, log_all_group_messages))
+    return html_to_plain(privacy_html(retention_days, log_all_group_messages, model_host))
 
 
 def stats_html(counts: dict[str, int], queue_depth: int, database_bytes: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from bot import app as bot_app
 from bot import render
 from bot.config import Config, ConfigError, StorageConfig, load_config
+from engine import EngineSettings, LocalEngine
 from storage import Store
 from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
 from tests.fakebotapi import BOT_USER, FakeBotApi
@@ -292,3 +294,121 @@ def test_retention_days_is_validated(tmp_path: Path) -> None:
     path.write_text("[storage]\nretention_days = 30\n", encoding="utf-8")
     assert load_config(path, environ={}).storage.retention_days == 30
     assert load_config(ROOT / "config.example.toml", environ={}).storage.retention_days == 0
+
+
+# -- nothing left behind: the database folder and the engine's memory -------------------------------------------
+
+DISTINCTIVE = "zebracorn-quasar"  # Alice's words, to be looked for byte by byte
+
+
+def database_files(database: Path) -> dict[str, bytes]:
+    """Every file in the database's folder (the database, its -wal and -shm), read as raw bytes."""
+    return {path.name: path.read_bytes() for path in database.parent.iterdir() if path.is_file()}
+
+
+def files_holding(database: Path, words: str) -> list[str]:
+    return [name for name, data in database_files(database).items() if words.encode() in data]
+
+
+def cached_texts(engine: LocalEngine) -> list[str]:
+    """The prompt cache's conversations, as text."""
+    tokenizer = engine.loaded.tokenizer
+    return [tokenizer.decode(list(entry.token_ids)) for entry in engine.prompt_cache.entries.values()]
+
+
+@pytest.fixture
+async def tiny_engine(tiny_model_dir: Path) -> AsyncIterator[LocalEngine]:
+    """The tiny random model with its prompt cache on (the app doesn't own it)."""
+    engine = LocalEngine(
+        EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1, max_new_tokens=4, temperature=0.0)
+    )
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def turn(api: FakeBotApi, chat: dict, user: dict, text: str) -> None:
+    """Send ``text``; return once the bot is done with it (the chat's updates run in order, so /help answered
+    after it means its reply is finished and stored)."""
+
+    def helps(fake: FakeBotApi) -> int:
+        return sum("/privacy" in text for text in fake.sent_texts(chat["id"]))
+
+    before = helps(api)
+    api.send_text(chat, user, text)
+    api.send_command(chat, user, "/help")
+    await api.wait_for(lambda fake: helps(fake) > before, timeout=60)
+
+
+async def test_forget_leaves_their_words_in_no_file_and_not_in_the_prompt_cache(
+    api: FakeBotApi, tmp_path: Path, tiny_engine: LocalEngine
+) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    database = tmp_path / "bot.db"
+    async with running_bot(config_for(api, tmp_path), engine=tiny_engine):
+        await turn(api, chat, alice, f"my {DISTINCTIVE} is a secret")
+        await turn(api, chat, alice, "tell me more")  # the first message is now history in a cached prompt
+        assert files_holding(database, DISTINCTIVE), "written to the database folder"
+        assert any(DISTINCTIVE in text for text in cached_texts(tiny_engine)), "held in the prompt cache"
+
+        api.send_command(chat, alice, "/forget")
+        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
+        await last_message_with(api, chat, "deleted everything")
+        # The bot is still running: no close-time checkpoint has helped.
+        assert files_holding(database, DISTINCTIVE) == []
+        assert not any(DISTINCTIVE in text for text in cached_texts(tiny_engine))
+        assert set(database_files(database)) >= {"bot.db", "bot.db-wal", "bot.db-shm"}, "all three were looked at"
+
+
+async def test_the_retention_purge_leaves_old_words_in_no_file_and_not_in_the_prompt_cache(
+    api: FakeBotApi, tmp_path: Path, tiny_engine: LocalEngine
+) -> None:
+    database = tmp_path / "bot.db"
+    three_days_ago = time.time() - 3 * 86_400
+    async with await Store.open(database) as store:
+        old = await store.add_user_message(
+            chat_id=1, user_id=1, text=f"an old {DISTINCTIVE} day", telegram_message_id=None, created_at=three_days_ago
+        )
+        await store.add_reply(
+            chat_id=1, user_id=1, text="I see.", reply_to=old.id, telegram_message_id=None, created_at=three_days_ago
+        )
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(with_retention(config_for(api, tmp_path), 1), engine=tiny_engine) as application:
+        await turn(api, chat, alice, "and today?")  # the old message is history in this reply's prompt
+        assert files_holding(database, DISTINCTIVE)
+        assert any(DISTINCTIVE in text for text in cached_texts(tiny_engine))
+
+        [job] = application.job_queue.get_jobs_by_name("retention")
+        await job.run(application)  # what the daily schedule does, now
+        assert rows(database, "SELECT text FROM messages WHERE created_at < ?", time.time() - 86_400) == []
+        assert files_holding(database, DISTINCTIVE) == []
+        assert not any(DISTINCTIVE in text for text in cached_texts(tiny_engine))
+
+
+# -- /privacy with a remote model server, and backups ------------------------------------------------------------
+
+
+def test_privacy_text_says_where_the_model_runs_and_what_backups_hold() -> None:
+    local = render.privacy_text(0)
+    assert "nothing leaves that server – the language model runs there too" in local
+    remote = render.privacy_text(0, model_host="llm.example.org")
+    assert "also sent to a language-model server, llm.example.org" in remote
+    assert "nothing leaves" not in remote
+    for text in (local, remote):
+        assert "every backup of it" in text and "/forget and the automatic deletion can't reach those copies" in text
+
+
+async def test_privacy_names_the_remote_servers_host_only(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    config = config_for(api, tmp_path)
+    remote = EngineSettings(backend="openai", model="qwen", base_url="https://bot:pa55word@llm.example.org:8443/v1")
+    async with running_bot(replace(config, engine=remote), engine=ScriptedEngine()):
+        api.send_command(chat, alice, "/privacy")
+        text = (await last_message_with(api, chat, "What I keep"))["text"]
+    assert "language-model server, llm.example.org;" in text
+    assert "pa55word" not in text and "8443" not in text
+    assert "Backups:" in text
