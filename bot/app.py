@@ -21,13 +21,13 @@ from telegram.ext import (
 )
 
 from bot import handlers
-from bot.config import Config
+from bot.config import OPEN_BOT_WARNING, Config
 from bot.context import SERVICES_KEY, MoodContext, Services
 from bot.conversation import Conversations
 from bot.intake import EDITED_TEXT, NEW_TEXT, ArrivalQueue, Intake
 from bot.ordering import PerChatUpdateProcessor
 from engine import Engine, create_engine
-from storage import Store
+from storage import OwedReply, Store
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
                     purge_expired, interval=SECONDS_PER_DAY, first=RETENTION_FIRST_RUN_S, name="retention"
                 )
         logger.info("moodbot is up as @%s, database %s", application.bot.username, config.storage.database)
+        if config.telegram.is_open:
+            logger.warning(OPEN_BOT_WARNING)
 
     async def post_shutdown(application: Application) -> None:
         update_queue.arrive, processor.admission = None, None
@@ -169,12 +171,19 @@ async def queue_late_replies(
         processor.submit(
             owed_reply.message.chat_id,
             handlers.answer_message(
-                application.bot, services, owed_reply.message, draft_message_id=owed_reply.draft_message_id,
-                quote=owed_reply.message.telegram_message_id if owed_reply.chat_kind != ChatType.PRIVATE else None,
+                application.bot, services, owed_reply.message, late_reply_target(owed_reply),
+                draft_message_id=owed_reply.draft_message_id,
             ),
         )
         for owed_reply in late
     ]
+
+
+def late_reply_target(owed: OwedReply) -> handlers.ReplyTarget:
+    """Where a late reply goes: the message's chat and forum topic, quoting the message in groups."""
+    message = owed.message
+    quote = message.telegram_message_id if owed.chat_kind != ChatType.PRIVATE else None
+    return handlers.ReplyTarget(message.chat_id, quote, owed.thread_id)
 
 
 async def finish_late_replies(context: MoodContext) -> None:
@@ -207,5 +216,5 @@ async def purge_expired(context: MoodContext) -> None:
     days = context.config.storage.retention_days
     if days <= 0:
         return
-    deleted = await context.store.purge_older_than(time.time() - days * SECONDS_PER_DAY)
+    deleted = await context.services.conversations.purge_older_than(time.time() - days * SECONDS_PER_DAY)
     logger.info("retention: deleted %d messages older than %d days", deleted, days)

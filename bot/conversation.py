@@ -39,6 +39,7 @@ class Incoming:
     username: str | None
     text: str
     message_id: int | None
+    thread_id: int | None = None  # the forum topic it was written in, where its reply belongs
 
 
 class Conversations:
@@ -78,6 +79,7 @@ class Conversations:
             chat_id=incoming.chat_id, chat_kind=incoming.chat_kind, chat_title=incoming.chat_title,
             user_id=incoming.user_id, first_name=incoming.first_name, username=incoming.username,
             text=incoming.text, telegram_message_id=incoming.message_id, reply_owed=reply_owed,
+            thread_id=incoming.thread_id,
         )
 
     async def classify(self, message: StoredMessage) -> Sentiment | None:
@@ -109,6 +111,21 @@ class Conversations:
             chat_id=message.chat_id, user_id=message.user_id, text=text, reply_to=message.id,
             telegram_message_id=telegram_message_id,
         )
+
+    async def forget(self, *, chat_id: int, user_id: int) -> int:
+        """Delete everything stored about this person in this chat, and what the engine holds in memory of past
+        conversations; returns how many messages went."""
+        deleted = await self.store.forget(chat_id=chat_id, user_id=user_id)
+        await self.engine.forget_conversations()
+        return deleted
+
+    async def purge_older_than(self, cutoff: float) -> int:
+        """Retention: delete messages older than ``cutoff`` (unix seconds) and, when any went, what the engine
+        holds in memory of past conversations; returns how many messages went."""
+        deleted = await self.store.purge_older_than(cutoff)
+        if deleted:
+            await self.engine.forget_conversations()
+        return deleted
 
     async def note_draft(self, message: StoredMessage, telegram_message_id: int) -> None:
         """Remember the Telegram message the reply to ``message`` is being streamed into."""

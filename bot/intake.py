@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from telegram import Bot, Update
 from telegram.ext import filters
 
-from bot import render
+from bot import identity, render
 from bot.context import Services
 from bot.handlers import incoming_of, meant_for_bot
 from bot.ratelimit import Decision
@@ -77,8 +77,9 @@ class Intake:
         if not isinstance(update, Update) or update.update_id in self._arrived:
             return
         config = self.services.config
-        user, chat = update.effective_user, update.effective_chat
-        allowed = config.telegram.allows(user.id if user else None, chat.id if chat else None)
+        person, chat = identity.person_of(update), update.effective_chat
+        # Nothing is kept of updates check_access refuses: strangers, posts on behalf of a chat.
+        allowed = person is not None and config.telegram.allows(person.id, chat.id if chat else None)
         meant = update.callback_query is not None or meant_for_bot(update, self.bot.id, self.bot.username)
         new_text = bool(NEW_TEXT.check_update(update))
         storable = new_text or bool(EDITED_TEXT.check_update(update))
@@ -117,18 +118,18 @@ class Intake:
             self.services.arrivals.pop(update.update_id, None)
 
     def _take_token(self, update: Update) -> Decision:
-        user = update.effective_user
-        if user is None or self.services.config.telegram.is_admin(user.id):
+        key = identity.sender_key(update)  # a person, or the chat a post was made as (still one bucket each)
+        if key is None or self.services.config.telegram.is_admin(key):
             return ALLOWED
-        decision = self.services.rate_limiter.check(user.id)
+        decision = self.services.rate_limiter.check(key)
         if not decision.allowed:
-            logger.info("user %s is over the rate limit (next update in %.1f s)", user.id, decision.retry_after)
+            logger.info("sender %s is over the rate limit (next update in %.1f s)", key, decision.retry_after)
         return decision
 
     async def _store(self, update: Update, *, reply_owed: bool) -> StoredMessage | None:
         """Store a new text message (``reply_owed`` until its reply is stored) or an edit's new text."""
         if update.message is not None and update.message.text is not None:
-            if update.effective_chat is None or update.effective_user is None:
+            if update.effective_chat is None or identity.person_of(update) is None:
                 return None
             incoming = incoming_of(update, self.bot.username)
             return await self.services.conversations.record(incoming, reply_owed=reply_owed)

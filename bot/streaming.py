@@ -34,12 +34,13 @@ class StreamedReply:
 
     def __init__(
         self, bot: Bot, chat_id: int, reply_to_message_id: int | None = None,
-        edit_interval: float = EDIT_INTERVAL_SECONDS, *, message_id: int | None = None,
-        on_sent: Callable[[int], Awaitable[None]] | None = None,
+        edit_interval: float = EDIT_INTERVAL_SECONDS, message_thread_id: int | None = None, *,
+        message_id: int | None = None, on_sent: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to_message_id = reply_to_message_id
+        self.message_thread_id = message_thread_id  # the forum topic the reply belongs in (None: none)
         self.edit_interval = edit_interval
         self.on_sent = on_sent
         self.text = ""
@@ -69,7 +70,8 @@ class StreamedReply:
         assert self.message_id is not None
         ids = [self.message_id]
         for part in parts[1:]:
-            ids.append((await self.bot.send_message(self.chat_id, part)).message_id)
+            sent = await self.bot.send_message(self.chat_id, part, message_thread_id=self.message_thread_id)
+            ids.append(sent.message_id)
         return ids
 
     async def _show(self, text: str, *, final: bool = False) -> None:
@@ -84,7 +86,9 @@ class StreamedReply:
                 ReplyParameters(self.reply_to_message_id, allow_sending_without_reply=True)
                 if self.reply_to_message_id else None
             )
-            message = await self.bot.send_message(self.chat_id, text, reply_parameters=reply_parameters)
+            message = await self.bot.send_message(
+                self.chat_id, text, reply_parameters=reply_parameters, message_thread_id=self.message_thread_id
+            )
             self.message_id, self._inherited = message.message_id, False
             if self.on_sent is not None and not final:  # a final text is complete: nothing to finish later
                 await self.on_sent(message.message_id)
@@ -111,7 +115,9 @@ class StreamedReply:
     async def _keep_typing(self) -> None:
         while True:
             try:
-                await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
+                await self.bot.send_chat_action(
+                    self.chat_id, ChatAction.TYPING, message_thread_id=self.message_thread_id
+                )
             except Exception:  # a lost typing indicator is not worth failing a reply for
                 logger.debug("typing indicator failed", exc_info=True)
             await asyncio.sleep(TYPING_INTERVAL_SECONDS)

@@ -219,13 +219,14 @@ async def m002_care(db: aiosqlite.Connection) -> None:
 
 @migration
 async def m003_pending_work(db: aiosqlite.Connection) -> None:
-    """What is still owed for a stored message: a reply (with the Telegram id of the message it was being streamed
-    into, once one was sent) and a mood (with how often classifying it failed)."""
+    """What is still owed for a stored message: a reply (in which forum topic, and the Telegram id of the message
+    it was being streamed into, once one was sent) and a mood (with how often classifying it failed)."""
     await _run(
         db,
         """
         CREATE TABLE pending_replies (
             message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            thread_id INTEGER,  -- the forum topic the message was written in; NULL outside topics
             draft_message_id INTEGER  -- the bot's Telegram message holding a reply in progress; NULL before it
         )
         """,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,9 @@ _PRAGMAS = (
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA secure_delete = ON",  # deleted content is overwritten in the file (/forget)
+    # The write-ahead log is cut back to nothing whenever it starts over after a checkpoint, so frames holding
+    # rows since deleted don't linger past it (by default the file keeps its largest size and its old frames).
+    "PRAGMA journal_size_limit = 0",
 )
 
 _MESSAGE_COLUMNS = "id, chat_id, user_id, role, text, created_at, telegram_message_id"
@@ -54,10 +58,14 @@ class Store:
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
-        """Open (creating parent folders) and migrate the database at ``path``; ``":memory:"`` is allowed."""
+        """Open (creating parent folders) and migrate the database at ``path``; ``":memory:"`` is allowed.
+
+        A new database's folder is made owner-only (0700) and its file too (0600); SQLite gives the ``-wal`` and
+        ``-shm`` files the database file's mode. Existing files and folders keep the modes they have.
+        """
         location = str(path)
         if location != MEMORY:
-            Path(location).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(location))
         # isolation_level=None: sqlite3 opens no transactions behind our back; we BEGIN and COMMIT ourselves.
         db = await aiosqlite.connect(location, isolation_level=None)
         try:
@@ -72,6 +80,18 @@ class Store:
             await db.close()
             raise
         return cls(db)
+
+    async def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the main file and empty it; False when another connection's read kept it.
+
+        Until then, pages as they were before a delete stay readable in ``<database>-wal`` (``secure_delete`` only
+        overwrites the main file), so every deletion of people's text ends with this.
+        """
+        async with self._lock:
+            [(busy, _, _)] = await _fetchall(self._connection(), "PRAGMA wal_checkpoint(TRUNCATE)")
+        if busy:
+            log.warning("could not empty the write-ahead log now (another connection is reading the database)")
+        return not busy
 
     async def close(self) -> None:
         """Checkpoint the WAL into the main file and close; closing twice is fine."""
@@ -147,11 +167,12 @@ class Store:
         text: str,
         telegram_message_id: int | None,
         reply_owed: bool,
+        thread_id: int | None = None,
         created_at: float | None = None,
     ) -> StoredMessage:
         """Store a message the moment it arrives, with who sent it where, in one transaction; ``reply_owed``
-        marks it as waiting for a reply until ``add_reply`` (or ``settle_replies``). A Telegram message already
-        stored is returned with is_new=False and left as it was."""
+        marks it as waiting for a reply (in forum topic ``thread_id``) until ``add_reply`` (or
+        ``settle_replies``). A Telegram message already stored is returned with is_new=False and left as it was."""
         now = time.time() if created_at is None else created_at
         async with self._transaction() as db:
             await _upsert_chat(db, chat_id, chat_kind, chat_title, now)
@@ -164,7 +185,8 @@ class Store:
                 return _message(existing, is_new=False)
             if reply_owed:
                 await db.execute(
-                    "INSERT INTO pending_replies (message_id) VALUES (:message_id)", {"message_id": inserted["id"]}
+                    "INSERT INTO pending_replies (message_id, thread_id) VALUES (:message_id, :thread_id)",
+                    {"message_id": inserted["id"], "thread_id": thread_id},
                 )
             return _message(inserted, is_new=True)
 
@@ -269,6 +291,11 @@ class Store:
             )
         return bool(rows[0][0])
 
+    async def has_user_message(self, *, chat_id: int, telegram_message_id: int) -> bool:
+        """Whether this Telegram message of this chat is stored (committed) as a user message."""
+        async with self._reading() as db:
+            return await _message_by_telegram_id(db, chat_id, telegram_message_id) is not None
+
     # -- replies owed --------------------------------------------------------------------------------------------
 
     async def reply_owed(self, message_id: int) -> bool:
@@ -297,13 +324,13 @@ class Store:
                 await _settle_reply(db, message_id)
 
     async def owed_replies(self) -> list[OwedReply]:
-        """Every user message still waiting for its reply, oldest first, with its chat's kind and the Telegram id
-        of the unfinished reply message, if one was sent."""
+        """Every user message still waiting for its reply, oldest first, with its chat's kind, its forum topic and
+        the Telegram id of the unfinished reply message, if one was sent."""
         async with self._reading() as db:
             rows = await _fetchall(
                 db,
                 f"""
-                SELECT {_prefixed("m")}, c.kind AS chat_kind, p.draft_message_id
+                SELECT {_prefixed("m")}, c.kind AS chat_kind, p.thread_id, p.draft_message_id
                 FROM pending_replies AS p
                 JOIN messages AS m ON m.id = p.message_id
                 JOIN chats AS c ON c.id = m.chat_id
@@ -311,7 +338,8 @@ class Store:
                 """,
             )
         return [
-            OwedReply(_message(row, is_new=False), row["chat_kind"], row["draft_message_id"]) for row in rows
+            OwedReply(_message(row, is_new=False), row["chat_kind"], row["thread_id"], row["draft_message_id"])
+            for row in rows
         ]
 
     async def update_user_message_text(
@@ -389,7 +417,8 @@ class Store:
         """Delete everything about this user in this chat; return the number of messages deleted.
 
         Their messages, the bot's replies to them, the sentiments and the /reset marker go; the user row goes
-        when they have no messages left anywhere, the chat row when it has no messages left.
+        when they have no messages left anywhere, the chat row when it has no messages left. The write-ahead log
+        is emptied afterwards, so no file in the database's folder holds their words any more.
         """
         params = {"chat_id": chat_id, "user_id": user_id}
         async with self._transaction() as db:
@@ -411,11 +440,12 @@ class Store:
                 """,
                 params,
             )
+        await self.checkpoint()
         return deleted
 
     async def purge_older_than(self, cutoff: float) -> int:
         """Delete messages created before ``cutoff`` (unix seconds), the replies to them and their sentiments;
-        return the number of messages deleted."""
+        return the number of messages deleted. The write-ahead log is emptied afterwards, as after ``forget``."""
         params = {"cutoff": cutoff}
         async with self._transaction() as db:
             # Replies first, so that each deleted row is counted once (a cascade would hide them from rowcount).
@@ -423,7 +453,9 @@ class Store:
                 "DELETE FROM messages WHERE reply_to IN (SELECT id FROM messages WHERE created_at < :cutoff)", params
             )
             messages = await db.execute("DELETE FROM messages WHERE created_at < :cutoff", params)
-            return replies.rowcount + messages.rowcount
+            deleted = replies.rowcount + messages.rowcount
+        await self.checkpoint()
+        return deleted
 
     async def export_user(self, *, chat_id: int, user_id: int) -> dict[str, Any]:
         """Everything stored about this user in this chat, JSON-ready (times as ISO-8601 UTC)."""
@@ -610,7 +642,10 @@ class Store:
 
     async def pragmas(self) -> dict[str, Any]:
         """The connection settings that matter (journal_mode, foreign_keys, ...), for diagnostics and tests."""
-        names = ("journal_mode", "foreign_keys", "synchronous", "secure_delete", "busy_timeout", "user_version")
+        names = (
+            "journal_mode", "foreign_keys", "synchronous", "secure_delete", "journal_size_limit", "busy_timeout",
+            "user_version",
+        )
         result: dict[str, Any] = {}
         async with self._reading() as db:
             for name in names:
@@ -620,6 +655,17 @@ class Store:
 
 
 # -- single queries used inside the Store's transactions -------------------------------------------------------
+
+
+def create_private(database: Path) -> None:
+    """Create the database's folder (0700) and an empty database file (0600) where they don't exist yet.
+
+    SQLite takes an empty file as a new database. Creating it here, rather than letting SQLite create it under the
+    process umask (usually world-readable 0644), keeps people's messages owner-only from the first byte.
+    """
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the mode applies to the last folder only
+    with suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 async def _fetchall(db: aiosqlite.Connection, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
