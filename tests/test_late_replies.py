@@ -23,12 +23,14 @@ from tests.fakeengine import ScriptedEngine
 MINUTE = 60.0
 
 
-async def leave_owed(store: Store, chat: dict, user: dict, text: str, telegram_id: int, age_s: float) -> int:
+async def leave_owed(
+    store: Store, chat: dict, user: dict, text: str, telegram_id: int, age_s: float, thread_id: int | None = None
+) -> int:
     """Store ``text`` as a message that arrived ``age_s`` ago and is still waiting for its reply; return its id."""
     stored = await store.record_arrival(
         chat_id=chat["id"], chat_kind=chat["type"], chat_title=chat.get("title"), user_id=user["id"],
         first_name=user["first_name"], username=None, text=text, telegram_message_id=telegram_id,
-        reply_owed=True, created_at=time.time() - age_s,
+        reply_owed=True, thread_id=thread_id, created_at=time.time() - age_s,
     )
     return stored.id
 
@@ -37,7 +39,7 @@ async def test_at_start_up_owed_replies_are_answered_first_and_old_ones_keep_onl
     api: FakeBotApi, tmp_path: Path
 ) -> None:
     alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
-    chat, group = api.private_chat(alice), api.group_chat(-100700, "Friends")
+    chat, group = api.private_chat(alice), api.forum_chat(-100700, "Friends")
     database = tmp_path / "bot.db"
     # What the last run left: a reply half-streamed into Alice's chat, and messages stored but not answered. One
     # of them was never confirmed to Telegram, which delivers it again.
@@ -49,7 +51,7 @@ async def test_at_start_up_owed_replies_are_answered_first_and_old_ones_keep_onl
         half = await leave_owed(store, chat, alice, "a good day", 9002, age_s=10 * MINUTE)
         await store.set_reply_draft(half, draft.message_id)
         await leave_owed(store, chat, alice, "a bad day", redelivered, age_s=9 * MINUTE)
-        in_group = await leave_owed(store, group, bob, "how are you?", 9003, age_s=1 * MINUTE)
+        in_group = await leave_owed(store, group, bob, "how are you?", 9003, age_s=1 * MINUTE, thread_id=42)
     api.send_text(chat, alice, "hello again")  # written while moodbot was down
     engine = ScriptedEngine()
     async with running_bot(config_for(api, tmp_path), engine=engine):
@@ -62,6 +64,7 @@ async def test_at_start_up_owed_replies_are_answered_first_and_old_ones_keep_onl
     assert api.sent_messages(chat["id"])[0]["message_id"] == draft.message_id, "the half reply was finished"
     [group_send] = [c for c in api.calls_of("sendMessage") if c.params["chat_id"] == group["id"]]
     assert group_send.params["reply_parameters"]["message_id"] == 9003, "in a group, quoting the message"
+    assert group_send.params["message_thread_id"] == 42, "in its forum topic"
     assert rows(database, "SELECT reply_to, telegram_message_id FROM messages WHERE reply_to = ?", half) == [
         (half, draft.message_id)
     ]
