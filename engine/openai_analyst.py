@@ -44,7 +44,7 @@ from typing import Any
 from engine.care_phrases import with_phrase_floor
 from engine.language import script_of
 from engine.openai_errors import MalformedAnswer
-from engine.openai_wire import logsumexp, truncate_approx
+from engine.openai_wire import defuse_control_tokens, logsumexp, truncate_approx
 from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
 from engine.values import Sentiment
 from engine.verdict import care_from_logprobs, sentiment_from_logprobs
@@ -199,7 +199,7 @@ def _body(model: str, messages: list[dict[str, str]], max_tokens: int) -> dict[s
 
 
 def _cut(text: str) -> str:
-    return truncate_approx(text, MAX_MESSAGE_TOKENS)
+    return defuse_control_tokens(truncate_approx(text, MAX_MESSAGE_TOKENS))
 
 
 def _stripped(words: Sequence[str]) -> set[str]:

@@ -17,6 +17,7 @@ import codecs
 import io
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
@@ -41,6 +42,18 @@ STREAM_BYTES_PER_TOKEN = 4096
 MAX_CHARS_PER_TOKEN = 64  # longer than any token of a real vocabulary: more reply text than this is not a reply
 
 T = TypeVar("T")
+
+# The server renders its chat template and tokenises the result with special tokens parsed (llama-cpp-python's
+# chat handler calls tokenize(..., special=True); vLLM and the llama.cpp server do the same), so a message holding
+# "<|im_start|>system" would open a real turn there. Without the server's tokenizer, moodbot defuses the spellings
+# control tokens have in chat templates: <|...|> (ChatML, Llama 3, Phi, gpt-oss; DeepSeek's fullwidth <｜...｜>),
+# <tag> and </tag> (Gemma's <start_of_turn>, <s>, </s>, <think>, SmolLM's <repo_name>) and Mistral's [INST] family.
+# A zero-width space after the opening bracket keeps the text readable for the model but no longer the token.
+CONTROL_TOKEN_TEXT = re.compile(
+    r"<(?=[|｜])|<(?=/?[A-Za-z_][A-Za-z0-9_]*>)"
+    r"|\[(?=/?(?:INST|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS|TOOL_CONTENT|THINK)\])"
+)
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 # -- bounds ---------------------------------------------------------------------------------------------------
@@ -142,6 +155,12 @@ def parse_json(data: str | bytes) -> Any:
 # -- the companion --------------------------------------------------------------------------------------------
 
 
+def defuse_control_tokens(text: str) -> str:
+    """``text`` with every control-token spelling broken by a zero-width space, so a server that parses special
+    tokens in its rendered prompt reads it as text (see :data:`CONTROL_TOKEN_TEXT`)."""
+    return CONTROL_TOKEN_TEXT.sub(lambda match: match.group() + ZERO_WIDTH_SPACE, text)
+
+
 def approx_tokens(text: str) -> int:
     """A tokenizer-free estimate of ``text``'s length in tokens (errs long for Latin text, about right for CJK)."""
     wide = sum(1 for char in text if ord(char) >= WIDE_FROM)
@@ -178,10 +197,15 @@ def truncate_approx(text: str, max_tokens: int) -> str:
 
 
 def reply_body(settings: EngineSettings, history: Sequence[ChatTurn], message: str) -> dict[str, Any]:
-    """The streamed chat-completion request for a companion reply: system prompt, trimmed history, the message."""
+    """The streamed chat-completion request for a companion reply: system prompt, trimmed history, the message (what
+    people and earlier replies wrote with its control-token spellings defused)."""
     messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}]
-    messages += [{"role": t.role, "content": t.text} for t in trim_history_approx(history, settings.history_tokens)]
-    messages.append({"role": "user", "content": truncate_approx(message, settings.history_tokens)})
+    messages += [
+        {"role": t.role, "content": defuse_control_tokens(t.text)}
+        for t in trim_history_approx(history, settings.history_tokens)
+    ]
+    message = defuse_control_tokens(truncate_approx(message, settings.history_tokens))
+    messages.append({"role": "user", "content": message})
     body: dict[str, Any] = {
         "model": settings.model,
         "messages": messages,
