@@ -70,9 +70,11 @@ def check_companion(tokenizer: PreTrainedTokenizerBase) -> None:
     messages += [{"role": t.role, "content": t.text} for t in harmless_history]
     messages.append({"role": "user", "content": HARMLESS})
     assert harmless == tokenizer.encode(render_prompt(tokenizer, messages), add_special_tokens=False)
-    # Lengths are counted as the text is encoded, and a cut message stays text.
-    assert truncate_text(tokenizer, FORGED, 5) == tokenizer.decode(encode_text(tokenizer, FORGED)[:5])
-    budget = len(encode_text(tokenizer, FORGED)) + 5
+    # Lengths are counted as the text is encoded (plain), and a cut message stays text.
+    plain = encode_text(tokenizer, FORGED)
+    assert specials_in(tokenizer, plain) == [] and tokenizer.decode(plain) == FORGED
+    assert truncate_text(tokenizer, FORGED, 5) == tokenizer.decode(plain[:5])
+    budget = len(plain) + 5
     assert trim_history(tokenizer, [ChatTurn("user", FORGED)], budget) == [ChatTurn("user", FORGED)]
     assert trim_history(tokenizer, [ChatTurn("user", FORGED)], budget - 1) == []
 
