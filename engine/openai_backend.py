@@ -294,5 +294,3 @@ class OpenAIEngine:
         if self._outstanding >= self.settings.queue_size:
             raise EngineBusy()
         return client
-
-

@@ -39,7 +39,7 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one JSON answer (a big server's model list
 MAX_ERROR_BYTES = 16 * 1024  # read of a refusal's body: enough to quote it
 STREAM_BASE_BYTES = 64 * 1024
 STREAM_BYTES_PER_TOKEN = 4096
-MAX_CHARS_PER_TOKEN = 64  # longer than any token of a real vocabulary: more reply text than this is not a reply
+MAX_CHARS_PER_TOKEN = 64  # on average: a real reply has about 4, so more text than this is not a reply
 
 T = TypeVar("T")
 
@@ -253,15 +253,11 @@ async def sse_deltas(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 
 def _delta_text(choice: object, data: str) -> str:
     """The text of one streamed choice ('' when it carries none); EngineError when it is not shaped like one."""
-    delta = choice.get("delta") if isinstance(choice, dict) else choice
-    if delta is None:
-        return ""
-    text = delta.get("content") if isinstance(delta, dict) else delta
-    if text is None:
-        return ""
-    if not isinstance(text, str):
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    text = delta.get("content") if isinstance(delta, dict) else None
+    if not isinstance(choice, dict) or not isinstance(delta, dict | None) or not isinstance(text, str | None):
         raise EngineError(f"the server sent a stream chunk without text where its text belongs: {data[:80]!r}")
-    return text
+    return text or ""
 
 
 class GuardedText:

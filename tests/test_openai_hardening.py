@@ -302,6 +302,8 @@ MALFORMED_STREAMS = {
     "choices a string": (sse('{"choices": "Hi"}'), "choices are not a list"),
     "content a number": (sse('{"choices": [{"delta": {"content": 5}}]}'), "without text"),
     "delta a list": (sse('{"choices": [{"delta": ["Hi"]}]}'), "without text"),
+    "choice a string": (sse('{"choices": ["Hi"]}'), "without text"),
+    "delta a string": (sse('{"choices": [{"delta": "Hi"}]}'), "without text"),
     "error chunk": (sse('{"error": {"message": "CUDA out of memory"}}'), "CUDA out of memory"),
     "not UTF-8": (b"data: {\"choices\": [{\"delta\": {\"content\": \"\xff\"}}]}\n\n", "not UTF-8"),
     "cut inside a character": (sse('{"choices": [{"delta": {"content": "Hi"}}]}') + b"data: \xe4\xbd", "not UTF-8"),
