@@ -19,7 +19,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
-from bot.config import Config
+from bot.config import OPEN_BOT_WARNING, Config
 from bot.context import SERVICES_KEY, MoodContext, Services
 from bot.conversation import Conversations
 from bot.ordering import PerChatUpdateProcessor
@@ -73,6 +73,8 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
                     purge_expired, interval=SECONDS_PER_DAY, first=RETENTION_FIRST_RUN_S, name="retention"
                 )
         logger.info("moodbot is up as @%s, database %s", application.bot.username, config.storage.database)
+        if config.telegram.is_open:
+            logger.warning(OPEN_BOT_WARNING)
 
     async def post_shutdown(application: Application) -> None:
         services: Services | None = application.bot_data.pop(SERVICES_KEY, None)
@@ -141,5 +143,5 @@ async def purge_expired(context: MoodContext) -> None:
     days = context.config.storage.retention_days
     if days <= 0:
         return
-    deleted = await context.store.purge_older_than(time.time() - days * SECONDS_PER_DAY)
+    deleted = await context.services.conversations.purge_older_than(time.time() - days * SECONDS_PER_DAY)
     logger.info("retention: deleted %d messages older than %d days", deleted, days)

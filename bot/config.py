@@ -27,6 +27,13 @@ DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_DATABASE = "~/.local/share/moodbot/moodbot.db"
 
 
+OPEN_BOT_WARNING = (
+    "telegram.allowed_user_ids and telegram.allowed_chat_ids are both empty: anyone who finds the bot can talk to "
+    "it and use this server. To keep it to your people, list their user ids in telegram.allowed_user_ids (the "
+    "bot tells everyone else their id when it refuses them)."
+)
+
+
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
 
@@ -49,10 +56,15 @@ class TelegramConfig:
     webhook_port: int = 8443
     webhook_secret: str = field(default="", repr=False)
 
+    @property
+    def is_open(self) -> bool:
+        """True when both allowlists are empty: anyone who finds the bot may use it (see ``OPEN_BOT_WARNING``)."""
+        return not self.allowed_user_ids and not self.allowed_chat_ids
+
     def allows(self, user_id: int | None, chat_id: int | None = None) -> bool:
         """True when both allowlists are empty (everyone), or they name ``user_id`` (anywhere) or ``chat_id``
         (anyone in it), or ``user_id`` is an admin."""
-        if not self.allowed_user_ids and not self.allowed_chat_ids:
+        if self.is_open:
             return True
         return (user_id is not None and (user_id in self.allowed_user_ids or self.is_admin(user_id))) or (
             chat_id is not None and chat_id in self.allowed_chat_ids

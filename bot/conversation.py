@@ -101,6 +101,21 @@ class Conversations:
             telegram_message_id=telegram_message_id,
         )
 
+    async def forget(self, *, chat_id: int, user_id: int) -> int:
+        """Delete everything stored about this person in this chat, and what the engine holds in memory of past
+        conversations; returns how many messages went."""
+        deleted = await self.store.forget(chat_id=chat_id, user_id=user_id)
+        await self.engine.forget_conversations()
+        return deleted
+
+    async def purge_older_than(self, cutoff: float) -> int:
+        """Retention: delete messages older than ``cutoff`` (unix seconds) and, when any went, what the engine
+        holds in memory of past conversations; returns how many messages went."""
+        deleted = await self.store.purge_older_than(cutoff)
+        if deleted:
+            await self.engine.forget_conversations()
+        return deleted
+
     async def backfill(self, limit: int = 100) -> int:
         """Classify stored messages that have no sentiment yet (after a crash or a busy spell); returns how many."""
         done = 0

@@ -30,11 +30,12 @@ class StreamedReply:
 
     def __init__(
         self, bot: Bot, chat_id: int, reply_to_message_id: int | None = None,
-        edit_interval: float = EDIT_INTERVAL_SECONDS,
+        edit_interval: float = EDIT_INTERVAL_SECONDS, message_thread_id: int | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to_message_id = reply_to_message_id
+        self.message_thread_id = message_thread_id  # the forum topic the reply belongs in (None: none)
         self.edit_interval = edit_interval
         self.text = ""
         self.message: Message | None = None
@@ -62,7 +63,9 @@ class StreamedReply:
         assert self.message is not None
         messages = [self.message]
         for part in parts[1:]:
-            messages.append(await self.bot.send_message(self.chat_id, part))
+            messages.append(
+                await self.bot.send_message(self.chat_id, part, message_thread_id=self.message_thread_id)
+            )
         return messages
 
     async def _show(self, text: str, *, final: bool = False) -> None:
@@ -75,7 +78,9 @@ class StreamedReply:
                 ReplyParameters(self.reply_to_message_id, allow_sending_without_reply=True)
                 if self.reply_to_message_id else None
             )
-            self.message = await self.bot.send_message(self.chat_id, text, reply_parameters=reply_parameters)
+            self.message = await self.bot.send_message(
+                self.chat_id, text, reply_parameters=reply_parameters, message_thread_id=self.message_thread_id
+            )
         else:
             try:
                 await self.message.edit_text(text)
@@ -90,7 +95,9 @@ class StreamedReply:
     async def _keep_typing(self) -> None:
         while True:
             try:
-                await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
+                await self.bot.send_chat_action(
+                    self.chat_id, ChatAction.TYPING, message_thread_id=self.message_thread_id
+                )
             except Exception:  # a lost typing indicator is not worth failing a reply for
                 logger.debug("typing indicator failed", exc_info=True)
             await asyncio.sleep(TYPING_INTERVAL_SECONDS)

@@ -174,6 +174,9 @@ class OpenAIEngine:
         finally:
             self._outstanding -= 1
 
+    async def forget_conversations(self) -> None:
+        """Nothing to drop: this side keeps no conversation state (what the server caches is the server's)."""
+
     async def close(self) -> None:
         """Close the HTTP connections (requests still in flight fail); safe to call twice."""
         if self._closed:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,9 @@ _PRAGMAS = (
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA secure_delete = ON",  # deleted content is overwritten in the file (/forget)
+    # The write-ahead log is cut back to nothing whenever it starts over after a checkpoint, so frames holding
+    # rows since deleted don't linger past it (by default the file keeps its largest size and its old frames).
+    "PRAGMA journal_size_limit = 0",
 )
 
 _MESSAGE_COLUMNS = "id, chat_id, user_id, role, text, created_at, telegram_message_id"
@@ -54,10 +58,14 @@ class Store:
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
-        """Open (creating parent folders) and migrate the database at ``path``; ``":memory:"`` is allowed."""
+        """Open (creating parent folders) and migrate the database at ``path``; ``":memory:"`` is allowed.
+
+        A new database's folder is made owner-only (0700) and its file too (0600); SQLite gives the ``-wal`` and
+        ``-shm`` files the database file's mode. Existing files and folders keep the modes they have.
+        """
         location = str(path)
         if location != MEMORY:
-            Path(location).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(location))
         # isolation_level=None: sqlite3 opens no transactions behind our back; we BEGIN and COMMIT ourselves.
         db = await aiosqlite.connect(location, isolation_level=None)
         try:
@@ -72,6 +80,18 @@ class Store:
             await db.close()
             raise
         return cls(db)
+
+    async def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the main file and empty it; False when another connection's read kept it.
+
+        Until then, pages as they were before a delete stay readable in ``<database>-wal`` (``secure_delete`` only
+        overwrites the main file), so every deletion of people's text ends with this.
+        """
+        async with self._lock:
+            [(busy, _, _)] = await _fetchall(self._connection(), "PRAGMA wal_checkpoint(TRUNCATE)")
+        if busy:
+            log.warning("could not empty the write-ahead log now (another connection is reading the database)")
+        return not busy
 
     async def close(self) -> None:
         """Checkpoint the WAL into the main file and close; closing twice is fine."""
@@ -245,6 +265,11 @@ class Store:
             )
         return bool(rows[0][0])
 
+    async def has_user_message(self, *, chat_id: int, telegram_message_id: int) -> bool:
+        """Whether this Telegram message of this chat is stored (committed) as a user message."""
+        async with self._reading() as db:
+            return await _message_by_telegram_id(db, chat_id, telegram_message_id) is not None
+
     async def update_user_message_text(
         self, *, chat_id: int, telegram_message_id: int, text: str
     ) -> StoredMessage | None:
@@ -309,7 +334,8 @@ class Store:
         """Delete everything about this user in this chat; return the number of messages deleted.
 
         Their messages, the bot's replies to them, the sentiments and the /reset marker go; the user row goes
-        when they have no messages left anywhere, the chat row when it has no messages left.
+        when they have no messages left anywhere, the chat row when it has no messages left. The write-ahead log
+        is emptied afterwards, so no file in the database's folder holds their words any more.
         """
         params = {"chat_id": chat_id, "user_id": user_id}
         async with self._transaction() as db:
@@ -331,11 +357,12 @@ class Store:
                 """,
                 params,
             )
+        await self.checkpoint()
         return deleted
 
     async def purge_older_than(self, cutoff: float) -> int:
         """Delete messages created before ``cutoff`` (unix seconds), the replies to them and their sentiments;
-        return the number of messages deleted."""
+        return the number of messages deleted. The write-ahead log is emptied afterwards, as after ``forget``."""
         params = {"cutoff": cutoff}
         async with self._transaction() as db:
             # Replies first, so that each deleted row is counted once (a cascade would hide them from rowcount).
@@ -343,7 +370,9 @@ class Store:
                 "DELETE FROM messages WHERE reply_to IN (SELECT id FROM messages WHERE created_at < :cutoff)", params
             )
             messages = await db.execute("DELETE FROM messages WHERE created_at < :cutoff", params)
-            return replies.rowcount + messages.rowcount
+            deleted = replies.rowcount + messages.rowcount
+        await self.checkpoint()
+        return deleted
 
     async def export_user(self, *, chat_id: int, user_id: int) -> dict[str, Any]:
         """Everything stored about this user in this chat, JSON-ready (times as ISO-8601 UTC)."""
@@ -510,7 +539,10 @@ class Store:
 
     async def pragmas(self) -> dict[str, Any]:
         """The connection settings that matter (journal_mode, foreign_keys, ...), for diagnostics and tests."""
-        names = ("journal_mode", "foreign_keys", "synchronous", "secure_delete", "busy_timeout", "user_version")
+        names = (
+            "journal_mode", "foreign_keys", "synchronous", "secure_delete", "journal_size_limit", "busy_timeout",
+            "user_version",
+        )
         result: dict[str, Any] = {}
         async with self._reading() as db:
             for name in names:
@@ -520,6 +552,17 @@ class Store:
 
 
 # -- single queries used inside the Store's transactions -------------------------------------------------------
+
+
+def create_private(database: Path) -> None:
+    """Create the database's folder (0700) and an empty database file (0600) where they don't exist yet.
+
+    SQLite takes an empty file as a new database. Creating it here, rather than letting SQLite create it under the
+    process umask (usually world-readable 0644), keeps people's messages owner-only from the first byte.
+    """
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the mode applies to the last folder only
+    with suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 async def _fetchall(db: aiosqlite.Connection, sql: str, params: Params | None = None) -> list[sqlite3.Row]:

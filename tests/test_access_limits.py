@@ -4,13 +4,14 @@ Telegram can't parse. The rate limiter's own arithmetic is tested on a fake cloc
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import pytest
 
 from bot import render
-from bot.config import GroupsConfig, LimitsConfig
+from bot.config import OPEN_BOT_WARNING, GroupsConfig, LimitsConfig
 from bot.context import SERVICES_KEY
 from bot.ratelimit import PRUNE_EVERY, RateLimiter
 from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
@@ -43,11 +44,11 @@ async def test_an_allowed_chat_admits_a_stranger_there_and_nowhere_else(api: Fak
         api.send_text(eve_private, eve, "a bad day")
         api.send_text(eve_private, eve, "still there?")
         api.send_command(eve_private, eve, "/mood")
-        await last_message_with(api, eve_private, render.REFUSAL_TEXT)
+        await last_message_with(api, eve_private, render.refusal_text(5))
         api.send_text(other, eve, f"{MENTION} hello?")
         api.send_text(other, alice, f"{MENTION} a good morning")  # Alice is allowed everywhere
         await last_message_with(api, other, "echo: a good morning")
-    assert api.sent_texts(eve_private["id"]) == [render.REFUSAL_TEXT], "one refusal, however often she writes"
+    assert api.sent_texts(eve_private["id"]) == [render.refusal_text(5)], "one refusal, however often she writes"
     assert api.sent_texts(other["id"]) == ["echo: a good morning"], "no second refusal in another chat"
     assert sorted(engine.classified) == ["a good day", "a good morning"], "no model work for refused messages"
     assert rows(tmp_path / "bot.db", "SELECT chat_id, text FROM messages WHERE role = 'user' ORDER BY id") == [
@@ -66,8 +67,39 @@ async def test_group_chatter_of_a_refused_user_gets_no_refusal_and_is_not_logged
         api.send_text(group, eve, f"{MENTION} can I talk to you?")  # meant for it: one refusal
         api.send_text(group, alice, f"{MENTION} a good morning")
         await last_message_with(api, group, "echo: a good morning")
-    assert api.sent_texts(group["id"]) == [render.REFUSAL_TEXT, "echo: a good morning"]
+    assert api.sent_texts(group["id"]) == [render.refusal_text(5), "echo: a good morning"]
     assert rows(tmp_path / "bot.db", "SELECT user_id FROM messages WHERE role = 'user'") == [(1,)]
+
+
+async def test_a_refusal_that_fails_to_send_still_refuses(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    eve = api.user(5, "Eve")
+    chat = api.private_chat(eve)
+    config = config_for(api, tmp_path, allowed_user_ids=(1,))
+    async with running_bot(config, engine=engine):
+        api.fail_next("sendMessage", status=403)  # e.g. she blocked the bot, or the message is gone
+        api.send_text(chat, eve, "a bad day")
+        api.send_text(chat, eve, "still there?")  # handled after the first (same chat, in order)
+        refusal = await last_message_with(api, chat, render.refusal_text(5))
+    assert [c.status for c in api.calls_of("sendMessage")] == [403, 200], "the lost refusal was tried again"
+    assert api.sent_texts(chat["id"]) == [refusal["text"]], "no apology, no reply: just the refusal"
+    assert refusal["text"].endswith("your user id: 5"), "the owner can copy her id into the allowlist"
+    assert engine.classified == [] and engine.seen_histories == [], "no model work for her"
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM messages") == [(0,)]
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM users") == [(0,)]
+
+
+async def test_an_open_bot_warns_at_start_and_a_closed_one_does_not(
+    api: FakeBotApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.app")
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        pass
+    assert [r.getMessage() for r in caplog.records if r.name == "bot.app"] == [OPEN_BOT_WARNING]
+    caplog.clear()
+    async with running_bot(config_for(api, tmp_path, allowed_chat_ids=(-1001,)), engine=ScriptedEngine()):
+        pass
+    assert not [r for r in caplog.records if r.name == "bot.app"]
 
 
 # -- admins and /stats ------------------------------------------------------------------------------------------
@@ -100,7 +132,7 @@ async def test_an_admin_outside_the_allowlist_is_let_in(api: FakeBotApi, tmp_pat
     async with running_bot(config, engine=ScriptedEngine()):
         api.send_text(api.private_chat(admin), admin, "a good day")
         await last_message_with(api, api.private_chat(admin), "echo: a good day")
-    assert render.REFUSAL_TEXT not in api.sent_texts(9)
+    assert render.refusal_text(9) not in api.sent_texts(9)
 
 
 # -- rate limit ----------------------------------------------------------------------------------------------------

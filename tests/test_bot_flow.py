@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from bot.render import BUSY_TEXT, FAILED_TEXT
+from bot.context import SERVICES_KEY
+from bot.render import BUSY_TEXT, FAILED_SAVED_TEXT, FAILED_TEXT
 from tests.e2e import config_for, final_texts, rows, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
@@ -55,10 +57,33 @@ async def test_a_crash_mid_reply_keeps_the_message_and_no_half_reply(api: FakeBo
     alice = api.user(1, "Alice")
     async with running_bot(config_for(api, tmp_path), engine=engine):
         api.send_text(api.private_chat(alice), alice, "a good day")
-        await api.wait_for(lambda a: FAILED_TEXT in a.sent_texts(1))
+        await api.wait_for(lambda a: FAILED_SAVED_TEXT in a.sent_texts(1))
     database = tmp_path / "bot.db"
     assert rows(database, "SELECT role, text FROM messages") == [("user", "a good day")]
     assert rows(database, "SELECT label FROM sentiments") == [("positive",)]
+
+
+async def test_the_apology_says_saved_only_when_the_store_holds_the_message(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()) as application:
+        store = application.bot_data[SERVICES_KEY].store
+
+        async def disk_full(**kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        async def broken_summary(**kwargs: object) -> None:
+            raise RuntimeError("mood query failed")
+
+        store.add_user_message = disk_full
+        api.send_text(chat, alice, "a good day")
+        await api.wait_for(lambda a: len(a.sent_texts(1)) == 1)
+        store.mood_summary = broken_summary
+        api.send_command(chat, alice, "/mood")  # commands are never saved, so no apology may claim they are
+        await api.wait_for(lambda a: len(a.sent_texts(1)) == 2)
+    assert api.sent_texts(1) == [FAILED_TEXT, FAILED_TEXT]
+    assert "saved" not in FAILED_TEXT and "saved" in FAILED_SAVED_TEXT
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM messages") == [(0,)]
 
 
 async def test_busy_engine_gets_a_polite_answer_and_the_backfill_classifies_later(

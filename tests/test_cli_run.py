@@ -13,6 +13,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.fakebotapi import TEST_TOKEN, FakeBotApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +55,39 @@ async def test_run_answers_and_stops_on_sigterm(tiny_model_dir: Path, tmp_path: 
         assert "handled message" in log and "hello from a real process" not in log
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT role FROM messages ORDER BY id").fetchall() == [("user",), ("assistant",)]
+
+
+@pytest.mark.parametrize("wrong", ["token", "base_url"])
+async def test_run_with_a_rejected_token_exits_2_with_one_line_and_never_shows_it(
+    tiny_model_dir: Path, tmp_path: Path, wrong: str
+) -> None:
+    # The fake accepts only another bot's token; or the URL points where there is no Bot API (404: PTB says the
+    # token was rejected there too).
+    async with FakeBotApi(token="123:another-bots-token" if wrong == "token" else None) as api:
+        base_url = api.base_url if wrong == "token" else api.base_url.replace("/bot", "/nowhere/bot")
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[telegram]\nbase_url = "{base_url}"\n[engine]\nmodel = "{tiny_model_dir}"\n'
+            f'[storage]\npath = "{tmp_path / "run.db"}"\n[logging]\nlevel = "DEBUG"\n',
+            encoding="utf-8",
+        )
+        log_file = tmp_path / "moodbot.log"  # stderr, as systemd or a redirect would keep it
+        env = {**os.environ, "MOODBOT_TELEGRAM_TOKEN": TEST_TOKEN, "PYTHONPATH": str(ROOT)}
+        with log_file.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "--config", str(config), "run",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            )
+            stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        if wrong == "token":
+            assert api.seen_tokens == [TEST_TOKEN], "the server was asked, and said no"
+    log = log_file.read_text(encoding="utf-8")
+    assert process.returncode == 2, log
+    assert log.splitlines()[-1] == "moodbot: error: Telegram rejected the token (check telegram.token)"
+    assert "[REDACTED]" in log, "PTB's own error (with its traceback) is still logged, redacted"
+    secret_part = TEST_TOKEN.split(":")[1]
+    for written in (log, stdout.decode()):
+        assert TEST_TOKEN not in written and secret_part not in written
 
 
 # The real run path (bot.cli.run_bot) with an engine that writes half a reply, then waits for a line on stdin.

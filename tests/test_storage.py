@@ -76,6 +76,7 @@ async def test_open_sets_wal_foreign_keys_and_friends(store: Store, db_path: Pat
     assert pragmas["busy_timeout"] == 5000
     assert pragmas["synchronous"] == 1  # NORMAL
     assert pragmas["secure_delete"] == 1
+    assert pragmas["journal_size_limit"] == 0  # the WAL is cut back whenever it starts over
     assert pragmas["user_version"] >= 1
     assert db_path.parent.is_dir()
 
@@ -346,6 +347,52 @@ async def test_without_secure_delete_the_text_would_survive(db_path: Path, monke
     secret = "zebra-7f3a-unforgettable-secret"
     files = await _forget_secret_and_read_files(db_path, secret)
     assert any(secret.encode() in data for data in files)
+
+
+def database_files(db_path: Path) -> dict[str, bytes]:
+    """Every file in the database's folder (the database, its -wal and -shm), read as raw bytes."""
+    return {path.name: path.read_bytes() for path in db_path.parent.iterdir() if path.is_file()}
+
+
+async def _delete_secret_while_open(db_path: Path, secret: str, how: str) -> dict[str, bytes]:
+    """Store Alice's secret between Bob's messages, delete it (``forget`` or ``purge``) and read every file of the
+    folder while the store is still open (no close-time checkpoint)."""
+    long_ago = DAY0 - 30 * 86_400
+    async with await Store.open(db_path) as store:
+        await say(store, BOB, "bob keeps talking " * 20, reply="sure " * 20)
+        for i in range(5):
+            await say(store, ALICE, f"{secret} {i}", at=long_ago, reply=f"echo {secret} {i}")
+        await say(store, BOB, "bob again " * 20)
+        assert any(secret.encode() in data for data in database_files(db_path).values())
+        if how == "forget":
+            assert await store.forget(chat_id=GROUP, user_id=ALICE) == 10
+        else:
+            assert await store.purge_older_than(DAY0) == 10
+        files = database_files(db_path)
+        assert (await store.counts())["messages"] == 3, "Bob's rows stay"
+    assert {f"{db_path.name}-wal", f"{db_path.name}-shm"} <= set(files)
+    return files
+
+
+@pytest.mark.parametrize("how", ["forget", "purge"])
+async def test_deleted_text_is_gone_from_every_file_while_the_store_is_open(db_path: Path, how: str) -> None:
+    secret = "quokka-41c9-whispered-secret"
+    for name, data in (await _delete_secret_while_open(db_path, secret, how)).items():
+        assert secret.encode() not in data, name
+
+
+async def test_without_the_checkpoint_the_wal_would_keep_deleted_text(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control for the test above: secure_delete alone leaves the old pages in the write-ahead log."""
+
+    async def no_checkpoint(self: Store) -> bool:
+        return True
+
+    monkeypatch.setattr(Store, "checkpoint", no_checkpoint)
+    secret = "quokka-41c9-whispered-secret"
+    files = await _delete_secret_while_open(db_path, secret, "forget")
+    assert secret.encode() in files[f"{db_path.name}-wal"]
 
 
 # -- mood ------------------------------------------------------------------------------------------------------
