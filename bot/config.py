@@ -222,7 +222,10 @@ def load_config(path: str | Path | None, environ: dict[str, str] | None = None) 
         config = replace(config, telegram=replace(config.telegram, token=env_token))
     env_api_key = environ.get(ENGINE_API_KEY_ENV_VAR, "").strip()
     if env_api_key and not config.engine.api_key:
-        config = replace(config, engine=replace(config.engine, api_key=env_api_key))
+        try:
+            config = replace(config, engine=replace(config.engine, api_key=env_api_key))
+        except ValueError as exc:  # EngineSettings' own checks: the key must not travel over plain http
+            raise ConfigError(f"engine: {exc} (the key came from ${ENGINE_API_KEY_ENV_VAR})") from None
     env_secret = environ.get(WEBHOOK_SECRET_ENV_VAR, "").strip()
     if env_secret and not config.telegram.webhook_secret:
         if not _WEBHOOK_SECRET_RE.fullmatch(env_secret):
