@@ -47,6 +47,7 @@ class PendingWork(Database):
         """Every user message still waiting for its reply, oldest first, with its chat's kind, its forum topic and
         the Telegram id of the unfinished reply message, if one was sent."""
         async with self._reading() as db:
+            # Ordered by the queue's own key, so that the plan walks the short queue, not every stored message.
             rows = await fetch_all(
                 db,
                 f"""
@@ -54,7 +55,7 @@ class PendingWork(Database):
                 FROM pending_replies AS p
                 JOIN messages AS m ON m.id = p.message_id
                 JOIN chats AS c ON c.id = m.chat_id
-                ORDER BY m.id
+                ORDER BY p.message_id
                 """,
             )
         return [
