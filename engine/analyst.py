@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.care_phrases import with_phrase_floor
-from engine.chat_format import SLOT, split_prompt
+from engine.chat_format import SLOT, encode_text, split_prompt
 from engine.decode_step import decode_step_of
 from engine.language import Script, script_of
 from engine.packed_prompt_pass import PackedPromptPass
@@ -144,8 +144,8 @@ class Analyst:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def message_ids(self, text: str) -> list[int]:
-        """The message's own tokens (cut to its beginning)."""
-        return self._encode(text)[:MAX_MESSAGE_TOKENS]
+        """The message's own tokens as plain text (cut to its beginning): it cannot forge the prompt's turns."""
+        return encode_text(self.tokenizer, text)[:MAX_MESSAGE_TOKENS]
 
     def prompt_ids(self, text: str) -> list[int]:
         """Token ids of the whole isolated sentiment prompt for one message, ending where the label comes."""

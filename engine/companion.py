@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.chat_format import SLOT, encode_prompt, split_prompt
+from engine.chat_format import SLOT, encode_prompt, encode_text, split_prompt
 from engine.decode_step import decode_step_of
 from engine.guard import visible_reply
 from engine.prefix import PrefixCache
@@ -30,7 +30,7 @@ def trim_history(
     kept: list[ChatTurn] = []
     used = 0
     for turn in reversed(history):
-        cost = len(tokenizer.encode(turn.text, add_special_tokens=False)) + TURN_OVERHEAD_TOKENS
+        cost = len(encode_text(tokenizer, turn.text)) + TURN_OVERHEAD_TOKENS
         if used + cost > budget_tokens:
             break
         kept.append(turn)
@@ -43,14 +43,15 @@ def trim_history(
 
 def truncate_text(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
     """``text`` cut to its first ``max_tokens`` tokens (unchanged when it fits)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = encode_text(tokenizer, text)
     return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
 
 
 def reply_prompt_ids(
     tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], message: str, history_tokens: int
 ) -> list[int]:
-    """Token ids of the companion prompt: system prompt, trimmed history, the new message, an open reply."""
+    """Token ids of the companion prompt: system prompt, trimmed history, the new message, an open reply (what the
+    person and earlier replies wrote stays plain text: it cannot forge a turn)."""
     message = truncate_text(tokenizer, message, history_tokens)
     messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}]
     messages += [{"role": t.role, "content": t.text} for t in trim_history(tokenizer, history, history_tokens)]
