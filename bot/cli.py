@@ -10,12 +10,13 @@ from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
 from bot.evaluation import EvalDataError
-from bot.logs import configure_logging
+from bot.logs import configure_logging, redact
 from engine import Engine, EngineError, create_engine
 
 logger = logging.getLogger("moodbot")
 
 DEFAULT_CONFIG = Path("config.toml")
+TOKEN_REJECTED = "Telegram rejected the token (check telegram.token)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,13 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; errors become one line on stderr and a non-zero exit."""
     args = build_parser().parse_args(argv)
+    secrets: list[str] = []
     try:
         if args.command == "doctor":  # reports a bad config as its own FAIL line
             from bot.doctor import doctor
 
             return doctor(_config_path(args.config))
         config = load_config(_config_path(args.config))
-        configure_logging(config.logging.level, secrets=secrets_of(config))
+        secrets = secrets_of(config)
+        configure_logging(config.logging.level, secrets=secrets)
         if args.command == "run":
             run_bot(config)
         elif args.command == "chat":
@@ -64,10 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             asyncio.run(evaluate_file(config, args.data, args.limit, not args.no_injection, args.json))
     except (ConfigError, EngineError, EvalDataError, OSError) as exc:
-        print(f"moodbot: error: {exc}", file=sys.stderr)
+        print(redact(f"moodbot: error: {exc}", secrets), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a bug's traceback goes through the redacting log handler, never raw onto stderr
+        logger.critical("moodbot stopped on an unexpected error", exc_info=True)
+        return 1
     return 0
 
 
@@ -88,19 +94,25 @@ def run_bot(config: Config, engine: Engine | None = None) -> None:
     A stop signal stops the taking of updates; updates already taken are finished (a reply being written is
     completed and stored, and a reply is only ever stored whole); then the engine and the database are closed.
     ``engine``: a started engine to use instead of loading ``config.engine`` (the caller closes it).
+    Raises ConfigError when Telegram (or the server at ``telegram.base_url``) rejects the token.
     """
     from telegram import Update
+    from telegram.error import InvalidToken
 
     from bot.app import build_application
 
     application = build_application(config, engine=engine)
     logger.info("starting moodbot with model %s (%s)", config.engine.model, config.engine.resolved_precision)
-    if config.telegram.mode == "webhook":
-        from bot.webhook import run_webhook
+    try:
+        if config.telegram.mode == "webhook":
+            from bot.webhook import run_webhook
 
-        run_webhook(application, config.telegram)
-    else:
-        application.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+            run_webhook(application, config.telegram)
+        else:
+            application.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    except InvalidToken:
+        # PTB's message quotes the token itself; this line says what to fix instead.
+        raise ConfigError(TOKEN_REJECTED) from None
 
 
 async def classify_text(config: Config, text: str) -> None:

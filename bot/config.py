@@ -27,6 +27,13 @@ DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_DATABASE = "~/.local/share/moodbot/moodbot.db"
 
 
+OPEN_BOT_WARNING = (
+    "telegram.allowed_user_ids and telegram.allowed_chat_ids are both empty: anyone who finds the bot can talk to "
+    "it and use this server. To keep it to your people, list their user ids in telegram.allowed_user_ids (the "
+    "bot tells everyone else their id when it refuses them)."
+)
+
+
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
 
@@ -48,11 +55,19 @@ class TelegramConfig:
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     webhook_secret: str = field(default="", repr=False)
+    # After a crash or restart, messages stored but not answered yet get their reply at start-up when they are at
+    # most this old (0 = never answer late); older ones keep their mood and get no reply.
+    late_reply_max_age_minutes: int = 60
+
+    @property
+    def is_open(self) -> bool:
+        """True when both allowlists are empty: anyone who finds the bot may use it (see ``OPEN_BOT_WARNING``)."""
+        return not self.allowed_user_ids and not self.allowed_chat_ids
 
     def allows(self, user_id: int | None, chat_id: int | None = None) -> bool:
         """True when both allowlists are empty (everyone), or they name ``user_id`` (anywhere) or ``chat_id``
         (anyone in it), or ``user_id`` is an admin."""
-        if not self.allowed_user_ids and not self.allowed_chat_ids:
+        if self.is_open:
             return True
         return (user_id is not None and (user_id in self.allowed_user_ids or self.is_admin(user_id))) or (
             chat_id is not None and chat_id in self.allowed_chat_ids
@@ -72,10 +87,12 @@ class GroupsConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """``[limits]``: a token bucket per user for messages that get a reply (0 messages per minute = off)."""
+    """``[limits]``: a token bucket per user for every update (0 messages per minute = off), and how many updates
+    one chat may have waiting before further ones are only stored."""
 
     messages_per_minute: int = 20
     burst: int = 10
+    chat_backlog: int = 100
 
 
 @dataclass(frozen=True)
@@ -158,6 +175,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "token": str, "base_url": str, "allowed_user_ids": list, "max_message_chars": int,
         "allowed_chat_ids": list, "admin_user_ids": list,
         "mode": str, "webhook_url": str, "webhook_listen": str, "webhook_port": int, "webhook_secret": str,
+        "late_reply_max_age_minutes": int,
     },
     "engine": {
         "model": str, "precision": str, "threads": int, "max_new_tokens": int, "history_tokens": int,
@@ -171,7 +189,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "logging": {"level": str, "include_text": bool},
     "care": {"enabled": bool, "threshold": (int, float), "message": str, "message_zh": str},
     "groups": {"log_all": bool},
-    "limits": {"messages_per_minute": int, "burst": int},
+    "limits": {"messages_per_minute": int, "burst": int, "chat_backlog": int},
 }
 _SECTION_TYPES = {
     "telegram": TelegramConfig, "engine": EngineSettings, "storage": StorageConfig,
@@ -204,7 +222,10 @@ def load_config(path: str | Path | None, environ: dict[str, str] | None = None) 
         config = replace(config, telegram=replace(config.telegram, token=env_token))
     env_api_key = environ.get(ENGINE_API_KEY_ENV_VAR, "").strip()
     if env_api_key and not config.engine.api_key:
-        config = replace(config, engine=replace(config.engine, api_key=env_api_key))
+        try:
+            config = replace(config, engine=replace(config.engine, api_key=env_api_key))
+        except ValueError as exc:  # EngineSettings' own checks: the key must not travel over plain http
+            raise ConfigError(f"engine: {exc} (the key came from ${ENGINE_API_KEY_ENV_VAR})") from None
     env_secret = environ.get(WEBHOOK_SECRET_ENV_VAR, "").strip()
     if env_secret and not config.telegram.webhook_secret:
         if not _WEBHOOK_SECRET_RE.fullmatch(env_secret):
@@ -267,6 +288,7 @@ def _check_values(section: str, values: dict[str, Any]) -> None:
 
     positive = {
         "max_message_chars", "max_new_tokens", "history_tokens", "queue_size", "max_active_replies", "default_days",
+        "chat_backlog",
     }
     for key in positive & values.keys():
         if values[key] < 1:
@@ -280,6 +302,8 @@ def _check_values(section: str, values: dict[str, Any]) -> None:
         base_url = values.get("base_url", "")
         if base_url and not base_url.startswith(("http://", "https://")):
             fail("base_url", "must start with http:// or https://")
+        if values.get("late_reply_max_age_minutes", 0) < 0:
+            fail("late_reply_max_age_minutes", "must be 0 (never answer late) or more")
         _check_webhook_values(values, fail)
     if section == "engine":
         if values.get("precision", "auto") not in PRECISIONS:

@@ -10,7 +10,7 @@ from bot.config import Config
 from bot.conversation import Conversations
 from bot.ratelimit import RateLimiter
 from engine import Engine
-from storage import Store
+from storage import Store, StoredMessage
 
 SERVICES_KEY = "moodbot.services"
 
@@ -24,10 +24,12 @@ class Services:
     store: Store
     conversations: Conversations
     refused_users: set[int] = field(default_factory=set)
+    # Messages stored the moment their update arrived, by update id, until the update's handlers have run.
+    arrivals: dict[int, StoredMessage] = field(default_factory=dict)
     rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        """The per-user token buckets, from ``[limits]``."""
+        """The per-person token buckets for every update, from ``[limits]``."""
         limits = self.config.limits
         self.rate_limiter = RateLimiter(limits.messages_per_minute, limits.burst)
 

@@ -1,22 +1,30 @@
 """The conversation flow shared by Telegram and the terminal: persist → classify → reply → persist.
 
-Knows storage and the engine, not Telegram. The incoming message is committed before any model work; the reply
-is stored only once it is complete, so a crash never leaves half a reply in history.
+Knows storage and the engine, not Telegram. The incoming message is committed before any model work, marked as
+owed a reply until the complete reply is stored with it (one transaction), so a crash never leaves half a reply in
+history and a restart knows what is still to answer. Messages left without a mood (engine busy or down, over the
+rate limit, a crash) are classified by the back-fill.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
 from bot.config import CareConfig
-from engine import ChatTurn, Engine, EngineBusy, EngineError, Sentiment
+from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment
+from engine.openai_errors import ServerUnavailable
 from storage import SentimentRecord, Store, StoredMessage
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 40  # upper bound fetched from storage; the engine trims further to its token budget
+MAX_CLASSIFY_ATTEMPTS = 3  # failed classifications after which the back-fill leaves a message alone
+BACKFILL_BATCH = 50  # messages read from storage at a time by the back-fill
+# The engine can't take work right now (not the message's fault): the back-fill stops and tries again later.
+ENGINE_UNAVAILABLE = (EngineBusy, EngineClosed, ServerUnavailable)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Incoming:
     username: str | None
     text: str
     message_id: int | None
+    thread_id: int | None = None  # the forum topic it was written in, where its reply belongs
 
 
 class Conversations:
@@ -63,13 +72,14 @@ class Conversations:
         """True when the model reads only the beginning of ``message``."""
         return len(message.text) > self.max_message_chars
 
-    async def record(self, incoming: Incoming) -> StoredMessage:
-        """Persist the message (and who/where) before anything else; a re-delivered message is not duplicated."""
-        await self.store.upsert_chat(incoming.chat_id, incoming.chat_kind, incoming.chat_title)
-        await self.store.upsert_user(incoming.user_id, incoming.first_name, incoming.username)
-        return await self.store.add_user_message(
-            chat_id=incoming.chat_id, user_id=incoming.user_id, text=incoming.text,
-            telegram_message_id=incoming.message_id,
+    async def record(self, incoming: Incoming, *, reply_owed: bool = False) -> StoredMessage:
+        """Persist the message (and who/where) before anything else, in one transaction, ``reply_owed`` until its
+        reply is stored; a re-delivered message is not duplicated."""
+        return await self.store.record_arrival(
+            chat_id=incoming.chat_id, chat_kind=incoming.chat_kind, chat_title=incoming.chat_title,
+            user_id=incoming.user_id, first_name=incoming.first_name, username=incoming.username,
+            text=incoming.text, telegram_message_id=incoming.message_id, reply_owed=reply_owed,
+            thread_id=incoming.thread_id,
         )
 
     async def classify(self, message: StoredMessage) -> Sentiment | None:
@@ -82,7 +92,8 @@ class Conversations:
         except EngineError as exc:  # e.g. a remote server down after its retries: same as busy, nothing lost
             logger.warning("engine error (%s): message %d left for the back-fill", exc, message.id)
             return None
-        await self.store.add_sentiment(message.id, self._record(sentiment))
+        # Stored only if the text is still the one classified: an edit meanwhile brings its own classification.
+        await self.store.add_sentiment(message.id, self._record(sentiment), text=message.text)
         return sentiment
 
     async def reply(self, message: StoredMessage) -> AsyncIterator[str]:
@@ -95,20 +106,77 @@ class Conversations:
             yield chunk
 
     async def save_reply(self, message: StoredMessage, text: str, telegram_message_id: int | None) -> int:
-        """Store the complete reply, linked to the message it answers."""
+        """Store the complete reply, linked to the message it answers (which then owes no reply)."""
         return await self.store.add_reply(
             chat_id=message.chat_id, user_id=message.user_id, text=text, reply_to=message.id,
             telegram_message_id=telegram_message_id,
         )
 
-    async def backfill(self, limit: int = 100) -> int:
-        """Classify stored messages that have no sentiment yet (after a crash or a busy spell); returns how many."""
+    async def forget(self, *, chat_id: int, user_id: int) -> int:
+        """Delete everything stored about this person in this chat, and what the engine holds in memory of past
+        conversations; returns how many messages went."""
+        deleted = await self.store.forget(chat_id=chat_id, user_id=user_id)
+        await self.engine.forget_conversations()
+        return deleted
+
+    async def purge_older_than(self, cutoff: float) -> int:
+        """Retention: delete messages older than ``cutoff`` (unix seconds) and, when any went, what the engine
+        holds in memory of past conversations; returns how many messages went."""
+        deleted = await self.store.purge_older_than(cutoff)
+        if deleted:
+            await self.engine.forget_conversations()
+        return deleted
+
+    async def note_draft(self, message: StoredMessage, telegram_message_id: int) -> None:
+        """Remember the Telegram message the reply to ``message`` is being streamed into."""
+        await self.store.set_reply_draft(message.id, telegram_message_id)
+
+    async def settle(self, message: StoredMessage) -> None:
+        """``message`` owes no reply any more (the person was told "busy" or of an error, or it came past its chat's
+        backlog)."""
+        await self.store.settle_replies([message.id])
+
+    async def backfill(self, *, skip: Collection[int] = (), deadline: float | None = None) -> int:
+        """Classify stored messages that have no sentiment yet, oldest first, until none is left, the engine can't
+        take work, or ``deadline`` (``time.monotonic()``) has passed; return how many were classified.
+
+        Not messages waiting for their reply, nor ``skip`` (ids of messages being handled right now): answering
+        them classifies them. A message whose classification fails for another reason than the engine being
+        unavailable is tried again in later rounds, and left alone, with a warning, after ``MAX_CLASSIFY_ATTEMPTS``
+        failures.
+        """
         done = 0
-        for message in await self.store.unclassified_messages(limit=limit):
-            if await self.classify(message) is None:
-                break
-            done += 1
+        after_id = 0
+        while batch := await self.store.unclassified_messages(
+            limit=BACKFILL_BATCH, max_attempts=MAX_CLASSIFY_ATTEMPTS, after_id=after_id, skip_owed=True
+        ):
+            for message in batch:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return done
+                after_id = message.id
+                if message.id in skip:
+                    continue
+                try:
+                    sentiment = await self.engine.classify(self.view(message))
+                except ENGINE_UNAVAILABLE as exc:
+                    logger.info("back-fill paused, the engine can't take work (%s)", exc)
+                    return done
+                except Exception as exc:
+                    await self._classify_failed(message, exc)
+                    continue
+                await self.store.add_sentiment(message.id, self._record(sentiment), text=message.text)
+                done += 1
         return done
+
+    async def _classify_failed(self, message: StoredMessage, exc: Exception) -> None:
+        attempts = await self.store.record_classify_failure(message.id)
+        if attempts >= MAX_CLASSIFY_ATTEMPTS:
+            logger.warning(
+                "back-fill: giving up on message %d after %d failed classifications (last: %r); it stays without a "
+                "mood", message.id, attempts, exc,
+            )
+        else:
+            logger.warning("back-fill: message %d could not be classified (%r); will try again", message.id, exc)
 
     def _record(self, sentiment: Sentiment) -> SentimentRecord:
         return SentimentRecord(

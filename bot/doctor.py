@@ -1,8 +1,9 @@
 """``moodbot doctor``: check the config, the token, the database and the model, one line each.
 
 Meant for a self-hoster before ``systemctl enable --now``: every check runs the way ``moodbot run`` would (same
-config, same Bot API URL, same database path, same model loading), prints ``ok  NAME: …`` or ``FAIL NAME: …``, and
-the exit code is 0 only when all passed. The token and other secrets never appear in the output.
+config, same Bot API URL, same database path, same model loading), prints ``ok  NAME: …`` or ``FAIL NAME: …`` (or
+``warn NAME: …`` for a setting that works but deserves a second look), and the exit code is 0 only when none
+failed. The token and other secrets never appear in the output.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 
 from bot.cli import secrets_of
-from bot.config import Config, ConfigError, load_config
-from bot.logs import configure_logging
+from bot.config import OPEN_BOT_WARNING, Config, ConfigError, load_config
+from bot.logs import configure_logging, redact
 from engine import EngineError, create_engine
 from storage import Store
 
@@ -30,15 +31,18 @@ PROBE_TABLE = "moodbot_doctor_probe"
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one check: its name, whether it passed, and one line of detail."""
+    """The outcome of one check: its name, whether it passed (``warn``: passed, but worth a second look), and one
+    line of detail."""
 
     name: str
     ok: bool
     detail: str
+    warn: bool = False
 
     def line(self) -> str:
-        """``ok  name: detail`` or ``FAIL name: detail``."""
-        return f"{'ok ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+        """``ok  name: detail``, ``warn name: detail`` or ``FAIL name: detail``."""
+        status = "FAIL" if not self.ok else "warn" if self.warn else "ok "
+        return f"{status} {self.name}: {self.detail}"
 
 
 def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[str, str] | None = None) -> int:
@@ -52,8 +56,9 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
     secrets = secrets_of(config)
     configure_logging("WARNING", secrets=secrets)  # the checks' own lines are the output; only problems are logged
     where = str(config_path) if config_path is not None else "built-in defaults (no config file)"
-    checks = [Check("config", True, f"{where} ({config.telegram.mode} mode)")]
-    print(checks[0].line(), file=out, flush=True)
+    checks = [Check("config", True, f"{where} ({config.telegram.mode} mode)"), check_allowlists(config)]
+    for check in checks:
+        print(check.line(), file=out, flush=True)
 
     async def run_checks() -> None:
         for check in (check_token, check_database, check_model):
@@ -65,12 +70,16 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
     return 0 if all(check.ok for check in checks) else 1
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with every non-empty secret replaced by ``[REDACTED]``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
+def check_allowlists(config: Config) -> Check:
+    """Who may use the bot: a warning (not a failure) when both allowlists are empty and anyone may."""
+    telegram = config.telegram
+    if telegram.is_open:
+        return Check("access", True, OPEN_BOT_WARNING, warn=True)
+    return Check(
+        "access", True,
+        f"{len(telegram.allowed_user_ids)} allowed users, {len(telegram.allowed_chat_ids)} allowed chats, "
+        f"{len(telegram.admin_user_ids)} admins",
+    )
 
 
 async def check_token(config: Config) -> Check:

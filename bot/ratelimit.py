@@ -1,4 +1,5 @@
-"""A token bucket per user, in memory: ``burst`` messages at once, then ``messages_per_minute`` on average.
+"""A token bucket per person, in memory, taken by every update (message, edit, command, sticker, button press):
+``burst`` updates at once, then ``messages_per_minute`` on average.
 
 Pure and synchronous (the clock is injectable), so it is tested without waiting. Nothing is persisted: a restart
 gives everyone a full bucket, which is the friendly direction to err in.
@@ -16,7 +17,7 @@ PRUNE_EVERY = 1024  # checks between sweeps that drop buckets which have refille
 
 @dataclass(frozen=True)
 class Decision:
-    """The answer for one message: ``allowed``; if not, seconds until the next one is, and whether to say so."""
+    """The answer for one update: ``allowed``; if not, seconds until the next one is, and whether to say so."""
 
     allowed: bool
     retry_after: float = 0.0
@@ -54,7 +55,7 @@ class RateLimiter:
 
     def check(self, key: int) -> Decision:
         """Take one token for ``key``. Refused: the wait until one is back, and ``notify`` only on the first refusal
-        since ``key``'s last allowed message (one "slow down" per empty spell, not one per message)."""
+        since ``key``'s last allowed update (one "slow down" per empty spell, not one per update)."""
         if not self.enabled:
             return Decision(True)
         now = self.clock()

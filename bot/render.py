@@ -24,7 +24,7 @@ HELP_HTML = (
     "/mood [7d|30d|90d|all] – how your mood moved (default: last 7 days)\n"
     "/reset – start our conversation fresh (your mood log stays)\n"
     "/forget – delete everything I stored about you in this chat\n"
-    "/export – download everything I stored about you in this chat (a JSON file)\n"
+    "/export – download everything I stored about you in this chat (a JSON file, sent to you privately)\n"
     "/privacy – what I keep, where, for how long, and how to delete it\n"
     "/help – this message"
 )
@@ -46,23 +46,51 @@ FORGET_NO_BUTTON = "Cancel"
 FORGET_CANCELLED_TEXT = "Nothing was deleted."
 FORGET_NOT_YOURS_TEXT = "Only the person who asked can answer this. Send /forget yourself to delete your own data."
 EXPORT_CAPTION = "Everything I stored about you in this chat: your messages, my replies and their moods."
+EXPORT_GROUP_CAPTION = "Everything I stored about you in {chat}: your messages, my replies and their moods."
 EXPORT_NOTHING_TEXT = "I have nothing stored about you in this chat – there's nothing to export. 🙂"
+EXPORT_SENT_PRIVATELY_TEXT = "I've sent your export to you in our private chat. 📬"
+EXPORT_OPEN_PRIVATE_CHAT_TEXT = (
+    "I only send exports in a private chat, and I can't write to you there yet. Open a chat with me ({bot}), "
+    "press Start, then send /export here again. 📬"
+)
+# Said only after the message is committed to the database (see handlers.text_message and new_message_saved).
 BUSY_TEXT = "I'm talking with a lot of people right now 😅 Your message is saved – please try again in a moment."
-FAILED_TEXT = "Sorry, something went wrong on my side. Your message is saved; please try again in a moment."
+FAILED_SAVED_TEXT = "Sorry, something went wrong on my side. Your message is saved; please try again in a moment."
+FAILED_TEXT = "Sorry, something went wrong on my side. Please try again in a moment."
 LONG_MESSAGE_TEXT = (
     "That was a long message! It's saved in full, but I could only read its first {limit} characters for my answer "
     "and your mood log. 📜"
 )
-REFUSAL_TEXT = "Sorry, this Moodbot is private and only talks with the people its owner has allowed. 🙏"
+REFUSAL_TEXT = (
+    "Sorry, this Moodbot is private and only talks with the people its owner has allowed. 🙏 "
+    "If you know the owner, they can let you in with your user id: {user_id}"
+)
+POSTED_AS_CHAT_TEXT = (
+    "I keep a personal mood log for each person, and a message sent as a channel or as an anonymous admin "
+    "doesn't tell me who wrote it – so I don't keep or answer it. Please write to me as yourself (pick your own "
+    "account under “Send as”, or turn off “Remain anonymous”). 🙏"
+)
 ADMIN_ONLY_TEXT = "Sorry, /stats is only for the people who run this bot. 🙏"
 SLOW_DOWN_TEXT = (
     "Slow down a little, please 🙂 I can answer again in {seconds} s. "
     "Everything you write meanwhile is still saved in your mood log."
 )
+BACKLOG_TEXT = (
+    "That's a lot of messages at once! 🙂 Everything is saved in your mood log, but I'll only answer what I already "
+    "have; give me a moment to catch up."
+)
 GROUP_LOGS_ADDRESSED_TEXT = "In groups I only read messages that mention me or reply to me."
 GROUP_LOGS_ALL_TEXT = (
     "In groups where I can see every message, I keep each text message and its mood (so /mood shows the whole "
     "chat), but I only answer messages that mention me or reply to me."
+)
+GROUP_POSTED_AS_CHAT_TEXT = (
+    "Messages sent as a channel or as an anonymous admin are neither kept nor answered: they don't say whose "
+    "they are."
+)
+BACKUPS_TEXT = (
+    "the database file holds all of the above, and so does every backup of it that the person who runs this bot "
+    "makes. /forget and the automatic deletion can't reach those copies."
 )
 GROUP_MOOD_ADDRESSED_NOTE = "(Only messages written to me count: mentions and replies.)"
 GROUP_MOOD_ALL_NOTE = "(Every text message in this chat counts.)"
@@ -83,9 +111,9 @@ NON_TEXT_REPLIES = {
 }
 DEFAULT_NON_TEXT_REPLY = "I can only read text messages for now – tell me in words how you're doing? 🙂"
 
-def privacy_html(retention_days: int, log_all_group_messages: bool = False) -> str:
-    """The ``/privacy`` answer: what is kept, where, for how long, which group messages, and how to delete or
-    download it."""
+def privacy_html(retention_days: int, log_all_group_messages: bool = False, model_host: str | None = None) -> str:
+    """The ``/privacy`` answer: what is kept, where (and, with ``model_host``, the language-model server messages
+    are sent to), for how long, which group messages, backups, and how to delete or download it."""
     if retention_days > 0:
         how_long = (
             f"Messages older than {retention_days} day{'s' if retention_days != 1 else ''} are deleted "
@@ -99,18 +127,51 @@ def privacy_html(retention_days: int, log_all_group_messages: bool = False) -> s
         "• your messages to me and my replies\n"
         "• a mood estimate (sentiment) for each of your messages\n"
         "• your name, username and Telegram ids (yours and the chat's)\n\n"
-        "<b>Where:</b> in one SQLite database on the server of the person who runs this bot. Apart from Telegram "
-        "itself, nothing leaves that server – the language model runs there too.\n\n"
+        f"<b>Where:</b> in one SQLite database on the server of the person who runs this bot. {model_where(model_host)}"
+        "\n\n"
         f"<b>How long:</b> {how_long}\n\n"
-        f"<b>Groups:</b> {groups}\n\n"
-        "/export – download everything I stored about you in this chat (a JSON file)\n"
+        f"<b>Groups:</b> {groups} {GROUP_POSTED_AS_CHAT_TEXT}\n\n"
+        f"<b>Backups:</b> {BACKUPS_TEXT}\n\n"
+        "/export – download everything I stored about you in this chat (a JSON file; asked in a group, it "
+        "arrives in a private chat with me, never in the group)\n"
         "/forget – delete all of it"
     )
 
 
-def privacy_text(retention_days: int, log_all_group_messages: bool = False) -> str:
+def refusal_text(user_id: int) -> str:
+    """The polite no for someone outside the allowlists, with their user id for the owner to add."""
+    return REFUSAL_TEXT.format(user_id=user_id)
+
+
+def failed_text(saved: bool) -> str:
+    """The apology after an error; it says the message is saved only when the store holds it (``saved``)."""
+    return FAILED_SAVED_TEXT if saved else FAILED_TEXT
+
+
+def export_group_caption(chat_title: str | None) -> str:
+    """The caption of an export asked for in a group and delivered privately: it names the group."""
+    return EXPORT_GROUP_CAPTION.format(chat=f"“{chat_title}”" if chat_title else "that group")
+
+
+def export_open_private_chat_text(bot_username: str | None) -> str:
+    """The group notice when an export can't be delivered privately: open a private chat with the bot first."""
+    return EXPORT_OPEN_PRIVATE_CHAT_TEXT.format(bot=f"@{bot_username}" if bot_username else "tap my name")
+
+
+def model_where(model_host: str | None) -> str:
+    """Where the language model reads the messages: on the bot's server, or a named remote server."""
+    if model_host is None:
+        return "Apart from Telegram itself, nothing leaves that server – the language model runs there too."
+    return (
+        "To be answered and given a mood estimate, your messages and our recent conversation are also sent to a "
+        f"language-model server, <code>{html.escape(model_host)}</code>; what that server keeps is up to whoever "
+        "runs it."
+    )
+
+
+def privacy_text(retention_days: int, log_all_group_messages: bool = False, model_host: str | None = None) -> str:
     """``privacy_html`` as plain text."""
-    return html_to_plain(privacy_html(retention_days, log_all_group_messages))
+    return html_to_plain(privacy_html(retention_days, log_all_group_messages, model_host))
 
 
 def stats_html(counts: dict[str, int], queue_depth: int, database_bytes: int) -> str:

@@ -1,7 +1,9 @@
 """Show a reply as it is generated: send a message with the first words, then edit it at most about once a second.
 
 A typing indicator is repeated until the reply is complete. The finished text replaces the streamed one; if it is
-longer than Telegram allows it is split over several messages.
+longer than Telegram allows it is split over several messages. A reply that a crash left unfinished can be written
+again into the same message (``message_id``), and ``on_sent`` hears of the message as soon as it is sent, so it
+can be remembered for that.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest
 
@@ -26,18 +28,24 @@ STREAM_SUFFIX = " …"
 
 
 class StreamedReply:
-    """One reply message in one chat, written progressively."""
+    """One reply message in one chat, written progressively: a new message, or ``message_id`` (the bot's unfinished
+    message from before a restart) written over; ``on_sent`` is awaited with the id of a newly sent message that is
+    still being written."""
 
     def __init__(
         self, bot: Bot, chat_id: int, reply_to_message_id: int | None = None,
-        edit_interval: float = EDIT_INTERVAL_SECONDS,
+        edit_interval: float = EDIT_INTERVAL_SECONDS, message_thread_id: int | None = None, *,
+        message_id: int | None = None, on_sent: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.reply_to_message_id = reply_to_message_id
+        self.message_thread_id = message_thread_id  # the forum topic the reply belongs in (None: none)
         self.edit_interval = edit_interval
+        self.on_sent = on_sent
         self.text = ""
-        self.message: Message | None = None
+        self.message_id = message_id
+        self._inherited = message_id is not None  # not sent by this writer: it may be gone or too old to edit
         self._shown = ""
         self._last_edit = 0.0
 
@@ -55,42 +63,61 @@ class StreamedReply:
                 await typing
         return self.text.strip()
 
-    async def finish(self, text: str) -> list[Message]:
-        """Show the final ``text`` (split if too long); return every message that holds it."""
+    async def finish(self, text: str) -> list[int]:
+        """Show the final ``text`` (split if too long); return the ids of every message that holds it."""
         parts = split_for_telegram(text)
         await self._show(parts[0], final=True)
-        assert self.message is not None
-        messages = [self.message]
+        assert self.message_id is not None
+        ids = [self.message_id]
         for part in parts[1:]:
-            messages.append(await self.bot.send_message(self.chat_id, part))
-        return messages
+            sent = await self.bot.send_message(self.chat_id, part, message_thread_id=self.message_thread_id)
+            ids.append(sent.message_id)
+        return ids
 
     async def _show(self, text: str, *, final: bool = False) -> None:
         if len(text) > TELEGRAM_TEXT_LIMIT:  # while streaming, show the beginning; finish() splits the rest
             text = text[: TELEGRAM_TEXT_LIMIT - len(STREAM_SUFFIX)] + STREAM_SUFFIX
         if not text.strip() or text == self._shown:
             return
-        if self.message is None:
+        if self.message_id is not None:
+            await self._edit(text)
+        if self.message_id is None:
             reply_parameters = (
                 ReplyParameters(self.reply_to_message_id, allow_sending_without_reply=True)
                 if self.reply_to_message_id else None
             )
-            self.message = await self.bot.send_message(self.chat_id, text, reply_parameters=reply_parameters)
-        else:
-            try:
-                await self.message.edit_text(text)
-            except BadRequest as exc:
-                if "not modified" not in str(exc).lower():
-                    raise
+            message = await self.bot.send_message(
+                self.chat_id, text, reply_parameters=reply_parameters, message_thread_id=self.message_thread_id
+            )
+            self.message_id, self._inherited = message.message_id, False
+            if self.on_sent is not None and not final:  # a final text is complete: nothing to finish later
+                await self.on_sent(message.message_id)
         self._shown = text
         self._last_edit = time.monotonic()
         if not final:
             logger.debug("streamed %d chars to chat %s", len(text), self.chat_id)
 
+    async def _edit(self, text: str) -> None:
+        """Write ``text`` over the message; an inherited one that can't be edited any more is given up (a new
+        message is sent instead)."""
+        assert self.message_id is not None
+        try:
+            await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=self.message_id)
+        except BadRequest as exc:
+            reason = str(exc).lower()
+            if "not modified" in reason:
+                return
+            if not self._inherited or not ("not found" in reason or "can't be edited" in reason):
+                raise
+            logger.info("the unfinished reply in chat %s is gone (%s); sending a new one", self.chat_id, exc.message)
+            self.message_id = None
+
     async def _keep_typing(self) -> None:
         while True:
             try:
-                await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
+                await self.bot.send_chat_action(
+                    self.chat_id, ChatAction.TYPING, message_thread_id=self.message_thread_id
+                )
             except Exception:  # a lost typing indicator is not worth failing a reply for
                 logger.debug("typing indicator failed", exc_info=True)
             await asyncio.sleep(TYPING_INTERVAL_SECONDS)

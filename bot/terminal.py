@@ -40,7 +40,7 @@ async def chat(config: Config, engine: Engine | None = None, stdin: TextIO = sys
             if text.startswith("/"):
                 if text.split()[0] in ("/quit", "/exit"):
                     break
-                print(await _command(text, config, store), file=stdout, flush=True)
+                print(await _command(text, config, conversations), file=stdout, flush=True)
                 continue
             await _turn(conversations, text, stdout)
     finally:
@@ -73,8 +73,9 @@ async def _turn(conversations: Conversations, text: str, stdout: TextIO) -> None
         await conversations.record_care(message, sentiment)
 
 
-async def _command(text: str, config: Config, store: Store) -> str:
+async def _command(text: str, config: Config, conversations: Conversations) -> str:
     command, *args = text.split()
+    store = conversations.store
     if command == "/mood":
         try:
             days = render.parse_period(args[0] if args else None, config.mood.default_days)
@@ -91,6 +92,6 @@ async def _command(text: str, config: Config, store: Store) -> str:
         await store.reset_context(chat_id=TERMINAL_CHAT_ID, user_id=TERMINAL_USER_ID)
         return render.RESET_TEXT
     if command == "/forget":
-        count = await store.forget(chat_id=TERMINAL_CHAT_ID, user_id=TERMINAL_USER_ID)
+        count = await conversations.forget(chat_id=TERMINAL_CHAT_ID, user_id=TERMINAL_USER_ID)
         return render.FORGET_TEXT.format(count=count)
     return TERMINAL_HELP

@@ -32,5 +32,9 @@ class Engine(Protocol):
         """Stream an empathetic reply to ``message`` given this user's ``history``, as text chunks."""
         ...
 
+    async def forget_conversations(self) -> None:
+        """Drop whatever the engine keeps in memory of past conversations (after /forget or a retention purge), so
+        no deleted words outlive their rows; later replies are computed from the stored history alone."""
+
     async def close(self) -> None:
         """Finish queued work and release the model; idempotent."""

@@ -24,18 +24,25 @@ fifth of longer Chinese messages, so no label is among its top tokens there. Ser
 assistant message (vLLM with ``continue_final_message``, the llama.cpp server, Ollama) could be sent the opening
 itself; llama-cpp-python's server cannot, so this backend does not rely on it.
 
-The verdict itself comes from :mod:`engine.verdict`, shared with the local analyst, with the same per-script
+Everything read from an answer is checked first (:func:`top_logprobs_at`): a token's text must be a string and its
+logprob a number no greater than 0 and not NaN (``-Infinity``, which llama-cpp-python's server writes for a token
+of probability 0, counts as :data:`MIN_LOGPROB`, as vLLM writes it). Anything else is a :class:`MalformedAnswer`:
+a NaN would otherwise pass through the arithmetic and come out as "positive, 1.0".
+
+The verdict itself comes from :mod:`engine.roles.verdict`, shared with the local analyst, with the same per-script
 calibration (the lean on content-free input, measured at start-up).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from engine.openai_wire import logsumexp, truncate_approx
+from engine.openai_errors import MalformedAnswer
+from engine.openai_wire import defuse_control_tokens, logsumexp, truncate_approx
 from engine.roles.care_phrases import with_phrase_floor
 from engine.roles.language import script_of
 from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
@@ -46,6 +53,8 @@ MAX_MESSAGE_TOKENS = 512  # as the local analyst: longer messages are classified
 TOP_LOGPROBS = 20  # the most OpenAI (and vLLM by default) allow
 FLOOR_MARGIN = 1.0  # nats below the smallest returned logprob, for an answer that is not among them
 ANSWER_MAX_TOKENS = 8  # room for the model to write the answer opening, then the label (it stops at end of turn)
+MIN_LOGPROB = -9999.0  # what -Infinity counts as (vLLM's own floor)
+LOGPROB_SLACK = 1e-3  # a log-probability above 0 by more than rounding is not one
 
 Spellings = Mapping[str, Sequence[str]]
 
@@ -81,13 +90,41 @@ def answer_position(content: Sequence[Mapping[str, Any]], opening: str = ANALYST
 
 
 def top_logprobs_at(response: Mapping[str, Any], *, after_opening: bool) -> list[dict[str, Any]] | None:
-    """The ``top_logprobs`` where the answer is, or None when the server sent no logprobs."""
-    try:
-        content = response["choices"][0]["logprobs"]["content"]
-        top = content[answer_position(content) if after_opening else 0]["top_logprobs"]
-    except (KeyError, IndexError, TypeError):
+    """The checked ``top_logprobs`` where the answer is, each ``{"token": str, "logprob": float}``; None when the
+    server sent no logprobs; MalformedAnswer when what it sent is not shaped like a chat completion's."""
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedAnswer("no choices list")
+    logprobs = choices[0].get("logprobs")
+    if logprobs is None:
         return None
-    return top if isinstance(top, list) and top else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else logprobs
+    if not content:
+        return None
+    if not isinstance(content, list) or not all(isinstance(e, dict) and _has_text(e) for e in content):
+        raise MalformedAnswer("logprobs.content is not a list of tokens with text")
+    top = content[answer_position(content) if after_opening else 0].get("top_logprobs")
+    if not top:
+        return None
+    if not isinstance(top, list):
+        raise MalformedAnswer("top_logprobs is not a list")
+    return [_checked(entry) for entry in top]
+
+
+def _checked(entry: object) -> dict[str, Any]:
+    """One top-logprobs entry as ``{"token": str, "logprob": float}``, or MalformedAnswer."""
+    if not isinstance(entry, dict) or not _has_text(entry):
+        raise MalformedAnswer(f"a top_logprobs entry without token text: {str(entry)[:80]!r}")
+    logprob = entry.get("logprob")
+    if not isinstance(logprob, int | float) or isinstance(logprob, bool):
+        raise MalformedAnswer(f"logprob {logprob!r} is not a number")
+    if (isinstance(logprob, float) and math.isnan(logprob)) or logprob > LOGPROB_SLACK:
+        raise MalformedAnswer(f"logprob {logprob!r} is not a log-probability")
+    return {"token": entry["token"], "logprob": float(max(logprob, MIN_LOGPROB))}  # a huge int: no overflow
+
+
+def _has_text(entry: Mapping[str, Any]) -> bool:
+    return isinstance(entry.get("token"), str)
 
 
 def token_answer(token: str, spellings: Spellings, whole_words: frozenset[str] = frozenset()) -> str | None:
@@ -162,7 +199,7 @@ def _body(model: str, messages: list[dict[str, str]], max_tokens: int) -> dict[s
 
 
 def _cut(text: str) -> str:
-    return truncate_approx(text, MAX_MESSAGE_TOKENS)
+    return defuse_control_tokens(truncate_approx(text, MAX_MESSAGE_TOKENS))
 
 
 def _stripped(words: Sequence[str]) -> set[str]:

@@ -6,6 +6,10 @@ dependency, and a streamed reply's server-sent events are plain ``data: {...}`` 
 greedy requests with ``top_logprobs`` (:mod:`engine.openai_analyst` explains how the answers are read from them),
 calibrated at start-up like the local analyst; replies stream and pass through the same guard as the local
 engine's.
+
+Every answer is read as raw bytes within the bounds of :mod:`engine.openai_wire` (a byte limit, one time budget
+per request, ``Accept-Encoding: identity`` so nothing is inflated), and every failure, malformed answers included,
+is an :class:`~engine.errors.EngineError`, so the bot's busy and back-fill handling applies.
 """
 
 from __future__ import annotations
@@ -31,8 +35,28 @@ from engine.openai_analyst import (
     sentiment_body,
     top_logprobs_at,
 )
-from engine.openai_errors import NO_LOGPROBS, ServerUnavailable, json_answer, status_error, transport_error
-from engine.openai_wire import GuardedText, reply_body, sse_deltas
+from engine.openai_errors import (
+    NO_LOGPROBS,
+    MalformedAnswer,
+    ServerUnavailable,
+    json_answer,
+    status_error,
+    transport_error,
+)
+from engine.openai_wire import (
+    MAX_ANSWER_BYTES,
+    MAX_ERROR_BYTES,
+    Deadline,
+    GuardedText,
+    capped,
+    read_all,
+    reply_body,
+    reply_char_limit,
+    sse_deltas,
+    stream_byte_limit,
+    text_lines,
+    too_large,
+)
 from engine.roles.prompts import CONTENT_FREE
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
@@ -76,7 +100,9 @@ class OpenAIEngine:
             return
         if self._closed:
             raise EngineClosed()
-        headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
+        headers = {"Accept-Encoding": "identity"}  # the byte limits bound what is stored, so nothing may inflate
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(self.settings.request_timeout_s),
             transport=self._transport,
@@ -124,17 +150,19 @@ class OpenAIEngine:
         try:
             body = reply_body(self.settings, history, message)
             for attempt in itertools.count():
-                guard = GuardedText()
+                guard = GuardedText(reply_char_limit(self.settings.max_new_tokens))
                 try:
-                    async with client.stream("POST", CHAT_PATH, json=body) as response:
-                        if response.status_code != httpx.codes.OK:
-                            await response.aread()
-                            raise status_error(self.base_url, response, CHAT_PATH)
-                        async for delta in sse_deltas(response.aiter_lines()):
+                    deadline = self._deadline()
+                    response = await self._open(client, "POST", CHAT_PATH, body, deadline)
+                    try:
+                        chunks = self._chunks(response, stream_byte_limit(self.settings.max_new_tokens), deadline)
+                        async for delta in sse_deltas(text_lines(chunks)):
                             if text := guard.feed(delta):
                                 yield text
                         if text := guard.finish():
                             yield text
+                    finally:
+                        await response.aclose()
                     return
                 except httpx.HTTPError as exc:
                     error = transport_error(self.base_url, exc, self.settings.request_timeout_s)
@@ -145,6 +173,9 @@ class OpenAIEngine:
                 await self._pause(attempt, error)
         finally:
             self._outstanding -= 1
+
+    async def forget_conversations(self) -> None:
+        """Nothing to drop: this side keeps no conversation state (what the server caches is the server's)."""
 
     async def close(self) -> None:
         """Close the HTTP connections (requests still in flight fail); safe to call twice."""
@@ -163,7 +194,9 @@ class OpenAIEngine:
 
     async def _check_server(self) -> None:
         listing = await self._call("GET", MODELS_PATH)
-        models = [m.get("id") for m in listing.get("data") or [] if isinstance(m, dict)]
+        data = listing.get("data")
+        entries = data if isinstance(data, list) else []  # only for a warning: a malformed list is no reason to stop
+        models = [m["id"] for m in entries if isinstance(m, dict) and isinstance(m.get("id"), str)]
         if models and self.settings.model not in models:
             logger.warning("model %s is not among the server's models (%s)", self.settings.model, ", ".join(models))
         await self._labels(PROBE_TEXT)  # refuses a server without logprobs
@@ -185,7 +218,10 @@ class OpenAIEngine:
         return care_scores(self._top_logprobs(answer, after_opening=False))
 
     def _top_logprobs(self, answer: dict[str, Any], *, after_opening: bool) -> list[dict[str, Any]]:
-        top = top_logprobs_at(answer, after_opening=after_opening)
+        try:
+            top = top_logprobs_at(answer, after_opening=after_opening)
+        except MalformedAnswer as exc:
+            raise MalformedAnswer(f"the model server at {self.base_url} sent a malformed answer: {exc}") from None
         if top is None:
             raise EngineError(NO_LOGPROBS.format(url=self.base_url))
         return top
@@ -195,10 +231,13 @@ class OpenAIEngine:
         client = self._running_client()
         for attempt in itertools.count():
             try:
-                response = await client.request(method, path, json=body)
-                if response.status_code != httpx.codes.OK:
-                    raise status_error(self.base_url, response, path)
-                return json_answer(self.base_url, response, path)
+                deadline = self._deadline()
+                response = await self._open(client, method, path, body, deadline)
+                try:
+                    answer = await read_all(self._chunks(response, MAX_ANSWER_BYTES, deadline))
+                finally:
+                    await response.aclose()
+                return json_answer(self.base_url, answer, path)
             except httpx.HTTPError as exc:
                 error = transport_error(self.base_url, exc, self.settings.request_timeout_s)
             except ServerUnavailable as exc:
@@ -207,6 +246,39 @@ class OpenAIEngine:
                 raise error
             await self._pause(attempt, error)
         raise AssertionError("unreachable")
+
+    async def _open(
+        self, client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None, deadline: Deadline
+    ) -> httpx.Response:
+        """Send one request; the 200 answer with its body still unread (the caller closes it), or an EngineError."""
+        request = client.build_request(method, path, json=body)
+        response = await deadline.wait(client.send(request, stream=True))
+        try:
+            if response.status_code != httpx.codes.OK:
+                start = await read_all(self._chunks(response, MAX_ERROR_BYTES, deadline, cut=True))
+                raise status_error(self.base_url, response, path, start)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding != "identity":
+                raise EngineError(f"the model server at {self.base_url} sent a {encoding}-encoded answer to {path} "
+                                  "though asked for none")
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+    def _chunks(
+        self, response: httpx.Response, limit: int, deadline: Deadline, *, cut: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The raw body of ``response`` within ``limit`` bytes and ``deadline``: EngineError past the limit (one
+        declared in Content-Length fails before reading), or with ``cut`` just its first ``limit`` bytes."""
+        declared = response.headers.get("content-length", "")
+        if not cut and declared.isdigit() and int(declared) > limit:
+            raise EngineError(f"the model server at {self.base_url}: {too_large(limit)}")
+        return capped(response.aiter_raw(), limit, deadline, cut=cut)
+
+    def _deadline(self) -> Deadline:
+        timeout = self.settings.request_timeout_s
+        return Deadline(timeout, f"the model server at {self.base_url} did not finish answering within {timeout:g} s")
 
     async def _pause(self, attempt: int, error: ServerUnavailable) -> None:
         delay = max(self.backoff_s * 2**attempt, error.retry_after_s)
@@ -225,4 +297,3 @@ class OpenAIEngine:
         if self._outstanding >= self.settings.queue_size:
             raise EngineBusy()
         return client
-

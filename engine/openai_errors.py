@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
 from engine.errors import EngineError
-from engine.openai_wire import one_line
+from engine.openai_wire import one_line, parse_json
 
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not worth keeping a person waiting for
 NO_LOGPROBS = (
@@ -20,6 +19,10 @@ _CANNOT_CONNECT = (httpx.ConnectError, httpx.ConnectTimeout)
 _CONNECTION_LOST = (httpx.RemoteProtocolError, httpx.ReadError)
 
 
+class MalformedAnswer(EngineError):
+    """The server answered 200, but not with what an OpenAI-compatible server sends (wrong types, NaN ...)."""
+
+
 class ServerUnavailable(EngineError):
     """The server could not be reached or answered 429/5xx; another try may succeed."""
 
@@ -28,13 +31,14 @@ class ServerUnavailable(EngineError):
         self.retry_after_s = retry_after_s
 
 
-def status_error(base_url: str, response: httpx.Response, path: str) -> EngineError:
-    """The error for a non-200 answer: ServerUnavailable for 429 and 5xx, a plain EngineError otherwise."""
+def status_error(base_url: str, response: httpx.Response, path: str, body: bytes) -> EngineError:
+    """The error for a non-200 answer (``body``: the start of what it said): ServerUnavailable for 429 and 5xx, a
+    plain EngineError otherwise."""
     status = response.status_code
     where = f"the model server at {base_url}"
     if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
         return EngineError(f"{where} refused the API key ({status}); check engine.api_key")
-    detail = one_line(response.text) or response.reason_phrase
+    detail = one_line(body.decode("utf-8", errors="replace")) or response.reason_phrase
     message = f"{where} answered {status} to {path}: {detail}"
     if status == httpx.codes.TOO_MANY_REQUESTS or status >= 500:
         return ServerUnavailable(message, retry_after(response))
@@ -53,14 +57,17 @@ def transport_error(base_url: str, exc: httpx.HTTPError, timeout_s: float) -> En
     return EngineError(f"request to the model server at {base_url} failed: {reason}")
 
 
-def json_answer(base_url: str, response: httpx.Response, path: str) -> dict[str, Any]:
-    """The JSON object a 200 answer holds, or an EngineError."""
+def json_answer(base_url: str, body: bytes, path: str) -> dict[str, Any]:
+    """The JSON object a 200 answer's ``body`` holds, or an EngineError (truncated, not JSON, not an object)."""
     try:
-        answer = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        answer = parse_json(body)
+    except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        raise EngineError(f"the model server at {base_url} answered {path} with something other than JSON")
+        raise EngineError(
+            f"the model server at {base_url} answered {path} with something other than a JSON object: "
+            f"{one_line(body[:80].decode('utf-8', errors='replace'), 80)!r}"
+        )
     return answer
 
 

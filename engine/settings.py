@@ -4,9 +4,11 @@ backend and the bot's configuration need none)."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
@@ -41,6 +43,22 @@ def cpu_has_int8_dot_products() -> bool:
     """True when this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX-INT8)."""
     flags = _cpu_flags()
     return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url``'s host is this machine: localhost, 127.0.0.0/8 or ::1 (traffic never leaves it)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it may resolve anywhere
+        return False
+
+
+def key_travels_safely(base_url: str) -> bool:
+    """True when an API key sent to ``base_url`` is encrypted (https) or never leaves this machine (loopback)."""
+    return urlsplit(base_url).scheme == "https" or is_loopback_url(base_url)
 
 
 def resolve_precision(precision: str) -> str:
@@ -83,7 +101,9 @@ class EngineSettings:
     # backend = "openai" only:
     base_url: str = DEFAULT_BASE_URL  # up to and including /v1
     api_key: str = field(default="", repr=False)  # sent as a Bearer token when set; never logged
-    request_timeout_s: float = 60.0  # to connect, and for each read (between streamed chunks too)
+    # The most one request may spend waiting for the server, start to last byte (a streamed reply's whole stream,
+    # not the time moodbot spends showing its chunks); also the connect timeout.
+    request_timeout_s: float = 60.0
     max_retries: int = 2  # more tries after a connection error, 429 or 5xx (never once reply text was sent)
 
     def __post_init__(self) -> None:
@@ -99,6 +119,14 @@ class EngineSettings:
             raise ValueError("request_timeout_s must be more than 0")
         if self.max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
+        # Plain http to another machine would hand the key to anyone on the path (and to whoever can redirect the
+        # name): refuse it here, before any request is sent.
+        if self.backend == "openai" and self.api_key and not key_travels_safely(self.base_url):
+            raise ValueError(
+                f"base_url: an API key is sent only over https:// or to this machine, not over plain http to "
+                f"{urlsplit(self.base_url).hostname or self.base_url!r}; use https://, a loopback address "
+                "(127.0.0.1, ::1, localhost) or no API key"
+            )
 
     @property
     def torch_threads(self) -> int:

@@ -25,5 +25,6 @@ if [[ -n "$extras" ]] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; t
   echo "building llama-cpp-python from source for the remote-backend tests (once: a few minutes; needs cmake and a C++ compiler)"
 fi
 .venv/bin/python -m pip install --quiet -e ".${extras}"
-[[ -f config.toml ]] || cp config.example.toml config.toml
+# Owner-only from the start: config.toml is where the token goes (and the remote backend's API key).
+[[ -f config.toml ]] || install -m 600 config.example.toml config.toml
 echo "moodbot installed in .venv (config: config.toml)"

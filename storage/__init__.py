@@ -1,7 +1,7 @@
 """SQLite storage for moodbot: the ``Store`` and the values it returns."""
 
 from .migrations import MigrationRegistry, migrate
-from .models import DayMood, HistoryTurn, MoodSummary, SentimentRecord, StoredMessage, UserMood
+from .models import DayMood, HistoryTurn, MoodSummary, OwedReply, SentimentRecord, StoredMessage, UserMood
 from .store import Store
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "HistoryTurn",
     "MigrationRegistry",
     "MoodSummary",
+    "OwedReply",
     "SentimentRecord",
     "Store",
     "StoredMessage",

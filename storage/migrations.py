@@ -215,3 +215,42 @@ async def m002_care(db: aiosqlite.Connection) -> None:
         )
         """
     )
+
+
+@migration
+async def m003_pending_work(db: aiosqlite.Connection) -> None:
+    """What is still owed for a stored message: a reply (in which forum topic, and the Telegram id of the message
+    it was being streamed into, once one was sent) and a mood (with how often classifying it failed)."""
+    await _run(
+        db,
+        """
+        CREATE TABLE pending_replies (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            thread_id INTEGER,  -- the forum topic the message was written in; NULL outside topics
+            draft_message_id INTEGER  -- the bot's Telegram message holding a reply in progress; NULL before it
+        )
+        """,
+        """
+        CREATE TABLE pending_moods (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            attempts INTEGER NOT NULL DEFAULT 0  -- failed classifications; the back-fill gives up after a few
+        )
+        """,
+        # history: a turn's place in the conversation is its own id for a message, the id of the message it answers
+        # for a reply (messages are stored on arrival, so a reply can be stored after the next message).
+        "CREATE INDEX messages_conversation ON messages (user_id, chat_id, COALESCE(reply_to, id))",
+        # Every user message stored so far without a sentiment is owed one; no reply is owed for them (the
+        # replies they lacked were cut by a crash before this version, when nobody could say which).
+        """
+        INSERT INTO pending_moods (message_id)
+        SELECT id FROM messages AS m
+        WHERE m.role = 'user' AND NOT EXISTS (SELECT 1 FROM sentiments AS s WHERE s.message_id = m.id)
+        """,
+    )
+
+
+@migration
+async def m004_conversations_user(db: aiosqlite.Connection) -> None:
+    """Index the conversations -> users foreign key: deleting a user (/forget) looks up their /reset markers by
+    user_id, which the (chat_id, user_id) primary key cannot serve."""
+    await db.execute("CREATE INDEX conversations_user ON conversations (user_id)")

@@ -23,6 +23,17 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class OwedReply:
+    """A stored user message still waiting for its reply: where it was written (the chat's kind, the forum topic),
+    and the Telegram id of the reply message a crash left unfinished (None when no part of the reply was sent)."""
+
+    message: StoredMessage
+    chat_kind: str
+    thread_id: int | None
+    draft_message_id: int | None
+
+
+@dataclass(frozen=True)
 class HistoryTurn:
     """One earlier turn of a user's conversation with the bot."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram.ext import Application
 
@@ -16,12 +17,25 @@ from engine import Engine, EngineSettings
 from tests.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi
 
 MENTION = f"@{BOT_USER['username']}"
+T = TypeVar("T")
 
 
 def rows(database: Path, sql: str, *args: object) -> list[tuple]:
     """The rows ``sql`` returns from the bot's SQLite database (read with the plain sqlite3 module)."""
     with sqlite3.connect(database) as db:
         return db.execute(sql, args).fetchall()
+
+
+async def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
+    """Wait until ``check()`` is truthy and return it: for state the fake Bot API does not see (the database, the
+    log), which nothing announces, so it is looked at again every 50 ms."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (result := check()):
+        if loop.time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+    return result
 
 
 async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[str, Any]:
@@ -35,7 +49,7 @@ async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[st
     return await api.wait_for(latest)
 
 
-async def final_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
+async def final_texts(api: FakeBotApi, chat_id: int, count: int, timeout: float = 5.0) -> list[str]:
     """Wait until the bot has ``count`` finished messages in the chat (no streaming "…" left); return their texts."""
 
     def finished(fake: FakeBotApi) -> list[str] | None:
@@ -43,7 +57,7 @@ async def final_texts(api: FakeBotApi, chat_id: int, count: int) -> list[str]:
         done = len(texts) >= count and not any(t.endswith(" …") for t in texts)
         return texts if done else None
 
-    return await api.wait_for(finished)
+    return await api.wait_for(finished, timeout)
 
 
 def e2e_config(api: FakeBotApi, database: Path, model: Path, **telegram: Any) -> Config:

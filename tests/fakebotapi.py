@@ -23,6 +23,10 @@ What it does, in short:
 * Bot messages are kept with their current state, so edits, "message is not modified", deletes and
   button presses on them behave like Telegram.
 * Failures can be injected with :meth:`FakeBotApi.fail_next` and ``fail_parse_mode_once``.
+* With ``strict_private_chats`` the bot can write only to private chats a user opened (as on Telegram: 403
+  "bot can't initiate conversation with a user" otherwise); by default unknown user ids are made up.
+* Forum topics (:meth:`FakeBotApi.forum_chat`, ``message_thread_id=``) and messages sent on behalf of a chat
+  (:meth:`FakeBotApi.send_as_chat`: a channel, or the group itself for an anonymous admin) look as on Telegram.
 * ``parse_mode="HTML"`` texts (sendMessage, editMessageText) are parsed as Telegram does: the message keeps the
   plain text with ``entities``, and an unknown tag, an unclosed one or a bare ``<`` is refused with 400
   "can't parse entities".
@@ -49,7 +53,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 __all__ = [
+    "ANONYMOUS_ADMIN_USER",
     "BOT_USER",
+    "CHANNEL_BOT_USER",
     "TEST_TOKEN",
     "ApiError",
     "Call",
@@ -74,6 +80,13 @@ BOT_USER: dict[str, Any] = {
 }
 # How the bot appears as ``from`` of its own messages (Telegram leaves the capability flags out).
 _BOT_SENDER = {k: BOT_USER[k] for k in ("id", "is_bot", "first_name", "username")}
+#: The placeholder ``from`` Telegram puts on messages sent on behalf of a channel, and of an anonymous group admin.
+CHANNEL_BOT_USER: dict[str, Any] = {
+    "id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"
+}
+ANONYMOUS_ADMIN_USER: dict[str, Any] = {
+    "id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"
+}
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
@@ -344,10 +357,15 @@ def _command_entity(text: str) -> dict[str, Any] | None:
 class FakeBotApi:
     """Fake Telegram Bot API server; see the module docstring."""
 
-    def __init__(self, token: str | None = None, *, fail_parse_mode_once: bool = False) -> None:
+    def __init__(
+        self, token: str | None = None, *, fail_parse_mode_once: bool = False, strict_private_chats: bool = False
+    ) -> None:
         self._expected_token = token
         #: When True, the next send/edit that carries a ``parse_mode`` gets 400 "can't parse entities".
         self.fail_parse_mode_once = fail_parse_mode_once
+        #: When True, like Telegram, the bot may write only to private chats the user opened (``private_chat()`` or
+        #: a message there); any other user id gets 403 "Forbidden: bot can't initiate conversation with a user".
+        self.strict_private_chats = strict_private_chats
         self.calls: list[Call] = []
         self.seen_tokens: list[str] = []
         self.unknown_methods: list[str] = []
@@ -531,6 +549,18 @@ class FakeBotApi:
         self._chats[id] = chat
         return dict(chat)
 
+    def forum_chat(self, id: int = -1001987654321, title: str = "Mood Forum") -> dict[str, Any]:
+        """A supergroup with topics; send into a topic with ``send_text(..., message_thread_id=...)``."""
+        chat = {"id": id, "type": "supergroup", "title": title, "is_forum": True}
+        self._chats[id] = chat
+        return dict(chat)
+
+    def channel(self, id: int = -1002000000001, title: str = "Mood Channel") -> dict[str, Any]:
+        """A channel ``Chat``, to post as with :meth:`send_as_chat`."""
+        chat = {"id": id, "type": "channel", "title": title}
+        self._chats[id] = chat
+        return dict(chat)
+
     @property
     def pending_updates(self) -> list[dict[str, Any]]:
         """Queued updates not yet confirmed by a getUpdates ``offset``."""
@@ -551,13 +581,20 @@ class FakeBotApi:
         *,
         reply_to_message_id: int | None = None,
         entities: Sequence[Mapping[str, Any]] | None = None,
+        message_thread_id: int | None = None,
+        sender_chat: Mapping[str, Any] | None = None,
     ) -> int:
         """Queue a text message from ``user``; returns its message_id.
 
         A text starting with a command (``/start``, ``/mood@moodbot_test_bot``) gets a ``bot_command``
-        entity at offset 0, as Telegram adds it.
+        entity at offset 0, as Telegram adds it. ``message_thread_id`` puts it in a forum topic;
+        ``sender_chat`` marks it as sent on behalf of that chat (see :meth:`send_as_chat`).
         """
         content: dict[str, Any] = {"text": text}
+        if message_thread_id is not None:
+            content.update(message_thread_id=message_thread_id, is_topic_message=True)
+        if sender_chat is not None:
+            content["sender_chat"] = dict(sender_chat)
         all_entities = [dict(e) for e in entities or ()]
         command = _command_entity(text)
         if command and not any(e.get("type") == "bot_command" and e.get("offset") == 0 for e in all_entities):
@@ -565,6 +602,14 @@ class FakeBotApi:
         if all_entities:
             content["entities"] = all_entities
         return self._queue_user_message(chat, user, content, reply_to_message_id)
+
+    def send_as_chat(
+        self, chat: Mapping[str, Any], sender_chat: Mapping[str, Any], text: str, **kwargs: Any
+    ) -> int:
+        """Queue a text sent on behalf of ``sender_chat``: a channel (``from`` is Telegram's "Channel_Bot"
+        placeholder) or, when it is ``chat`` itself, an anonymous admin ("GroupAnonymousBot")."""
+        placeholder = ANONYMOUS_ADMIN_USER if sender_chat["id"] == chat["id"] else CHANNEL_BOT_USER
+        return self.send_text(chat, placeholder, text, sender_chat=sender_chat, **kwargs)
 
     def send_command(
         self,
@@ -574,11 +619,15 @@ class FakeBotApi:
         *,
         reply_to_message_id: int | None = None,
         entities: Sequence[Mapping[str, Any]] | None = None,
+        message_thread_id: int | None = None,
     ) -> int:
         """Alias of :meth:`send_text`; a missing leading "/" is added."""
         if not text.startswith("/"):
             text = "/" + text
-        return self.send_text(chat, user, text, reply_to_message_id=reply_to_message_id, entities=entities)
+        return self.send_text(
+            chat, user, text, reply_to_message_id=reply_to_message_id, entities=entities,
+            message_thread_id=message_thread_id,
+        )
 
     def send_sticker(
         self,
@@ -1008,6 +1057,8 @@ class FakeBotApi:
         if not isinstance(chat_id, int):
             raise ApiError(400, "Bad Request: chat not found" if chat_id else "Bad Request: chat_id is empty")
         if chat_id not in self._chats:
+            if chat_id > 0 and self.strict_private_chats:
+                raise ApiError(403, "Forbidden: bot can't initiate conversation with a user")
             if chat_id > 0:
                 self._chats[chat_id] = {"id": chat_id, "type": "private", "first_name": f"User{chat_id}"}
             else:
@@ -1171,6 +1222,10 @@ class FakeBotApi:
         }
         if reply is not None:
             message["reply_to_message"] = reply
+        if isinstance(params.get("message_thread_id"), int):
+            message["message_thread_id"] = params["message_thread_id"]
+            if chat.get("is_forum"):
+                message["is_topic_message"] = True
         message.update(content)
         markup = _inline_markup(params.get("reply_markup"))
         if markup is not None:

@@ -23,12 +23,17 @@ class ScriptedEngine:
     replies_started: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # each reply's message, as it starts
     model_name: str = "scripted"
     queue_depth: int = 0
+    forgotten: int = 0  # forget_conversations calls
 
     async def start(self) -> None:
         """Nothing to load."""
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    async def forget_conversations(self) -> None:
+        """Counted, so tests can see that deletions reach the engine."""
+        self.forgotten += 1
 
     async def classify(self, text: str) -> Sentiment:
         """positive for 'good', negative for 'bad', else neutral; a crisis for the CRISIS_WORDS."""

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -113,7 +114,8 @@ class FakeOpenAIServer:
 
     ``failures`` are statuses answered, in order, to the next chat requests before they succeed; ``logprobs=False``
     answers like a server that ignores the parameter; ``gate`` (when set) holds every chat request until it is set;
-    ``break_after`` drops the connection after that many streamed chunks.
+    ``break_after`` drops the connection after that many streamed chunks. ``answers`` are handlers that answer the
+    next chat requests in order instead (a broken or hostile server); ``model_list`` is what /models lists.
     """
 
     def __init__(self) -> None:
@@ -124,6 +126,8 @@ class FakeOpenAIServer:
         self.care_top: list[tuple[str, float]] = [("no", -0.05), ("yes", -3.0), ("Sent", -4.0)]
         self.chunks: list[str] = ["I hear", " you.", " Tell me more?"]
         self.break_after: int | None = None
+        self.answers: list[Callable[[web.Request], Awaitable[web.StreamResponse]]] = []
+        self.model_list: Any = [{"id": "fake-model", "object": "model"}]
         self.gate: asyncio.Event | None = None
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []  # (path, JSON body, headers)
         self.port = 0
@@ -159,7 +163,7 @@ class FakeOpenAIServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, {}, dict(request.headers)))
-        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        return web.json_response({"object": "list", "data": self.model_list})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -169,6 +173,8 @@ class FakeOpenAIServer:
         if self.failures:
             status = self.failures.pop(0)
             return web.json_response({"error": {"message": f"scripted {status}"}}, status=status)
+        if self.answers:
+            return await self.answers.pop(0)(request)
         if body.get("stream"):
             return await self._stream(request)
         is_care = body["messages"][-1]["content"] == CARE_QUESTION

@@ -4,13 +4,16 @@ Telegram can't parse. The rate limiter's own arithmetic is tested on a fake cloc
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import pytest
+from telegram.ext import Application
 
+from bot import app as bot_app
 from bot import render
-from bot.config import GroupsConfig, LimitsConfig
+from bot.config import OPEN_BOT_WARNING, GroupsConfig, LimitsConfig
 from bot.context import SERVICES_KEY
 from bot.ratelimit import PRUNE_EVERY, RateLimiter
 from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
@@ -43,11 +46,11 @@ async def test_an_allowed_chat_admits_a_stranger_there_and_nowhere_else(api: Fak
         api.send_text(eve_private, eve, "a bad day")
         api.send_text(eve_private, eve, "still there?")
         api.send_command(eve_private, eve, "/mood")
-        await last_message_with(api, eve_private, render.REFUSAL_TEXT)
+        await last_message_with(api, eve_private, render.refusal_text(5))
         api.send_text(other, eve, f"{MENTION} hello?")
         api.send_text(other, alice, f"{MENTION} a good morning")  # Alice is allowed everywhere
         await last_message_with(api, other, "echo: a good morning")
-    assert api.sent_texts(eve_private["id"]) == [render.REFUSAL_TEXT], "one refusal, however often she writes"
+    assert api.sent_texts(eve_private["id"]) == [render.refusal_text(5)], "one refusal, however often she writes"
     assert api.sent_texts(other["id"]) == ["echo: a good morning"], "no second refusal in another chat"
     assert sorted(engine.classified) == ["a good day", "a good morning"], "no model work for refused messages"
     assert rows(tmp_path / "bot.db", "SELECT chat_id, text FROM messages WHERE role = 'user' ORDER BY id") == [
@@ -66,8 +69,39 @@ async def test_group_chatter_of_a_refused_user_gets_no_refusal_and_is_not_logged
         api.send_text(group, eve, f"{MENTION} can I talk to you?")  # meant for it: one refusal
         api.send_text(group, alice, f"{MENTION} a good morning")
         await last_message_with(api, group, "echo: a good morning")
-    assert api.sent_texts(group["id"]) == [render.REFUSAL_TEXT, "echo: a good morning"]
+    assert api.sent_texts(group["id"]) == [render.refusal_text(5), "echo: a good morning"]
     assert rows(tmp_path / "bot.db", "SELECT user_id FROM messages WHERE role = 'user'") == [(1,)]
+
+
+async def test_a_refusal_that_fails_to_send_still_refuses(api: FakeBotApi, tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    eve = api.user(5, "Eve")
+    chat = api.private_chat(eve)
+    config = config_for(api, tmp_path, allowed_user_ids=(1,))
+    async with running_bot(config, engine=engine):
+        api.fail_next("sendMessage", status=403)  # e.g. she blocked the bot, or the message is gone
+        api.send_text(chat, eve, "a bad day")
+        api.send_text(chat, eve, "still there?")  # handled after the first (same chat, in order)
+        refusal = await last_message_with(api, chat, render.refusal_text(5))
+    assert [c.status for c in api.calls_of("sendMessage")] == [403, 200], "the lost refusal was tried again"
+    assert api.sent_texts(chat["id"]) == [refusal["text"]], "no apology, no reply: just the refusal"
+    assert refusal["text"].endswith("your user id: 5"), "the owner can copy her id into the allowlist"
+    assert engine.classified == [] and engine.seen_histories == [], "no model work for her"
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM messages") == [(0,)]
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM users") == [(0,)]
+
+
+async def test_an_open_bot_warns_at_start_and_a_closed_one_does_not(
+    api: FakeBotApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.app")
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        pass
+    assert [r.getMessage() for r in caplog.records if r.name == "bot.app"] == [OPEN_BOT_WARNING]
+    caplog.clear()
+    async with running_bot(config_for(api, tmp_path, allowed_chat_ids=(-1001,)), engine=ScriptedEngine()):
+        pass
+    assert not [r for r in caplog.records if r.name == "bot.app"]
 
 
 # -- admins and /stats ------------------------------------------------------------------------------------------
@@ -100,14 +134,28 @@ async def test_an_admin_outside_the_allowlist_is_let_in(api: FakeBotApi, tmp_pat
     async with running_bot(config, engine=ScriptedEngine()):
         api.send_text(api.private_chat(admin), admin, "a good day")
         await last_message_with(api, api.private_chat(admin), "echo: a good day")
-    assert render.REFUSAL_TEXT not in api.sent_texts(9)
+    assert render.refusal_text(9) not in api.sent_texts(9)
 
 
 # -- rate limit ----------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def no_timed_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The back-fill runs only when a test runs it, so "classified at once" and "classified later" can be told
+    apart."""
+    monkeypatch.setattr(bot_app, "BACKFILL_FIRST_RUN_S", 3600.0)
+    monkeypatch.setattr(bot_app, "BACKFILL_INTERVAL_S", 3600.0)
+
+
+async def run_backfill(application: Application) -> None:
+    """One back-fill round, now."""
+    [job] = application.job_queue.get_jobs_by_name("backfill")
+    await job.run(application)
+
+
 async def test_over_the_rate_limit_one_slow_down_no_replies_and_every_message_stored(
-    api: FakeBotApi, tmp_path: Path
+    api: FakeBotApi, tmp_path: Path, no_timed_backfill: None
 ) -> None:
     engine = ScriptedEngine()
     alice, admin = api.user(1, "Alice"), api.user(9, "Admin")
@@ -119,29 +167,101 @@ async def test_over_the_rate_limit_one_slow_down_no_replies_and_every_message_st
         application.bot_data[SERVICES_KEY].rate_limiter.clock = clock
         for n in range(1, 6):
             api.send_text(chat, alice, f"a good day {n}")
-        api.send_command(chat, alice, "/help")
-        await last_message_with(api, chat, "/mood")
-        texts = api.sent_texts(chat["id"])
-        assert texts[:2] == ["echo: a good day 1", "echo: a good day 2"]
-        assert texts[2] == render.SLOW_DOWN_TEXT.format(seconds=30), "one token back every 30 s"
-        assert len(texts) == 4, "one notice for the three messages over the limit, then /help"
-
+        api.send_command(chat, alice, "/help")  # an update like any other: over the limit too
+        await api.wait_for(lambda a: len(a.sent_texts(chat["id"])) >= 3)
         clock.now += 30  # one token back: one more reply, and a fresh notice for the next spell
         api.send_text(chat, alice, "a good day 6")
         api.send_text(chat, alice, "a good day 7")
-        await api.wait_for_messages(chat["id"], count=6)
+        await last_message_with(api, chat, "echo: a good day 6")
 
         for n in range(1, 5):  # admins are never limited
             api.send_text(admin_chat, admin, f"admin {n}")
         await last_message_with(api, admin_chat, "echo: admin 4")
-    assert api.sent_texts(chat["id"])[4:] == ["echo: a good day 6", render.SLOW_DOWN_TEXT.format(seconds=30)]
+        assert sorted(t for t in engine.classified if t.startswith("a good")) == [
+            "a good day 1", "a good day 2", "a good day 6"
+        ], "over the limit, messages are only stored: no model work at once"
+        await run_backfill(application)
+    texts = api.sent_texts(chat["id"])
+    slow_down = render.SLOW_DOWN_TEXT.format(seconds=30)  # one token back every 30 s
+    assert sorted(texts) == sorted(["echo: a good day 1", "echo: a good day 2", slow_down, "echo: a good day 6",
+                                    slow_down]), "one notice per spell (sent on arrival), nothing for /help"
     assert [m for _, m in engine.seen_histories if m.startswith("a good")] == [
         "a good day 1", "a good day 2", "a good day 6"
     ]
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'user'") == [(7,)]
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'assistant'") == [(3,)]
     classified = "SELECT COUNT(*) FROM sentiments s JOIN messages m ON m.id = s.message_id WHERE m.user_id = 1"
-    assert rows(database, classified) == [(7,)], "limited messages still count in /mood"
+    assert rows(database, classified) == [(7,)], "the back-fill classifies them: they count in /mood"
+    assert rows(database, "SELECT COUNT(*) FROM pending_replies") == [(0,)], "and they are owed no late reply"
+
+
+async def first_and_second(kind: str, api: FakeBotApi, chat: dict, alice: dict) -> tuple[str, object]:
+    """Two updates of ``kind``: the first within the limit (waits for its answer; returns its marker), then the
+    second, over it (returns what it was: a message id, or a button press's query id)."""
+    if kind in ("text", "edit"):
+        message_id = api.send_text(chat, alice, "a good day")
+        await last_message_with(api, chat, "echo: a good day")
+        if kind == "text":
+            return "a bad day", api.send_text(chat, alice, "a bad day")
+        return "actually a bad day", api.edit_text(chat, alice, message_id, "actually a bad day")
+    if kind == "button":
+        api.send_command(chat, alice, "/forget")
+        confirm = await last_message_with(api, chat, "can't be undone")
+        return "", api.press_button(chat, alice, confirm["message_id"], f"forget:no:{alice['id']}")
+    send = {
+        "mood": lambda: api.send_command(chat, alice, "/mood"),
+        "export": lambda: api.send_command(chat, alice, "/export"),
+        "sticker": lambda: api.send_sticker(chat, alice),
+    }[kind]
+    send()
+    await api.wait_for_messages(chat["id"], count=1)
+    return "", send()
+
+
+@pytest.mark.parametrize("kind", ["text", "edit", "mood", "export", "sticker", "button"])
+async def test_over_the_rate_limit_each_kind_of_update_does_no_work(
+    api: FakeBotApi, tmp_path: Path, no_timed_backfill: None, kind: str
+) -> None:
+    """Text messages and edits are only stored (the back-fill classifies them); /mood, /export, non-text messages
+    and button presses are not handled; one "slow down" says so."""
+    engine = ScriptedEngine()
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    database = tmp_path / "bot.db"
+    clock = FakeClock()
+    config = config_for(api, tmp_path, limits=LimitsConfig(messages_per_minute=1, burst=1))
+    async with running_bot(config, engine=engine) as application:
+        application.bot_data[SERVICES_KEY].rate_limiter.clock = clock
+        text, second = await first_and_second(kind, api, chat, alice)
+        before = api.sent_messages(chat["id"])
+        slow_down = render.SLOW_DOWN_TEXT.format(seconds=60)
+        if kind == "button":
+            answer = await api.wait_for(lambda a: a.callback_answers.get(second))
+            assert answer["text"] == slow_down and answer["show_alert"] is True
+        else:
+            await last_message_with(api, chat, slow_down)
+        clock.now += 60
+        api.send_command(chat, alice, "/help")  # handled after anything queued before it in this chat
+        await last_message_with(api, chat, "/mood")
+        after = api.sent_messages(chat["id"])
+        if text:
+            assert text not in engine.classified, "over the limit: no model work"
+            assert rows(database, "SELECT text FROM messages WHERE role = 'user' ORDER BY id")[-1] == (text,)
+            assert rows(database, "SELECT COUNT(*) FROM sentiments s JOIN messages m ON m.id = s.message_id "
+                                  "WHERE m.text = ?", text) == [(0,)]
+            await run_backfill(application)
+            assert engine.classified[-1] == text
+            assert rows(database, "SELECT s.label FROM sentiments s JOIN messages m ON m.id = s.message_id "
+                                  "WHERE m.text = ?", text) == [("negative",)]
+    added = [m.get("text") for m in after[len(before):]]
+    if kind == "button":
+        assert len(added) == 1 and "/mood" in added[0], "only /help's answer"
+        assert after[-2]["text"] == render.FORGET_CONFIRM_TEXT, "the /forget question was not answered"
+    else:
+        assert len(added) == 2 and added[0] == slow_down and "/mood" in added[1], "a slow down, /help: no more"
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE role = 'assistant'") == [
+        (1 if kind in ("text", "edit") else 0,)
+    ]
 
 
 def test_rate_limiter_refills_and_warns_once_per_spell() -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.render import BUSY_TEXT, FAILED_TEXT
+from bot.config import LimitsConfig
+from bot.context import SERVICES_KEY
+from bot.render import BACKLOG_TEXT, BUSY_TEXT, FAILED_SAVED_TEXT, FAILED_TEXT
+from storage import Store, StoredMessage
 from tests.e2e import config_for, final_texts, rows, running_bot
 from tests.fakebotapi import FakeBotApi
 from tests.fakeengine import ScriptedEngine
@@ -55,10 +60,33 @@ async def test_a_crash_mid_reply_keeps_the_message_and_no_half_reply(api: FakeBo
     alice = api.user(1, "Alice")
     async with running_bot(config_for(api, tmp_path), engine=engine):
         api.send_text(api.private_chat(alice), alice, "a good day")
-        await api.wait_for(lambda a: FAILED_TEXT in a.sent_texts(1))
+        await api.wait_for(lambda a: FAILED_SAVED_TEXT in a.sent_texts(1))
     database = tmp_path / "bot.db"
     assert rows(database, "SELECT role, text FROM messages") == [("user", "a good day")]
     assert rows(database, "SELECT label FROM sentiments") == [("positive",)]
+
+
+async def test_the_apology_says_saved_only_when_the_store_holds_the_message(api: FakeBotApi, tmp_path: Path) -> None:
+    alice = api.user(1, "Alice")
+    chat = api.private_chat(alice)
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()) as application:
+        store = application.bot_data[SERVICES_KEY].store
+
+        async def disk_full(**kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        async def broken_summary(**kwargs: object) -> None:
+            raise RuntimeError("mood query failed")
+
+        store.record_arrival = disk_full  # on arrival, and again in the handler
+        api.send_text(chat, alice, "a good day")
+        await api.wait_for(lambda a: len(a.sent_texts(1)) == 1)
+        store.mood_summary = broken_summary
+        api.send_command(chat, alice, "/mood")  # commands are never saved, so no apology may claim they are
+        await api.wait_for(lambda a: len(a.sent_texts(1)) == 2)
+    assert api.sent_texts(1) == [FAILED_TEXT, FAILED_TEXT]
+    assert "saved" not in FAILED_TEXT and "saved" in FAILED_SAVED_TEXT
+    assert rows(tmp_path / "bot.db", "SELECT COUNT(*) FROM messages") == [(0,)]
 
 
 async def test_busy_engine_gets_a_polite_answer_and_the_backfill_classifies_later(
@@ -217,3 +245,70 @@ async def test_one_log_line_per_handled_message_with_text_only_when_asked(
     [line] = [r.getMessage() for r in caplog.records if "handled message" in r.getMessage()]
     assert "classify" in line and "reply" in line and "queue 0" in line
     assert ("a very private good thought" in line) is include_text
+
+
+async def test_a_chat_with_hundreds_of_messages_waiting_does_not_hold_up_another_chat(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    """Alice forwards 300 messages while her first reply is held; Bob, who wrote after all of them, is answered
+    first. Her chat's backlog is capped: beyond it messages are stored (not answered), with one "slow down"."""
+    engine = ScriptedEngine(gates={"flood 0": asyncio.Event()})
+    alice, bob = api.user(1, "Alice"), api.user(2, "Bob")
+    config = config_for(api, tmp_path, limits=LimitsConfig(messages_per_minute=0, chat_backlog=100))
+    async with running_bot(config, engine=engine):
+        for n in range(300):
+            api.send_text(api.private_chat(alice), alice, f"flood {n}")
+        api.send_text(api.private_chat(bob), bob, "quick one")
+        try:
+            assert await final_texts(api, 2, 1, timeout=60) == ["echo: quick one"]
+            assert [t for t in api.sent_texts(1) if t.startswith("echo")] == [], "Alice's first reply is still held"
+            assert engine.replies_started.get_nowait() == "flood 0"
+        finally:
+            engine.gates["flood 0"].set()
+        texts = await final_texts(api, 1, 102, timeout=60)
+    assert texts.count(BACKLOG_TEXT) == 1, "one notice for the 199 messages beyond the backlog"
+    assert [t for t in texts if t != BACKLOG_TEXT] == [f"echo: flood {n}" for n in range(101)], "in order"
+    database = tmp_path / "bot.db"
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'user'") == [(300,)]
+    assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1 AND role = 'assistant'") == [(101,)]
+    assert rows(database, "SELECT COUNT(*) FROM pending_replies") == [(0,)], "no late reply owed for the rest"
+
+
+async def test_a_message_costs_four_transactions(api: FakeBotApi, tmp_path: Path) -> None:
+    """Arrival (chat, user, message, owed reply and mood), sentiment, the reply's message id once streaming starts,
+    the reply (settling what was owed): one fewer than when chat, user and message were written one by one."""
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()) as application:
+        begins: list[str] = []
+        connection = application.bot_data[SERVICES_KEY].store._connection()
+        await connection.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+        api.send_text(api.private_chat(alice), alice, "a good day")
+        api.send_command(api.private_chat(alice), alice, "/help")  # answered once the turn before it is done
+        await api.wait_for_messages(1, count=2)
+    assert len(begins) == 4
+
+
+async def test_an_update_is_confirmed_to_telegram_only_once_its_message_is_stored(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PTB confirms updates with its next getUpdates; that call waits until the messages it confirms are stored,
+    so a crash in between loses nothing (Telegram delivers them again)."""
+    confirmed_before_stored: list[bool] = []
+    record = Store.record_arrival
+
+    async def slow_record(self: Store, **message: Any) -> StoredMessage:
+        await asyncio.sleep(0.5)  # a slow disk: room for an early confirmation, if there could be one
+        stored = await record(self, **message)
+        confirmed_before_stored.append(
+            any(c.params.get("offset", 0) > update_id for c in api.calls_of("getUpdates"))
+        )
+        return stored
+
+    monkeypatch.setattr(Store, "record_arrival", slow_record)
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
+        api.send_text(api.private_chat(alice), alice, "hello")
+        update_id = api.pending_updates[-1]["update_id"]
+        await final_texts(api, 1, 1)
+        await api.wait_for(lambda a: not a.pending_updates)
+    assert confirmed_before_stored == [False]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import TOKEN_ENV_VAR
-from bot.doctor import PROBE_TABLE, doctor
+from bot.config import OPEN_BOT_WARNING, TOKEN_ENV_VAR, Config, TelegramConfig
+from bot.doctor import PROBE_TABLE, check_allowlists, doctor
 from tests.fakebotapi import TEST_TOKEN, FakeBotApi
 
 WRONG_TOKEN = "777:AAWrongTokenThatTheServerRejects-0123456"
@@ -47,9 +47,12 @@ async def strict_api():
 async def test_all_checks_pass(strict_api: FakeBotApi, tiny_model_dir: Path, tmp_path: Path) -> None:
     database = tmp_path / "data" / "moodbot.db"
     code, lines = await run_doctor(write_config(tmp_path, strict_api.base_url, tiny_model_dir, database))
-    assert code == 0, lines
-    assert [line.split(":")[0] for line in lines] == ["ok  config", "ok  token", "ok  database", "ok  model"]
-    assert "@moodbot_test_bot (id 777)" in lines[1]
+    assert code == 0, lines  # an open bot is a warning, not a failure
+    assert [line.split(":")[0] for line in lines] == [
+        "ok  config", "warn access", "ok  token", "ok  database", "ok  model"
+    ]
+    assert lines[1] == f"warn access: {OPEN_BOT_WARNING}"
+    assert "@moodbot_test_bot (id 777)" in lines[2]
     assert strict_api.calls_of("getMe"), "the token is checked through the configured base_url"
     with sqlite3.connect(database) as db:  # created and migrated; the write probe left nothing behind
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -120,8 +123,17 @@ async def test_missing_model_is_one_fail_line(strict_api: FakeBotApi, tmp_path: 
     model = tmp_path / "nowhere" / "model.gguf"
     code, lines = await run_doctor(write_config(tmp_path, strict_api.base_url, model, tmp_path / "moodbot.db"))
     assert code == 1
-    assert [line.split(":")[0] for line in lines] == ["ok  config", "ok  token", "ok  database", "FAIL model"]
-    assert "model file not found" in lines[3]
+    assert [line.split(":")[0] for line in lines] == [
+        "ok  config", "warn access", "ok  token", "ok  database", "FAIL model"
+    ]
+    assert "model file not found" in lines[4]
+
+
+def test_access_line_warns_only_when_anyone_may_use_the_bot() -> None:
+    assert check_allowlists(Config()).line() == f"warn access: {OPEN_BOT_WARNING}"
+    closed = Config(telegram=TelegramConfig(allowed_user_ids=(1, 2), admin_user_ids=(9,)))
+    assert check_allowlists(closed).line() == "ok  access: 2 allowed users, 0 allowed chats, 1 admins"
+    assert check_allowlists(Config(telegram=TelegramConfig(allowed_chat_ids=(-100,)))).ok
 
 
 async def test_bad_config_stops_at_the_config_line(tmp_path: Path) -> None:
@@ -149,5 +161,5 @@ async def test_cli_wires_doctor_and_exits_1(
     out = capsys.readouterr().out
     assert code == 1
     statuses = [line.split(":")[0] for line in out.splitlines()]
-    assert statuses == ["ok  config", "FAIL token", "ok  database", "FAIL model"]
+    assert statuses == ["ok  config", "warn access", "FAIL token", "ok  database", "FAIL model"]
     assert WRONG_TOKEN not in out

@@ -359,6 +359,24 @@ async def test_next_turn_reuses_the_conversation_cache_and_matches_a_cold_start(
         await cold.close()
 
 
+async def test_forget_conversations_empties_the_prompt_cache_but_keeps_the_system_prompt(tiny_model_dir: Path) -> None:
+    engine = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=6))
+    await engine.start()
+    try:
+        pinned = engine.prompt_cache.pinned
+        "".join([c async for c in engine.reply([], "I had a long day at work")])
+        assert engine.prompt_cache.entries, "the conversation is cached for its next turn"
+        await engine.forget_conversations()
+        assert not engine.prompt_cache.entries and engine.prompt_cache.total_bytes == 0
+        assert engine.prompt_cache.pinned is pinned
+        reused_before = engine.prompt_cache.reused_tokens
+        "".join([c async for c in engine.reply([], "I had a long day at work")])
+        assert engine.prompt_cache.reused_tokens - reused_before == len(pinned.token_ids), "only the system prompt"
+    finally:
+        await engine.close()
+    await engine.forget_conversations()  # closed: still fine
+
+
 def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) -> None:
     from engine.local.prompt_cache import PromptCache
 

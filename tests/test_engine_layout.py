@@ -21,7 +21,7 @@ PUBLIC = {"engine", "engine.base", "engine.errors", "engine.settings", "engine.v
 ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
-    "kernels": set(),
+    "kernels": {"public"},  # the settings' CPU checks
     "loading": {"public", "roles", "kernels"},
     "local": {"public", "roles", "kernels", "loading"},
     "remote": {"public", "roles"},
@@ -112,3 +112,12 @@ def test_public_api_roles_and_remote_backend_import_without_torch(statement: str
     code = f"{statement}; import sys; assert 'torch' not in sys.modules, sorted(sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+def test_every_engine_package_is_installed() -> None:
+    """A wheel (the container image's ``pip install .``) holds only the packages pyproject names."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {module_name(path) for path in ENGINE.rglob("__init__.py")}
+    assert packages <= listed

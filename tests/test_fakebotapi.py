@@ -365,3 +365,27 @@ async def test_wait_for_times_out_with_a_summary(api: FakeBotApi) -> None:
         await bot.send_message(1001, "only this")
     with pytest.raises(TimeoutError, match=r"sendMessage\(.*only this"):
         await api.wait_for(lambda a: len(a.sent_messages()) > 1, timeout=0.1)
+
+
+async def test_strict_private_chats_forum_topics_and_posts_on_behalf_of_a_chat(
+    api: FakeBotApi, app: Application
+) -> None:
+    api.strict_private_chats = True
+    with pytest.raises(Forbidden, match="can't initiate conversation"):
+        await app.bot.send_message(1001, "hi")
+    alice = api.user(1001)
+    api.private_chat(alice)  # she opened the chat: now the bot may write
+    await app.bot.send_message(1001, "hi")
+
+    forum, channel = api.forum_chat(), api.channel()
+    api.send_text(forum, alice, "in a topic", message_thread_id=7)
+    api.send_as_chat(forum, channel, "as a channel")
+    api.send_as_chat(forum, forum, "as an anonymous admin")
+    echoes = await api.wait_for_messages(forum["id"], count=3)
+    assert [(m["text"], m.get("message_thread_id")) for m in echoes] == [
+        ("echo: in a topic", 7), ("echo: as a channel", None), ("echo: as an anonymous admin", None)
+    ]
+    assert echoes[0]["is_topic_message"] is True, "PTB's reply_text kept the topic"
+    updates = [u for c in api.calls_of("getUpdates") for u in c.result or []]
+    senders = [(u["message"]["from"]["id"], u["message"].get("sender_chat", {}).get("id")) for u in updates]
+    assert senders[-2:] == [(136817688, channel["id"]), (1087968824, forum["id"])]

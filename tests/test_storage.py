@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import storage.store as store_module
+import storage.connection as connection_module
 from storage import DayMood, HistoryTurn, SentimentRecord, Store, StoredMessage
 
 GROUP = -100123
@@ -76,6 +76,7 @@ async def test_open_sets_wal_foreign_keys_and_friends(store: Store, db_path: Pat
     assert pragmas["busy_timeout"] == 5000
     assert pragmas["synchronous"] == 1  # NORMAL
     assert pragmas["secure_delete"] == 1
+    assert pragmas["journal_size_limit"] == 0  # the WAL is cut back whenever it starts over
     assert pragmas["user_version"] >= 1
     assert db_path.parent.is_dir()
 
@@ -341,11 +342,57 @@ async def test_forgotten_text_is_gone_from_the_file(db_path: Path) -> None:
 
 async def test_without_secure_delete_the_text_would_survive(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Control for the test above: SQLite may be built with secure_delete on by default, so switch it off."""
-    pragmas = tuple(p.replace("secure_delete = ON", "secure_delete = OFF") for p in store_module._PRAGMAS)
-    monkeypatch.setattr(store_module, "_PRAGMAS", pragmas)
+    pragmas = tuple(p.replace("secure_delete = ON", "secure_delete = OFF") for p in connection_module.PRAGMAS)
+    monkeypatch.setattr(connection_module, "PRAGMAS", pragmas)
     secret = "zebra-7f3a-unforgettable-secret"
     files = await _forget_secret_and_read_files(db_path, secret)
     assert any(secret.encode() in data for data in files)
+
+
+def database_files(db_path: Path) -> dict[str, bytes]:
+    """Every file in the database's folder (the database, its -wal and -shm), read as raw bytes."""
+    return {path.name: path.read_bytes() for path in db_path.parent.iterdir() if path.is_file()}
+
+
+async def _delete_secret_while_open(db_path: Path, secret: str, how: str) -> dict[str, bytes]:
+    """Store Alice's secret between Bob's messages, delete it (``forget`` or ``purge``) and read every file of the
+    folder while the store is still open (no close-time checkpoint)."""
+    long_ago = DAY0 - 30 * 86_400
+    async with await Store.open(db_path) as store:
+        await say(store, BOB, "bob keeps talking " * 20, reply="sure " * 20)
+        for i in range(5):
+            await say(store, ALICE, f"{secret} {i}", at=long_ago, reply=f"echo {secret} {i}")
+        await say(store, BOB, "bob again " * 20)
+        assert any(secret.encode() in data for data in database_files(db_path).values())
+        if how == "forget":
+            assert await store.forget(chat_id=GROUP, user_id=ALICE) == 10
+        else:
+            assert await store.purge_older_than(DAY0) == 10
+        files = database_files(db_path)
+        assert (await store.counts())["messages"] == 3, "Bob's rows stay"
+    assert {f"{db_path.name}-wal", f"{db_path.name}-shm"} <= set(files)
+    return files
+
+
+@pytest.mark.parametrize("how", ["forget", "purge"])
+async def test_deleted_text_is_gone_from_every_file_while_the_store_is_open(db_path: Path, how: str) -> None:
+    secret = "quokka-41c9-whispered-secret"
+    for name, data in (await _delete_secret_while_open(db_path, secret, how)).items():
+        assert secret.encode() not in data, name
+
+
+async def test_without_the_checkpoint_the_wal_would_keep_deleted_text(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control for the test above: secure_delete alone leaves the old pages in the write-ahead log."""
+
+    async def no_checkpoint(self: Store) -> bool:
+        return True
+
+    monkeypatch.setattr(Store, "checkpoint", no_checkpoint)
+    secret = "quokka-41c9-whispered-secret"
+    files = await _delete_secret_while_open(db_path, secret, "forget")
+    assert secret.encode() in files[f"{db_path.name}-wal"]
 
 
 # -- mood ------------------------------------------------------------------------------------------------------
@@ -524,3 +571,115 @@ async def test_purge_older_than(store: Store) -> None:
     assert await store.purge_older_than(DAY0 + 250 * HOUR) == 3  # "new" (100 h), "q" (200 h) and its reply
     assert await store.history(chat_id=GROUP, user_id=ALICE) == []
     assert (await store.counts())["messages"] == 0
+
+
+# -- what is still owed: replies and moods ---------------------------------------------------------------------
+
+
+async def arrive(store: Store, text: str, *, tg: int | None, owed: bool = True, user_id: int = ALICE) -> StoredMessage:
+    return await store.record_arrival(
+        chat_id=GROUP, chat_kind="supergroup", chat_title="Friends", user_id=user_id, first_name="Alice",
+        username="alice", text=text, telegram_message_id=tg, reply_owed=owed,
+    )
+
+
+async def count_transactions(store: Store) -> list[str]:
+    """Every BEGIN the store's connection runs from now on."""
+    begins: list[str] = []
+    await store._connection().set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+    return begins
+
+
+async def test_an_arriving_message_is_stored_with_who_and_where_owed_a_reply_in_one_transaction(store: Store) -> None:
+    begins = await count_transactions(store)
+    message = await arrive(store, "hello", tg=5)
+    assert len(begins) == 1
+    assert message.is_new and message.text == "hello"
+    assert await store.reply_owed(message.id)
+    assert [m.id for m in await store.unclassified_messages()] == [message.id]
+    [owed] = await store.owed_replies()
+    assert (owed.message.id, owed.chat_kind, owed.draft_message_id) == (message.id, "supergroup", None)
+    counts = await store.counts()
+    assert (counts["chats"], counts["users"]) == (1, 1)
+
+    again = await arrive(store, "hello", tg=5)  # a re-delivered update: same row, nothing else changes
+    assert (again.id, again.is_new) == (message.id, False)
+    assert len(await store.owed_replies()) == 1
+
+    chatter = await arrive(store, "not for the bot", tg=6, owed=False)
+    assert not await store.reply_owed(chatter.id)
+    assert [m.id for m in await store.unclassified_messages()] == [message.id, chatter.id]
+    assert [m.id for m in await store.unclassified_messages(skip_owed=True)] == [chatter.id], "its reply classifies it"
+
+
+async def test_the_reply_settles_what_is_owed_and_the_draft_is_remembered_until_then(store: Store) -> None:
+    message = await arrive(store, "hello", tg=5)
+    await store.set_reply_draft(message.id, 77)
+    [owed] = await store.owed_replies()
+    assert owed.draft_message_id == 77
+    begins = await count_transactions(store)
+    await store.add_reply(chat_id=GROUP, user_id=ALICE, text="hi", reply_to=message.id, telegram_message_id=77)
+    assert len(begins) == 1, "the reply and the settling are one transaction"
+    assert await store.owed_replies() == [] and not await store.reply_owed(message.id)
+
+    other = await arrive(store, "are you there?", tg=6)
+    await store.settle_replies([other.id])
+    assert await store.owed_replies() == []
+    await store.settle_replies([])
+
+
+async def test_a_sentiment_settles_the_mood_unless_the_text_changed_meanwhile(store: Store) -> None:
+    message = await arrive(store, "I am sad", tg=5)
+    await store.update_user_message_text(chat_id=GROUP, telegram_message_id=5, text="I am glad")
+    assert not await store.add_sentiment(message.id, sentiment("negative", -0.8), text="I am sad"), "stale"
+    assert [m.id for m in await store.unclassified_messages()] == [message.id]
+    assert await store.add_sentiment(message.id, sentiment("positive", 0.8), text="I am glad")
+    assert await store.unclassified_messages() == []
+
+    await store.update_user_message_text(chat_id=GROUP, telegram_message_id=5, text="I am sad again")
+    assert [m.text for m in await store.unclassified_messages()] == ["I am sad again"], "an edit owes a new mood"
+
+
+async def test_failed_classifications_are_counted_and_give_up_after_the_limit(store: Store) -> None:
+    first = await arrive(store, "one", tg=1, owed=False)
+    second = await arrive(store, "two", tg=2, owed=False)
+    assert await store.record_classify_failure(first.id) == 1
+    assert await store.record_classify_failure(first.id) == 2
+    assert [m.id for m in await store.unclassified_messages(max_attempts=2)] == [second.id]
+    assert [m.id for m in await store.unclassified_messages()] == [first.id, second.id]
+    assert [m.id for m in await store.unclassified_messages(after_id=first.id)] == [second.id]
+    await store.update_user_message_text(chat_id=GROUP, telegram_message_id=1, text="one, edited")
+    assert len(await store.unclassified_messages(max_attempts=2)) == 2, "a new text starts again from 0"
+    await store.add_sentiment(second.id, sentiment("neutral", 0.0))
+    assert await store.record_classify_failure(second.id) == 0, "not owed a mood any more"
+
+
+async def test_history_follows_the_conversation_when_a_message_arrived_before_the_last_reply(store: Store) -> None:
+    first = await arrive(store, "first", tg=1)
+    second = await arrive(store, "second", tg=2)  # stored on arrival, while the first was being answered
+    await store.add_reply(chat_id=GROUP, user_id=ALICE, text="to first", reply_to=first.id, telegram_message_id=None)
+    before_second = await store.history(chat_id=GROUP, user_id=ALICE, before_id=second.id)
+    assert [t.text for t in before_second] == ["first", "to first"]
+    await store.add_reply(chat_id=GROUP, user_id=ALICE, text="to second", reply_to=second.id, telegram_message_id=None)
+    turns = await store.history(chat_id=GROUP, user_id=ALICE)
+    assert [t.text for t in turns] == ["first", "to first", "second", "to second"]
+    assert [t.text for t in await store.history(chat_id=GROUP, user_id=ALICE, limit=3)] == [
+        "to first", "second", "to second"
+    ]
+
+
+async def test_reset_keeps_the_messages_that_arrived_after_it(store: Store) -> None:
+    first = await arrive(store, "before the reset", tg=1)
+    after = await arrive(store, "after the reset", tg=2)  # stored on arrival, queued behind /reset
+    await store.add_reply(chat_id=GROUP, user_id=ALICE, text="to before", reply_to=first.id, telegram_message_id=None)
+    await store.reset_context(chat_id=GROUP, user_id=ALICE)  # its turn comes after the first was answered
+    assert await store.history(chat_id=GROUP, user_id=ALICE, before_id=after.id) == []
+    await store.add_reply(chat_id=GROUP, user_id=ALICE, text="to after", reply_to=after.id, telegram_message_id=None)
+    assert [t.text for t in await store.history(chat_id=GROUP, user_id=ALICE)] == ["after the reset", "to after"]
+
+
+async def test_forget_takes_what_is_owed_along(store: Store) -> None:
+    message = await arrive(store, "hello", tg=5)
+    await store.set_reply_draft(message.id, 77)
+    await store.forget(chat_id=GROUP, user_id=ALICE)
+    assert await store.owed_replies() == [] and await store.unclassified_messages() == []

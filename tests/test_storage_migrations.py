@@ -148,3 +148,28 @@ async def test_migrate_refuses_an_open_transaction(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="outside a transaction"):
             await migrate(db)
         await db.rollback()
+
+
+async def test_upgrading_owes_a_mood_to_every_unclassified_message_and_no_reply(tmp_path: Path) -> None:
+    before = MigrationRegistry()
+    for name, fn in MIGRATIONS:
+        if name < "m003":
+            before(fn)
+    async with aiosqlite.connect(tmp_path / "m.db") as db:
+        await migrate(db, before)
+        await db.execute("INSERT INTO chats (id, kind, created_at) VALUES (1, 'private', 0)")
+        await db.execute("INSERT INTO users (id, created_at) VALUES (1, 0)")
+        for message_id, role in ((1, "user"), (2, "assistant"), (3, "user")):
+            await db.execute(
+                "INSERT INTO messages (id, chat_id, user_id, role, text, created_at, reply_to) "
+                "VALUES (?, 1, 1, ?, 'x', 0, ?)",
+                (message_id, role, 1 if role == "assistant" else None),
+            )
+        await db.execute(
+            "INSERT INTO sentiments (message_id, label, score, probs, model, created_at) "
+            "VALUES (1, 'neutral', 0, '{}', 'm', 0)"
+        )
+        await db.commit()
+        assert await migrate(db) == [name for name in MIGRATIONS.names if name >= "m003"]
+        assert list(await db.execute_fetchall("SELECT message_id, attempts FROM pending_moods")) == [(3, 0)]
+        assert list(await db.execute_fetchall("SELECT COUNT(*) FROM pending_replies")) == [(0,)]

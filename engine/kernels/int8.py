@@ -34,7 +34,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engine.settings import cpu_has_int8_dot_products
+
 COMPUTE_DTYPE = torch.bfloat16
+
+# The highest uint8 value an activation may take. Without int8 dot-product instructions (AVX2-only CPUs), oneDNN
+# multiplies uint8 by int8 with vpmaddubsw, which adds pairs of products into int16 and saturates: two products of
+# 255 * 127 overflow it and the sum comes back wrong. Seven bits (0..127) keep every pair within int16, at the cost
+# of one bit of activation precision; with VNNI the products accumulate in int32 and all eight bits are used.
+ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else 127
 
 
 def int8_matmul_per_row(flat: torch.Tensor, weight_int8: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -70,7 +78,7 @@ class QuantizedActivations:
 
     values: torch.Tensor  # uint8 (rows, in)
     scales: torch.Tensor | None = None  # float32 (rows, 1); None for a single row (see single_row)
-    zero_points: torch.Tensor | None = None  # float32 (rows, 1), whole numbers in [0, 255]
+    zero_points: torch.Tensor | None = None  # float32 (rows, 1), whole numbers in [0, ACTIVATION_MAX]
     single_row: tuple[float, int] | None = None  # (scale, zero point) as Python numbers when there is one row
 
 
@@ -88,10 +96,10 @@ def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
     # Two reductions: torch.aminmax along a dimension measured 7-10x slower than amin and amax (torch 2.13, CPU).
     low = as_float.amin(dim=-1, keepdim=True).clamp_(max=0)
     high = as_float.amax(dim=-1, keepdim=True).clamp_(min=0)
-    scales = high.sub_(low).div_(255.0).clamp_(min=1e-12)
+    scales = high.sub_(low).div_(float(ACTIVATION_MAX)).clamp_(min=1e-12)
     inverse = scales.reciprocal()
     zero_points = low.mul_(inverse).neg_().round_()
-    values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, 255).to(torch.uint8)
+    values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, ACTIVATION_MAX).to(torch.uint8)
     return QuantizedActivations(values, scales, zero_points)
 
 
@@ -100,9 +108,9 @@ def quantize_one_row(row: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     ``row ≈ scale * (values - zero_point)``."""
     low, high = (float(v) for v in torch.aminmax(row))
     low, high = min(low, 0.0), max(high, 0.0)
-    scale = max((high - low) / 255.0, 1e-12)
+    scale = max((high - low) / ACTIVATION_MAX, 1e-12)
     zero_point = round(-low / scale)
-    return row.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8), scale, zero_point
+    return row.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, ACTIVATION_MAX).to(torch.uint8), scale, zero_point
 
 
 def onednn_int8_available() -> bool:

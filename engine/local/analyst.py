@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from engine.kernels.paths import FastPaths
 from engine.roles.care_phrases import with_phrase_floor
-from engine.roles.chat_format import SLOT, split_prompt
+from engine.roles.chat_format import SLOT, encode_text, split_prompt
 from engine.roles.language import Script, script_of
 from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
@@ -130,8 +130,8 @@ class Analyst:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def message_ids(self, text: str) -> list[int]:
-        """The message's own tokens (cut to its beginning)."""
-        return self._encode(text)[:MAX_MESSAGE_TOKENS]
+        """The message's own tokens as plain text (cut to its beginning): it cannot forge the prompt's turns."""
+        return encode_text(self.tokenizer, text)[:MAX_MESSAGE_TOKENS]
 
     def prompt_ids(self, text: str) -> list[int]:
         """Token ids of the whole isolated sentiment prompt for one message, ending where the label comes."""

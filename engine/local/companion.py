@@ -24,7 +24,8 @@ from engine.values import ChatTurn
 def reply_prompt_ids(
     tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], message: str, history_tokens: int
 ) -> list[int]:
-    """Token ids of the companion prompt: system prompt, trimmed history, the new message, an open reply."""
+    """Token ids of the companion prompt: system prompt, trimmed history, the new message, an open reply (what the
+    person and earlier replies wrote stays plain text: it cannot forge a turn)."""
     message = truncate_text(tokenizer, message, history_tokens)
     messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}]
     messages += [{"role": t.role, "content": t.text} for t in trim_history(tokenizer, history, history_tokens)]

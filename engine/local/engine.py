@@ -123,6 +123,15 @@ class LocalEngine:
             job.cancelled.set()  # harmless when finished; stops decoding when the caller went away
             self._outstanding -= 1
 
+    async def forget_conversations(self) -> None:
+        """Empty the prompt cache of every conversation, not only one person's: its entries are token sequences
+        that can't be told apart reliably by whose words they hold, and a missed one would keep deleted words in
+        memory. The cost is one longer prefill for each other conversation's next reply."""
+        if self._worker is None:
+            self.prompt_cache.clear()
+        else:
+            await self._call(self.prompt_cache.clear)  # on the model thread, which alone reads and fills the cache
+
     async def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the model thread (for tools and benchmarks that need the model directly)."""
         return await self._call(fn)

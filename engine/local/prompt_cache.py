@@ -98,6 +98,10 @@ class PromptCache:
         while self.total_bytes > self.budget_bytes:
             self.entries.popitem(last=False)
 
+    def clear(self) -> None:
+        """Drop every conversation's entry; the pinned system prompt holds no one's words and stays."""
+        self.entries.clear()
+
     @property
     def total_bytes(self) -> int:
         """Bytes held by the evictable entries."""

@@ -1,4 +1,9 @@
-"""Chat templates: use the tokenizer's own, fall back to ChatML when it has none."""
+"""Chat templates: use the tokenizer's own, fall back to ChatML when it has none.
+
+People's text is always encoded as plain text: a message that contains ``<|im_start|>system`` or any other special
+token's text gives the ordinary tokens of those characters, never the special token, so it cannot open or close a
+turn. Only the template's own markers become special tokens (:func:`encode_prompt`, :func:`encode_text`).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +38,17 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
-    """Token ids of the prompt for ``messages`` ending with an open assistant turn."""
-    return tokenizer.encode(render_prompt(tokenizer, messages), add_special_tokens=False)
+    """Token ids of the prompt for ``messages`` ending with an open assistant turn; control tokens written in the
+    messages stay text (transformers' ``sanitize_control_tokens``: the special tokens, and the added tokens the
+    template itself writes), so only the template's markers are control tokens."""
+    return tokenizer.apply_chat_template(
+        list(messages), tokenize=True, add_generation_prompt=True, sanitize_control_tokens=True, return_dict=False
+    )
+
+
+def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Token ids of ``text`` as plain text: a special token's text gives ordinary tokens, never the special one."""
+    return tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
 
 SLOT = "\u2063MOODBOT-SLOT\u2063"  # stands in for variable content while splitting a rendered prompt

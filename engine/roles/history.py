@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from engine.roles.chat_format import encode_text
 from engine.values import ChatTurn
 
 if TYPE_CHECKING:  # only for annotations: the remote backend imports this module without transformers or torch
@@ -20,7 +21,7 @@ def trim_history(
     kept: list[ChatTurn] = []
     used = 0
     for turn in reversed(history):
-        cost = len(tokenizer.encode(turn.text, add_special_tokens=False)) + TURN_OVERHEAD_TOKENS
+        cost = len(encode_text(tokenizer, turn.text)) + TURN_OVERHEAD_TOKENS
         if used + cost > budget_tokens:
             break
         kept.append(turn)
@@ -33,5 +34,5 @@ def trim_history(
 
 def truncate_text(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
     """``text`` cut to its first ``max_tokens`` tokens (unchanged when it fits)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = encode_text(tokenizer, text)
     return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
