@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
 from bot.config import CareConfig
-from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment
-from engine.openai_errors import ServerUnavailable
+from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment, ServerUnavailable
 from storage import SentimentRecord, Store, StoredMessage
 
 logger = logging.getLogger(__name__)

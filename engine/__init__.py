@@ -12,22 +12,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.base import Engine
-from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError
+from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError, ServerUnavailable
 from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 from engine.values import LABELS, ChatTurn, Sentiment
 
 if TYPE_CHECKING:
     from engine.local.engine import LocalEngine
-    from engine.openai_backend import OpenAIEngine
+    from engine.remote.backend import OpenAIEngine
 
 # The backends by name, imported on first use: the local one brings torch and transformers.
-_BACKENDS = {"LocalEngine": "engine.local.engine", "OpenAIEngine": "engine.openai_backend"}
+_BACKENDS = {"LocalEngine": "engine.local.engine", "OpenAIEngine": "engine.remote.backend"}
 
 
 def create_engine(settings: EngineSettings) -> Engine:
     """The engine for ``settings`` (not started yet): the model in this process, or an OpenAI-compatible server."""
     if settings.backend == "openai":
-        from engine.openai_backend import OpenAIEngine
+        from engine.remote.backend import OpenAIEngine
 
         return OpenAIEngine(settings)
     from engine.local.engine import LocalEngine
@@ -59,5 +59,6 @@ __all__ = [
     "ModelLoadError",
     "OpenAIEngine",
     "Sentiment",
+    "ServerUnavailable",
     "create_engine",
 ]

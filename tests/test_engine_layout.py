@@ -40,11 +40,8 @@ MODULES = {module_name(path): path for path in sorted(ENGINE.rglob("*.py"))}
 
 
 def room(module: str) -> str:
-    """The room a module lives in (the remote backend's modules are engine/remote/ or the flat engine/openai_*)."""
-    if module in PUBLIC:
-        return "public"
-    part = module.split(".")[1]
-    return "remote" if part.startswith("openai_") else part
+    """The room a module lives in: public, or the folder under engine/."""
+    return "public" if module in PUBLIC else module.split(".")[1]
 
 
 def imports(module: str) -> set[str]:
@@ -105,7 +102,7 @@ def test_modules_stay_small(module: str) -> None:
         "from engine import create_engine, EngineSettings",
         "import engine.roles.care_phrases, engine.roles.chat_format, engine.roles.guard, engine.roles.history, "
         "engine.roles.language, engine.roles.prompts, engine.roles.verdict",
-        "import engine.openai_backend",
+        "import engine.remote.backend",
     ],
 )
 def test_public_api_roles_and_remote_backend_import_without_torch(statement: str) -> None:

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from bot.config import ConfigError, config_from_dict, load_config
 from engine import EngineError, EngineSettings, ModelLoadError
-from engine.openai_analyst import MIN_LOGPROB
-from engine.openai_backend import OpenAIEngine
-from engine.openai_wire import (
+from engine.remote.analyst import MIN_LOGPROB
+from engine.remote.backend import OpenAIEngine
+from engine.remote.wire import (
     MAX_ANSWER_BYTES,
     Deadline,
     GuardedText,

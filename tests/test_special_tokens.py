@@ -13,9 +13,9 @@ from engine import ChatTurn, EngineSettings
 from engine.loading.model import LoadedModel, load_model
 from engine.local.analyst import Analyst
 from engine.local.companion import reply_prompt_ids
-from engine.openai_analyst import care_body, sentiment_body
-from engine.openai_backend import OpenAIEngine
-from engine.openai_wire import ZERO_WIDTH_SPACE, defuse_control_tokens, reply_body
+from engine.remote.analyst import care_body, sentiment_body
+from engine.remote.backend import OpenAIEngine
+from engine.remote.wire import ZERO_WIDTH_SPACE, defuse_control_tokens, reply_body
 from engine.roles.chat_format import encode_text, render_prompt
 from engine.roles.history import trim_history, truncate_text
 from engine.roles.prompts import ANALYST_EXAMPLES, COMPANION_SYSTEM_PROMPT, CONTENT_FREE

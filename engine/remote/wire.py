@@ -1,7 +1,7 @@
 """What moodbot sends to and reads from an OpenAI-compatible server for replies: the request, the SSE stream, the guard,
 and the bounds every answer is read within.
 
-No HTTP here: :mod:`engine.openai_backend` does it; :mod:`engine.openai_analyst` holds the classification side.
+No HTTP here: :mod:`engine.remote.backend` does it; :mod:`engine.remote.analyst` holds the classification side.
 Without a tokenizer, lengths are estimated (:func:`approx_tokens`).
 
 A server can be broken, overloaded or hostile, so nothing it sends is trusted to be small, quick or well formed:

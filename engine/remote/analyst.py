@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from engine.openai_errors import MalformedAnswer
-from engine.openai_wire import defuse_control_tokens, logsumexp, truncate_approx
+from engine.remote.errors import MalformedAnswer
+from engine.remote.wire import defuse_control_tokens, logsumexp, truncate_approx
 from engine.roles.care_phrases import with_phrase_floor
 from engine.roles.language import script_of
 from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
