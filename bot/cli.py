@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def secrets_of(config: Config) -> list[str]:
     """Everything in ``config`` that must never appear in a log line or on the terminal."""
-    return [config.telegram.token, config.telegram.webhook_secret, config.engine.api_key]
+    return config.secrets()
 
 
 def _config_path(explicit: Path | None) -> Path | None:
