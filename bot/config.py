@@ -22,7 +22,6 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from engine import EngineSettings
-from engine.language import script_of
 
 TOKEN_ENV_VAR = "MOODBOT_TELEGRAM_TOKEN"
 WEBHOOK_SECRET_ENV_VAR = "MOODBOT_WEBHOOK_SECRET"
@@ -143,10 +142,6 @@ class CareConfig:
     threshold: float = 0.9  # the analyst's crisis probability at or above which the help message is added
     message: str = DEFAULT_CARE_MESSAGE
     message_zh: str = DEFAULT_CARE_MESSAGE_ZH
-
-    def message_for(self, text: str) -> str:
-        """The help message in the language ``text`` is written in."""
-        return self.message_zh if script_of(text) == "zh" else self.message
 
 
 @dataclass(frozen=True)

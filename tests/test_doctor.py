@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.cli.doctor import PROBE_TABLE, check_allowlists, doctor
 from bot.config import OPEN_BOT_WARNING, TOKEN_ENV_VAR, Config, TelegramConfig
-from bot.doctor import PROBE_TABLE, check_allowlists, doctor
 from tests.fakebotapi import TEST_TOKEN, FakeBotApi
 
 WRONG_TOKEN = "777:AAWrongTokenThatTheServerRejects-0123456"
