@@ -247,3 +247,10 @@ async def m003_pending_work(db: aiosqlite.Connection) -> None:
         WHERE m.role = 'user' AND NOT EXISTS (SELECT 1 FROM sentiments AS s WHERE s.message_id = m.id)
         """,
     )
+
+
+@migration
+async def m004_conversations_user(db: aiosqlite.Connection) -> None:
+    """Index the conversations -> users foreign key: deleting a user (/forget) looks up their /reset markers by
+    user_id, which the (chat_id, user_id) primary key cannot serve."""
+    await db.execute("CREATE INDEX conversations_user ON conversations (user_id)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import storage.store as store_module
+import storage.connection as connection_module
 from storage import DayMood, HistoryTurn, SentimentRecord, Store, StoredMessage
 
 GROUP = -100123
@@ -342,8 +342,8 @@ async def test_forgotten_text_is_gone_from_the_file(db_path: Path) -> None:
 
 async def test_without_secure_delete_the_text_would_survive(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Control for the test above: SQLite may be built with secure_delete on by default, so switch it off."""
-    pragmas = tuple(p.replace("secure_delete = ON", "secure_delete = OFF") for p in store_module._PRAGMAS)
-    monkeypatch.setattr(store_module, "_PRAGMAS", pragmas)
+    pragmas = tuple(p.replace("secure_delete = ON", "secure_delete = OFF") for p in connection_module.PRAGMAS)
+    monkeypatch.setattr(connection_module, "PRAGMAS", pragmas)
     secret = "zebra-7f3a-unforgettable-secret"
     files = await _forget_secret_and_read_files(db_path, secret)
     assert any(secret.encode() in data for data in files)
