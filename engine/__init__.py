@@ -1,5 +1,6 @@
 """moodbot's shared model, behind one small API: :func:`create_engine`, the :class:`Engine` protocol, the values and
-errors it speaks in, and :class:`EngineSettings`. Knows nothing of Telegram or SQL.
+errors it speaks in, :class:`EngineSettings`, and :func:`script_of` (which script a message is written in, as the
+analyst calibrates by it). Knows nothing of Telegram or SQL.
 
 The rooms inside: ``roles/`` (what both backends share: prompts, chat format, verdict, care phrases, guard, history,
 language), ``local/`` (the in-process backend), ``loading/`` (checkpoint to model), ``kernels/`` (fast paths that know
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.base import Engine
 from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError, ServerUnavailable
+from engine.roles.language import script_of
 from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 from engine.values import LABELS, ChatTurn, Sentiment
 
@@ -61,4 +63,5 @@ __all__ = [
     "Sentiment",
     "ServerUnavailable",
     "create_engine",
+    "script_of",
 ]
