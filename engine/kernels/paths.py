@@ -47,7 +47,7 @@ class FastPaths:
         """Feed a prompt's tokens (1, new) at ``position_ids`` (1, new) after ``cache``, appending to it; returns the
         last position's logits (1, vocab) in float32."""
         out = self.model(
-            input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True, logits_to_keep=1,
+            input_ids=input_ids, position_ids=position_ids, cache=cache, use_cache=True, logits_to_keep=1,
         )
         return out.logits[:, -1, :].float()
 
@@ -67,7 +67,7 @@ class FastPaths:
         if self.decode_step is not None:
             return self.decode_step(input_ids, position_ids, cache, attention_mask)
         return self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :].float()  # (batch, vocab)
 

@@ -18,7 +18,7 @@ class PrefixCache:
         self.prefix_ids = list(prefix_ids)
         cache = DynamicCache()
         with torch.inference_mode():
-            model(input_ids=torch.tensor([self.prefix_ids]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(input_ids=torch.tensor([self.prefix_ids]), cache=cache, use_cache=True, logits_to_keep=1)
         # Each (1, kv_heads, prefix_len, head_dim).
         self.layers = [(layer.keys, layer.values) for layer in cache.layers]
 

@@ -47,7 +47,7 @@ class ForwardPromptPass:
         query sees."""
         return self.model.base_model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions,
-            past_key_values=self.prefix.for_batch(input_ids.shape[0]), use_cache=True,
+            cache=self.prefix.for_batch(input_ids.shape[0]), use_cache=True,
         ).last_hidden_state[:, columns]
 
 

@@ -112,7 +112,7 @@ def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False)
                 weights=dequantize(tensor.data, tensor.tensor_type), name=gguf_name,
                 tensor_key_mapping=names, parsed_parameters=parsed,
             )
-            value = torch.from_numpy(np.ascontiguousarray(processed.weights)).to(dtype, copy=True)
+            value = torch.from_numpy(np.array(processed.weights)).to(dtype)  # our own writable copy: the file stays read-only
         set_parameter(model, target, value)
         if quantize_int8:
             quantize_in_place(model, target, tied)
