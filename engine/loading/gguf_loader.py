@@ -112,7 +112,8 @@ def load_gguf_model(path: Path, dtype: torch.dtype, quantize_int8: bool = False)
                 weights=dequantize(tensor.data, tensor.tensor_type), name=gguf_name,
                 tensor_key_mapping=names, parsed_parameters=parsed,
             )
-            value = torch.from_numpy(np.array(processed.weights)).to(dtype)  # our own writable copy: the file stays read-only
+            # A writable copy of our own: the reader's arrays map the read-only file, which torch warns about.
+            value = torch.from_numpy(np.array(processed.weights)).to(dtype)
         set_parameter(model, target, value)
         if quantize_int8:
             quantize_in_place(model, target, tied)
