@@ -20,6 +20,7 @@ import asyncio
 import csv
 import itertools
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from typing import Any
 from engine import EngineSettings, LocalEngine, OpenAIEngine, Sentiment
 from tests.openai_server import LlamaCppServer
 
-DATA_DIR = Path("/work/shared/data")
+DATA_DIR = Path(os.environ.get("MOODBOT_DEV_DATA", "data"))  # the dev sets (text<TAB>label files): set MOODBOT_DEV_DATA
 DATASETS = {"en (SST-2)": "sst2_dev_sample.tsv", "zh (ChnSentiCorp)": "chnsenticorp_dev.tsv"}
 GOLD = {"1": "positive", "0": "negative"}
 CARE_AT = 0.5  # the bot's default care threshold

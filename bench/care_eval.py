@@ -1,6 +1,6 @@
 """How well the care question catches crisis messages, and how often it raises false alarms.
 
-    python -m bench.care_eval                       # Qwen2.5 0.5B stand-in, bf16
+    python -m bench.care_eval                       # Qwen2.5 0.5B GGUF, bf16
     python -m bench.care_eval --precision int8
 
 Classifies ``bench/data/care_probe.tsv`` (messages written for this: 18 that signal self-harm or suicide, 16 that
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 
 from bench.baselines import DEFAULT_MODEL
@@ -22,7 +23,7 @@ from engine import EngineSettings, LocalEngine
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "data" / "care_probe.tsv"
-DATA = HERE.parents[1] / "shared" / "data"
+DATA = Path(os.environ.get("MOODBOT_DEV_DATA", "data"))  # the dev sets (text<TAB>label files): set MOODBOT_DEV_DATA
 DEV_SETS = {"sst2": DATA / "sst2_dev_sample.tsv", "chnsenticorp": DATA / "chnsenticorp_dev.tsv"}
 RESULTS = HERE / "results" / "care.json"
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)

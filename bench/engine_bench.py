@@ -1,6 +1,6 @@
 """The engine benchmark: moodbot at each precision against the seed recipe and llama.cpp, in one run.
 
-    python -m bench.engine_bench                      # full run on the Qwen2.5 0.5B stand-in (~15 min on 2 cores)
+    python -m bench.engine_bench                      # full run on the Qwen2.5 0.5B GGUF (~20 min on 2 cores)
     python -m bench.engine_bench --quick              # smoke check with tiny counts
     python -m bench.engine_bench --precisions bf16    # only some precisions
 

@@ -1,6 +1,6 @@
 """Where the engine's resident memory goes, phase by phase, next to llama.cpp holding the same GGUF file.
 
-    python -m bench.memory_profile                 # the Qwen2.5 0.5B stand-in, int8 (~2 min on 2 cores)
+    python -m bench.memory_profile                 # the Qwen2.5 0.5B GGUF, int8 (~2 min on 2 cores)
     python -m bench.memory_profile --quick         # 4 chats instead of 16
 
 Three fresh processes, one after another: the engine through its life (imports, start, classifications, a burst of

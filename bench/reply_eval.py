@@ -1,6 +1,6 @@
 """Does the companion answer in the person's language, and never mention labels, scores or its instructions?
 
-    python -m bench.reply_eval                                  # Qwen2.5 0.5B stand-in, bf16, 100 + 100 messages
+    python -m bench.reply_eval                                  # Qwen2.5 0.5B GGUF, bf16, 100 + 100 messages
     python -m bench.reply_eval --precision int8 --n 20          # quicker
 
 Replies to the first N messages of each dev set (English SST-2 sample, Chinese ChnSentiCorp), each as the first
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from bot.cli.evaluation import read_examples
 from engine import EngineSettings, LocalEngine
 from engine.roles.language import script_of
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("MOODBOT_DEV_DATA", "data"))  # the dev sets (text<TAB>label files): set MOODBOT_DEV_DATA
 SETS = {"en": DATA / "sst2_dev_sample.tsv", "zh": DATA / "chnsenticorp_dev.tsv"}
 RESULTS = Path(__file__).resolve().parent / "results" / "replies.json"
 CONCURRENCY = 8

@@ -66,7 +66,7 @@ def resolve_precision(precision: str) -> str:
 
     int8 where the CPU has int8 dot products: measured on a 2-core AVX-512 VNNI server it classifies about as fast
     as bf16, decodes a single chat 1.8-2.4x faster, takes half the memory, and stays within a point of fp32's
-    accuracy (README, Performance). Else bf16 where it is native, else fp32.
+    accuracy (bench/RESULTS.md). Else bf16 where it is native, else fp32.
     """
     if precision != "auto":
         return precision
@@ -94,7 +94,7 @@ class EngineSettings:
     calibrate: bool = True  # remove the model's lean on content-free input (measured per script at start-up)
     neutral_margin: float = 0.2  # |score| below this is labelled neutral
     # Also ask the model the care (crisis) question about every message. Explicit crisis phrases count either way.
-    # Off by default: on the 0.5B stand-in the model's answer never reached the 0.9 threshold, so it changed nothing
+    # Off by default: on Qwen2.5 0.5B the model's answer never reached the 0.9 threshold, so it changed nothing
     # while costing a third of each classification (README, Care).
     care_question: bool = False
     backend: str = "local"  # "local" (the model in this process) or "openai" (an OpenAI-compatible server)

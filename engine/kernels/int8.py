@@ -18,7 +18,7 @@ the layer always quantises its input, each row with its own asymmetric uint8 sca
 weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
 prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster (a single chat's
 decode step and classification then skip transformers' forward: engine/kernels/decode.py and prompt_pass.py). The
-price is a little distance from bf16 (mean KL to fp32 0.0034 against weight-only's 0.0016; README, Performance); the
+price is a little distance from bf16 (mean KL to fp32 0.0034 against weight-only's 0.0016; bench/RESULTS.md); the
 head is not packed, as the vocabulary-sized matrix is shared with the embedding and the most sensitive to activation
 rounding. It stays weight-only except when nine or more chats decode together, where the decode step computes it
 with int8 activations (engine.kernels.decode.HEAD_INT8_ACTIVATION_ROWS).
@@ -87,7 +87,7 @@ def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
 
     Asymmetric, because activations are often lopsided (after SiLU, or with one large channel): with every layer
     quantised this way the next-token distribution was closer to fp32's than with one symmetric scale per row
-    (mean KL 0.0050 vs 0.0073, README, Performance).
+    (mean KL 0.0050 vs 0.0073, bench/RESULTS.md).
     """
     as_float = flat.float()
     if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops

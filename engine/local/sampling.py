@@ -1,7 +1,7 @@
 """Picking the next reply token: repetition penalty, temperature and top-p, without sorting the vocabulary.
 
 transformers' ``TopPLogitsWarper`` sorts all logits on every step: for Qwen's 151,936-token vocabulary that cost
-about 15 ms per token on the 2-core build machine, more than half of an int8 decode step, and it is paid once per
+about 15 ms per token on a 2-core server, more than half of an int8 decode step, and it is paid once per
 chat in a batch. Here only the ``TOP_K`` most likely tokens are sorted (``torch.topk`` is one linear pass); top-p is
 then cut on their probabilities under the full softmax, so the kept set is the same as the full sort's whenever the
 nucleus fits in ``TOP_K`` tokens (at top_p 0.9 it nearly always does; llama.cpp's default sampler also keeps 40).
