@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import EngineSettings, LocalEngine, OpenAIEngine, Sentiment
-from tests.openai_server import LlamaCppServer
+from tests.support.openai_server import LlamaCppServer
 
 DATA_DIR = Path("/work/shared/data")
 DATASETS = {"en (SST-2)": "sst2_dev_sample.tsv", "zh (ChnSentiCorp)": "chnsenticorp_dev.tsv"}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import eventually
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.support.e2e import eventually
+from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_run_answers_and_stops_on_sigterm(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ import asyncio, sys
 from bot.cli import run_bot
 from bot.config import load_config
 from bot.logs import configure_logging
-from tests.fakeengine import ScriptedEngine
+from tests.support.fakeengine import ScriptedEngine
 
 class HeldEngine(ScriptedEngine):
     async def reply(self, history, message):
@@ -180,7 +180,7 @@ import asyncio, sys
 from bot.cli import run_bot
 from bot.config import load_config
 from bot.logs import configure_logging
-from tests.fakeengine import ScriptedEngine
+from tests.support.fakeengine import ScriptedEngine
 
 class HangingEngine(ScriptedEngine):
     async def reply(self, history, message):

@@ -15,9 +15,9 @@ import pytest
 
 from bot.config import WEBHOOK_SECRET_ENV_VAR, ConfigError, config_from_dict, load_config
 from bot.webhook import url_path
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-Webhook_token-0123456789"
 PUBLIC_URL = "https://moodbot.example.org/telegram/hook"
 

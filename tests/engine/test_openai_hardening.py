@@ -29,7 +29,7 @@ from engine.openai_wire import (
     text_lines,
 )
 from engine.settings import key_travels_safely
-from tests.openai_server import FakeOpenAIServer
+from tests.support.openai_server import FakeOpenAIServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NO_HANG_S = 60.0  # only so that a regression fails instead of hanging the run; the bounds are far shorter

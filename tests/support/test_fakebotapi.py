@@ -21,10 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-try:  # tests/ has no __init__.py: pytest puts tests/ itself on sys.path ("prepend" import mode)
-    from fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi, running_application
-except ImportError:  # pragma: no cover - tests/ became a package
-    from tests.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi, running_application
+from tests.support.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi, running_application
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from bot import render
 from bot.config import OPEN_BOT_WARNING, GroupsConfig, LimitsConfig
 from bot.context import SERVICES_KEY
 from bot.ratelimit import PRUNE_EVERY, RateLimiter
-from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
-from tests.fakebotapi import ApiError, FakeBotApi, _parse_html
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.support.fakebotapi import ApiError, FakeBotApi, _parse_html
+from tests.support.fakeengine import ScriptedEngine
 
 
 class FakeClock:

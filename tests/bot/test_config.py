@@ -9,7 +9,7 @@ import pytest
 from bot.config import DEFAULT_BASE_URL, ConfigError, load_config
 from engine import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -12,9 +12,9 @@ from telegram import Update
 from bot import render
 from bot.config import GroupsConfig
 from bot.identity import ANONYMOUS_ADMIN_ID, CHANNEL_BOT_ID, TELEGRAM_SERVICE_ID, Person, person_of
-from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
-from tests.fakebotapi import ANONYMOUS_ADMIN_USER, CHANNEL_BOT_USER, FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.support.fakebotapi import ANONYMOUS_ADMIN_USER, CHANNEL_BOT_USER, FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 
 async def test_two_channels_and_an_anonymous_admin_share_nothing_and_reach_nobodys_prompt(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from bot import render
 from bot.config import GroupsConfig
-from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
-from tests.fakebotapi import FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.support.fakebotapi import FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 
 async def chatter_then_mention(api: FakeBotApi, group: dict, alice: dict, bob: dict) -> None:

@@ -14,7 +14,7 @@ from engine.loading import load_model
 from engine.quantize import Int8Embedding, quantize_model
 from engine.safetensors_loader import load_safetensors_int8
 from engine.settings import EngineSettings
-from tests.tinymodel import build_tiny_qwen
+from tests.support.tinymodel import build_tiny_qwen
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["separate head", "tied head"])

@@ -14,9 +14,9 @@ from bot import app as bot_app
 from bot.conversation import MAX_CLASSIFY_ATTEMPTS
 from engine import Sentiment
 from storage import Store
-from tests.e2e import config_for, eventually, rows, running_bot
-from tests.fakebotapi import FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import config_for, eventually, rows, running_bot
+from tests.support.fakebotapi import FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 BACKLOG = 250  # more than a round used to take (100)
 

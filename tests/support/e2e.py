@@ -14,7 +14,7 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.config import CareConfig, Config, GroupsConfig, LimitsConfig, StorageConfig, TelegramConfig
 from engine import Engine, EngineSettings
-from tests.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi
+from tests.support.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi
 
 MENTION = f"@{BOT_USER['username']}"
 T = TypeVar("T")

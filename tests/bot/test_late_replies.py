@@ -16,9 +16,9 @@ from bot.config import ConfigError, config_from_dict
 from bot.render import BUSY_TEXT
 from engine import EngineBusy, Sentiment
 from storage import Store
-from tests.e2e import config_for, eventually, final_texts, rows, running_bot
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import config_for, eventually, final_texts, rows, running_bot
+from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 MINUTE = 60.0
 

@@ -18,7 +18,7 @@ from engine import quantize
 from engine.loading import ONEDNN_PRIMITIVE_CACHE_CAPACITY, load_model
 from engine.settings import EngineSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_load_model_caps_the_onednn_cache_unless_the_environment_sets_it(

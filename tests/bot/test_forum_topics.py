@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import render
-from tests.e2e import MENTION, config_for, last_message_with, running_bot
-from tests.fakebotapi import FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import MENTION, config_for, last_message_with, running_bot
+from tests.support.fakebotapi import FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 TOPIC = 42
 SENDS = {"sendmessage", "sendphoto", "senddocument", "sendchataction"}

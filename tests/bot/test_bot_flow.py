@@ -14,9 +14,9 @@ from bot.config import LimitsConfig
 from bot.context import SERVICES_KEY
 from bot.render import BACKLOG_TEXT, BUSY_TEXT, FAILED_SAVED_TEXT, FAILED_TEXT
 from storage import Store, StoredMessage
-from tests.e2e import config_for, final_texts, rows, running_bot
-from tests.fakebotapi import FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import config_for, final_texts, rows, running_bot
+from tests.support.fakebotapi import FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 
 async def test_a_slow_reply_in_one_chat_does_not_delay_another_chat(api: FakeBotApi, tmp_path: Path) -> None:

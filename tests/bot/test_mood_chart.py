@@ -24,9 +24,9 @@ from bot.render import (
 )
 from storage import DayMood, SentimentRecord, Store, UserMood
 from storage.mood import summarize
-from tests.e2e import config_for, running_bot
-from tests.fakebotapi import FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import config_for, running_bot
+from tests.support.fakebotapi import FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
 TODAY = date(2026, 11, 22)  # a Sunday
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from engine import packed_prompt_pass, quantize
 from engine.analyst import Analyst
 from engine.loading import LoadedModel, load_model
 from engine.settings import EngineSettings
-from tests.tinymodel import build_tiny_qwen
+from tests.support.tinymodel import build_tiny_qwen
 
 needs_onednn = pytest.mark.skipif(
     not quantize.onednn_int8_available(), reason="this torch build has no oneDNN int8 matmul (packed int8 only)"

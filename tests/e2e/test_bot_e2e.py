@@ -8,8 +8,8 @@ import pytest
 import pytest_asyncio
 
 from engine import LocalEngine
-from tests.e2e import e2e_config, rows, running_bot
-from tests.fakebotapi import FakeBotApi
+from tests.support.e2e import e2e_config, rows, running_bot
+from tests.support.fakebotapi import FakeBotApi
 
 pytestmark = [pytest.mark.real_model, pytest.mark.asyncio(loop_scope="module")]
 

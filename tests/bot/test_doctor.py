@@ -14,7 +14,7 @@ import pytest
 from bot.cli import main
 from bot.config import OPEN_BOT_WARNING, TOKEN_ENV_VAR, Config, TelegramConfig
 from bot.doctor import PROBE_TABLE, check_allowlists, doctor
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
 WRONG_TOKEN = "777:AAWrongTokenThatTheServerRejects-0123456"
 

@@ -23,7 +23,7 @@ from engine.openai_wire import (
     truncate_approx,
 )
 from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_QUESTION, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
-from tests.openai_server import FakeOpenAIServer, LlamaCppServer, free_port
+from tests.support.openai_server import FakeOpenAIServer, LlamaCppServer, free_port
 
 
 def remote_settings(base_url: str, **overrides: object) -> EngineSettings:

@@ -18,11 +18,11 @@ from bot import render
 from bot.config import Config, ConfigError, StorageConfig, load_config
 from engine import EngineSettings, LocalEngine
 from storage import Store
-from tests.e2e import MENTION, config_for, last_message_with, rows, running_bot
-from tests.fakebotapi import BOT_USER, FakeBotApi
-from tests.fakeengine import ScriptedEngine
+from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.support.fakebotapi import BOT_USER, FakeBotApi
+from tests.support.fakeengine import ScriptedEngine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 
