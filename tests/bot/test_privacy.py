@@ -18,7 +18,7 @@ from bot import render
 from bot.config import Config, ConfigError, StorageConfig, load_config
 from engine import EngineSettings, LocalEngine
 from storage import Store
-from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
+from tests.support.e2e import MENTION, answered, config_for, last_message_with, rows, running_bot
 from tests.support.fakebotapi import BOT_USER, FakeBotApi
 from tests.support.fakeengine import ScriptedEngine
 
@@ -48,10 +48,6 @@ async def say(api: FakeBotApi, chat: dict, user: dict, text: str) -> None:
 def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
     markup = message.get("reply_markup") or {}
     return [(b["text"], b["callback_data"]) for row in markup.get("inline_keyboard", []) for b in row]
-
-
-async def answered(api: FakeBotApi, query_id: str) -> dict[str, Any]:
-    return await api.wait_for(lambda fake: fake.callback_answers.get(query_id))
 
 
 USER_ROWS = "SELECT COUNT(*) FROM messages WHERE user_id = {}"

@@ -49,6 +49,11 @@ async def last_message_with(api: FakeBotApi, chat: dict, needle: str) -> dict[st
     return await api.wait_for(latest)
 
 
+async def answered(api: FakeBotApi, query_id: str) -> dict[str, Any]:
+    """Wait until the bot has answered the button press ``query_id``; return the answerCallbackQuery params."""
+    return await api.wait_for(lambda fake: fake.callback_answers.get(query_id))
+
+
 async def final_texts(api: FakeBotApi, chat_id: int, count: int, timeout: float = 5.0) -> list[str]:
     """Wait until the bot has ``count`` finished messages in the chat (no streaming "…" left); return their texts."""
 
