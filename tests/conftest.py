@@ -43,6 +43,8 @@ async def api():
 
     async with FakeBotApi() as fake:
         yield fake
+    # The fake answers only the methods moodbot calls: one it lacks would otherwise fail quietly inside the bot.
+    assert not fake.unknown_methods and not fake.internal_errors, fake.summary()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from bot.config import OPEN_BOT_WARNING, GroupsConfig, LimitsConfig
 from bot.context import SERVICES_KEY
 from bot.ratelimit import PRUNE_EVERY, RateLimiter
 from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
-from tests.support.fakebotapi import ApiError, FakeBotApi, _parse_html
+from tests.support.fakebotapi import ApiError, FakeBotApi, parse_html
 from tests.support.fakeengine import ScriptedEngine
 
 
@@ -324,7 +324,7 @@ def test_html_to_plain_and_human_bytes() -> None:
 
 
 def test_the_fake_bot_api_parses_html_like_telegram() -> None:
-    text, entities = _parse_html("<b>📊 Hi</b> &lt;you&gt; &amp; <a href='https://x.y'>me</a>")
+    text, entities = parse_html("<b>📊 Hi</b> &lt;you&gt; &amp; <a href='https://x.y'>me</a>")
     assert text == "📊 Hi <you> & me"
     assert entities == [
         {"type": "bold", "offset": 0, "length": 5},
@@ -332,4 +332,4 @@ def test_the_fake_bot_api_parses_html_like_telegram() -> None:
     ]
     for bad in ("<b>unclosed", "a < b", "<blink>no</blink>", "</b>"):
         with pytest.raises(ApiError, match="can't parse entities"):
-            _parse_html(bad)
+            parse_html(bad)

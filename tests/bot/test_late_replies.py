@@ -113,7 +113,7 @@ async def test_a_half_reply_that_is_gone_is_replaced_and_a_busy_engine_says_so_o
     database = tmp_path / "bot.db"
     async with Bot(TEST_TOKEN, base_url=api.base_url) as bot:
         gone = await bot.send_message(alice_chat["id"], "The first half of a reply …")
-        await bot.delete_message(alice_chat["id"], gone.message_id)  # Alice deleted it meanwhile
+        api.delete_message(alice_chat, gone.message_id)  # Alice deleted it meanwhile
         dangling = await bot.send_message(bob_chat["id"], "The first half of a reply …")
     async with await Store.open(database) as store:
         alices = await leave_owed(store, alice_chat, alice, "a good day", 9001, age_s=MINUTE)
