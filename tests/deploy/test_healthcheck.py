@@ -1,6 +1,6 @@
 """deploy/healthcheck.py, the container's HEALTHCHECK: healthy only while moodbot could store a message.
 
-A read-only volume can't be tested here (root writes anyway); tests/test_container_image.py checks it in the image.
+A read-only volume can't be tested here (root writes anyway); tests/e2e/test_container_image.py checks it in the image.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from bot.config import DEFAULT_DATABASE
 from storage import Store
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_healthcheck() -> ModuleType:

@@ -21,7 +21,7 @@ from typing import IO
 
 import pytest
 
-from tests.fakebotapi import TEST_TOKEN, FakeBotApi
+from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
 IMAGE = os.environ.get("MOODBOT_TEST_IMAGE", "")
 GGUF = os.environ.get("MOODBOT_TEST_GGUF", "")

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
 from engine import ChatTurn, EngineSettings, LocalEngine
-from tests.tinymodel import CORPUS
+from tests.support.tinymodel import CORPUS
 
 # The analyst and the care question need the first token of each answer word to be its own piece.
 ANSWER_WORDS = "positive Positive negative Negative yes Yes no No"
