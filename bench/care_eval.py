@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.baselines import DEFAULT_MODEL
 from bench.measure import bench_lock
-from bot.evaluation import classify_all, read_examples
+from bot.cli.evaluation import classify_all, read_examples
 from engine import EngineSettings, LocalEngine
 
 HERE = Path(__file__).resolve().parent

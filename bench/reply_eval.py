@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.baselines import DEFAULT_MODEL
 from bench.measure import bench_lock
-from bot.evaluation import read_examples
+from bot.cli.evaluation import read_examples
 from engine import EngineSettings, LocalEngine
 from engine.language import script_of
 

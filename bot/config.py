@@ -1,5 +1,9 @@
 """moodbot's configuration: one TOML file (tomllib), every key checked, errors that name the key.
 
+Each section is a frozen dataclass (``[engine]`` is the engine's own ``EngineSettings``); its fields and their type
+hints are the schema, so a key is declared once. Each rule on a value is written once: in ``_RULES``, or, for what
+``EngineSettings`` checks itself, there (its ValueError becomes a ConfigError naming the key).
+
 The Telegram token may come from the environment variable ``MOODBOT_TELEGRAM_TOKEN`` instead of the file; it is
 kept out of ``repr`` so it never lands in a log line. So may the webhook secret (``MOODBOT_WEBHOOK_SECRET``), kept out
 of ``repr`` and error messages alike.
@@ -11,13 +15,13 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
-from engine.language import script_of
-from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
+from engine import EngineSettings
 
 TOKEN_ENV_VAR = "MOODBOT_TELEGRAM_TOKEN"
 WEBHOOK_SECRET_ENV_VAR = "MOODBOT_WEBHOOK_SECRET"
@@ -25,7 +29,10 @@ TELEGRAM_MODES = ("polling", "webhook")
 ENGINE_API_KEY_ENV_VAR = "MOODBOT_ENGINE_API_KEY"  # fills in a missing engine.api_key (kept out of repr too)
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_DATABASE = "~/.local/share/moodbot/moodbot.db"
-
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Telegram's rule for setWebhook's secret_token.
+_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_WEBHOOK_SECRET_RULE = "must be 1 to 256 characters, each A-Z, a-z, 0-9, _ or - (Telegram's rule)"
 
 OPEN_BOT_WARNING = (
     "telegram.allowed_user_ids and telegram.allowed_chat_ids are both empty: anyone who finds the bot can talk to "
@@ -136,10 +143,6 @@ class CareConfig:
     message: str = DEFAULT_CARE_MESSAGE
     message_zh: str = DEFAULT_CARE_MESSAGE_ZH
 
-    def message_for(self, text: str) -> str:
-        """The help message in the language ``text`` is written in."""
-        return self.message_zh if script_of(text) == "zh" else self.message
-
 
 @dataclass(frozen=True)
 class LoggingConfig:
@@ -168,39 +171,11 @@ class Config:
             raise ConfigError(f"telegram.token: missing (set it in the config file or in ${TOKEN_ENV_VAR})")
         return self.telegram.token
 
-
-# Expected type of every key, per section; anything else in the file is an error (catches typos).
-_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "telegram": {
-        "token": str, "base_url": str, "allowed_user_ids": list, "max_message_chars": int,
-        "allowed_chat_ids": list, "admin_user_ids": list,
-        "mode": str, "webhook_url": str, "webhook_listen": str, "webhook_port": int, "webhook_secret": str,
-        "late_reply_max_age_minutes": int,
-    },
-    "engine": {
-        "model": str, "precision": str, "threads": int, "max_new_tokens": int, "history_tokens": int,
-        "temperature": (int, float), "top_p": (int, float), "repetition_penalty": (int, float),
-        "queue_size": int, "max_active_replies": int, "prompt_cache_mb": int, "seed": int,
-        "calibrate": bool, "neutral_margin": (int, float), "care_question": bool,
-        "backend": str, "base_url": str, "api_key": str, "request_timeout_s": (int, float), "max_retries": int,
-    },
-    "storage": {"path": str, "retention_days": int},
-    "mood": {"default_days": int, "utc_offset_minutes": int},
-    "logging": {"level": str, "include_text": bool},
-    "care": {"enabled": bool, "threshold": (int, float), "message": str, "message_zh": str},
-    "groups": {"log_all": bool},
-    "limits": {"messages_per_minute": int, "burst": int, "chat_backlog": int},
-}
-_SECTION_TYPES = {
-    "telegram": TelegramConfig, "engine": EngineSettings, "storage": StorageConfig,
-    "mood": MoodConfig, "logging": LoggingConfig, "groups": GroupsConfig, "limits": LimitsConfig,
-    "care": CareConfig,
-}
-_ID_LISTS = ("allowed_user_ids", "allowed_chat_ids", "admin_user_ids")
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# Telegram's rule for setWebhook's secret_token.
-_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_WEBHOOK_SECRET_RULE = "must be 1 to 256 characters, each A-Z, a-z, 0-9, _ or - (Telegram's rule)"
+    def secrets(self) -> list[str]:
+        """Every value kept out of ``repr`` (the token, the webhook secret, the engine's API key): none may appear
+        in a log line or on the terminal."""
+        sections = [getattr(self, name) for name in _SECTIONS]
+        return [getattr(section, f.name) for section in sections for f in fields(section) if not f.repr]
 
 
 def load_config(path: str | Path | None, environ: dict[str, str] | None = None) -> Config:
@@ -225,10 +200,10 @@ def load_config(path: str | Path | None, environ: dict[str, str] | None = None) 
         try:
             config = replace(config, engine=replace(config.engine, api_key=env_api_key))
         except ValueError as exc:  # EngineSettings' own checks: the key must not travel over plain http
-            raise ConfigError(f"engine: {exc} (the key came from ${ENGINE_API_KEY_ENV_VAR})") from None
+            raise _naming_the_key("engine", exc, f" (the key came from ${ENGINE_API_KEY_ENV_VAR})") from None
     env_secret = environ.get(WEBHOOK_SECRET_ENV_VAR, "").strip()
     if env_secret and not config.telegram.webhook_secret:
-        if not _WEBHOOK_SECRET_RE.fullmatch(env_secret):
+        if not _is_webhook_secret(env_secret):
             raise ConfigError(f"${WEBHOOK_SECRET_ENV_VAR}: {_WEBHOOK_SECRET_RULE}")
         config = replace(config, telegram=replace(config.telegram, webhook_secret=env_secret))
     _require_webhook_keys(config.telegram)
@@ -236,124 +211,180 @@ def load_config(path: str | Path | None, environ: dict[str, str] | None = None) 
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Build a Config from parsed TOML, refusing unknown sections/keys and wrong types."""
+    """Build a Config from parsed TOML, refusing unknown sections/keys, wrong types and values out of range."""
     sections: dict[str, Any] = {}
     for section, values in raw.items():
-        if section not in _SCHEMA:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(_SCHEMA)})")
+        if section not in _SECTIONS:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(_SECTIONS)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: must be a table ([{section}])")
         sections[section] = _build_section(section, values)
     return Config(**sections)
 
 
+# -- the schema, read from the dataclasses ------------------------------------------------------------------------
+# Each section's keys and their types are the fields of its dataclass (EngineSettings for [engine]); each rule on a
+# value is written once, in _RULES, or, for [engine], left to EngineSettings' own checks where it has them.
+
+
+@dataclass(frozen=True)
+class _Key:
+    """One key of a section: the TOML types it accepts, said in words for the error message."""
+
+    accepts: Callable[[Any], bool]
+    expected: str
+    secret: bool  # kept out of repr: never echoed in an error message
+
+
+def _is(kind: type) -> Callable[[Any], bool]:
+    """A TOML value of ``kind``: bools are not ints, and an int is a fine float."""
+    if kind is bool:
+        return lambda value: isinstance(value, bool)
+    kinds = (int, float) if kind is float else (kind,)
+    return lambda value: isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _key_for(hint: Any, secret: bool) -> _Key:
+    """What a field's type hint accepts from TOML: ``int | None`` as an int (TOML has no null), ``tuple[int, ...]``
+    as an array of ints."""
+    args = [arg for arg in get_args(hint) if arg is not type(None)]
+    if get_origin(hint) in (Union, UnionType) and len(args) == 1:
+        return _key_for(args[0], secret)
+    if get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _is(args[0])
+
+        def accepts(value: Any) -> bool:
+            return isinstance(value, list) and all(item(element) for element in value)
+
+        return _Key(accepts, f"a list of {args[0].__name__}s", secret)
+    if hint in (bool, int, float, str):
+        word = "number" if hint is float else hint.__name__
+        return _Key(_is(hint), f"an {word}" if word[0] in "aeiou" else f"a {word}", secret)
+    raise TypeError(f"no TOML type for {hint!r}")
+
+
+def _keys_of(cls: type) -> dict[str, _Key]:
+    hints = get_type_hints(cls)
+    return {f.name: _key_for(hints[f.name], secret=not f.repr) for f in fields(cls)}
+
+
+_SECTIONS: dict[str, type] = get_type_hints(Config)
+_KEYS: dict[str, dict[str, _Key]] = {section: _keys_of(cls) for section, cls in _SECTIONS.items()}
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A check on one key's value, and why it failed."""
+
+    key: str
+    ok: Callable[[Any], bool]
+    why: str
+
+
+def _at_least(key: str, low: int, why: str | None = None) -> _Rule:
+    return _Rule(key, lambda value: value >= low, why or f"must be at least {low}")
+
+
+def _between(key: str, low: float, high: float) -> _Rule:
+    return _Rule(key, lambda value: low <= value <= high, f"must be between {low} and {high}")
+
+
+def _one_of(key: str, choices: tuple[str, ...]) -> _Rule:
+    return _Rule(key, lambda value: value in choices, f"must be one of {', '.join(choices)}")
+
+
+def _not_empty(key: str, why: str = "must not be empty") -> _Rule:
+    return _Rule(key, lambda value: bool(value.strip()), why)
+
+
+def _http_url(key: str, *, optional: bool = False) -> _Rule:
+    return _Rule(
+        key, lambda url: (optional and not url) or url.startswith(("http://", "https://")),
+        "must start with http:// or https://",
+    )
+
+
+def _public_https_url(url: str) -> bool:
+    return not url or (url.startswith("https://") and bool(urlsplit(url).hostname))
+
+
+_RULES: dict[str, list[_Rule]] = {
+    "telegram": [
+        _at_least("max_message_chars", 1),
+        _http_url("base_url", optional=True),  # empty: the default
+        _at_least("late_reply_max_age_minutes", 0, "must be 0 (never answer late) or more"),
+        _one_of("mode", TELEGRAM_MODES),
+        _Rule("webhook_url", _public_https_url, "must be a public https:// URL (Telegram only posts to HTTPS)"),
+        _not_empty("webhook_listen"),
+        _between("webhook_port", 1, 65535),
+        _Rule("webhook_secret", lambda secret: not secret or _is_webhook_secret(secret), _WEBHOOK_SECRET_RULE),
+    ],
+    # Only what EngineSettings leaves unchecked: precision, threads, backend, neutral_margin and the remote
+    # backend's timeout, retries and key transport are its own rules.
+    "engine": [
+        *(_at_least(key, 1) for key in ("max_new_tokens", "history_tokens", "queue_size", "max_active_replies")),
+        _between("temperature", 0, 2),
+        _Rule("top_p", lambda p: 0 < p <= 1, "must be in (0, 1]"),
+        _not_empty("model"),
+        _http_url("base_url"),
+    ],
+    "storage": [_not_empty("path"), _at_least("retention_days", 0, "must be 0 (keep forever) or more")],
+    "mood": [_at_least("default_days", 1), _between("utc_offset_minutes", -720, 840)],
+    "logging": [_Rule("level", lambda level: level.upper() in _LOG_LEVELS, f"must be one of {', '.join(_LOG_LEVELS)}")],
+    "groups": [],
+    "limits": [
+        _at_least("messages_per_minute", 0, "must be 0 (no limit) or more"),
+        _at_least("burst", 1),
+        _at_least("chat_backlog", 1),
+    ],
+    "care": [
+        _Rule("threshold", lambda threshold: 0 < threshold <= 1, "must be in (0, 1]"),
+        _not_empty("message", "must not be empty (set care.enabled = false to add nothing)"),
+        _not_empty("message_zh", "must not be empty (set care.enabled = false to add nothing)"),
+    ],
+}
+
+
 def _build_section(section: str, values: dict[str, Any]) -> Any:
-    schema = _SCHEMA[section]
+    """One section's dataclass from its TOML table: known keys, right types, every rule, then the dataclass's own
+    checks (EngineSettings') with the key they name."""
+    keys = _KEYS[section]
     for key, value in values.items():
         name = f"{section}.{key}"
-        if key not in schema:
-            raise ConfigError(f"{name}: unknown key (known: {', '.join(schema)})")
-        expected = schema[key]
-        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
-            wanted = expected.__name__ if isinstance(expected, type) else "number"
-            raise ConfigError(f"{name}: expected {_article(wanted)}, got {value!r}")
-    _check_values(section, values)
-    kwargs = dict(values)
-    if section == "telegram":
-        for key in _ID_LISTS:
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
+        if key not in keys:
+            raise ConfigError(f"{name}: unknown key (known: {', '.join(keys)})")
+        if not keys[key].accepts(value):
+            raise ConfigError(f"{name}: expected {keys[key].expected}" + _got(keys[key], value))
+    for rule in _RULES[section]:
+        if rule.key in values and not rule.ok(values[rule.key]):
+            raise ConfigError(f"{section}.{rule.key}: {rule.why}" + _got(keys[rule.key], values[rule.key]))
+    kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
     if section == "telegram" and "base_url" in kwargs:
         kwargs["base_url"] = kwargs["base_url"] or DEFAULT_BASE_URL
     if section == "logging" and "level" in kwargs:
         kwargs["level"] = kwargs["level"].upper()
     try:
-        return _SECTION_TYPES[section](**kwargs)
+        return _SECTIONS[section](**kwargs)
     except ValueError as exc:  # EngineSettings' own checks
-        raise ConfigError(f"{section}: {exc}") from None
+        raise _naming_the_key(section, exc) from None
 
 
-def _check_values(section: str, values: dict[str, Any]) -> None:
-    def fail(key: str, why: str) -> None:
-        raise ConfigError(f"{section}.{key}: {why}, got {values[key]!r}")
-
-    if section == "care":
-        if not 0 < values.get("threshold", 0.9) <= 1:
-            fail("threshold", "must be in (0, 1]")
-        for key in ("message", "message_zh"):
-            if key in values and not values[key].strip():
-                fail(key, "must not be empty (set care.enabled = false to add nothing)")
-    if section == "engine" and not 0 <= values.get("neutral_margin", 0.2) < 1:
-        fail("neutral_margin", "must be in [0, 1)")
-
-    positive = {
-        "max_message_chars", "max_new_tokens", "history_tokens", "queue_size", "max_active_replies", "default_days",
-        "chat_backlog",
-    }
-    for key in positive & values.keys():
-        if values[key] < 1:
-            fail(key, "must be at least 1")
-    if section == "telegram":
-        for key in _ID_LISTS:
-            ids = values.get(key, [])
-            if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-                kind = "chat" if key == "allowed_chat_ids" else "user"
-                fail(key, f"must be a list of numeric Telegram {kind} ids")
-        base_url = values.get("base_url", "")
-        if base_url and not base_url.startswith(("http://", "https://")):
-            fail("base_url", "must start with http:// or https://")
-        if values.get("late_reply_max_age_minutes", 0) < 0:
-            fail("late_reply_max_age_minutes", "must be 0 (never answer late) or more")
-        _check_webhook_values(values, fail)
-    if section == "engine":
-        if values.get("precision", "auto") not in PRECISIONS:
-            fail("precision", f"must be one of {', '.join(PRECISIONS)}")
-        if values.get("threads", 0) < 0:
-            fail("threads", "must be 0 (all cores) or more")
-        if not 0 <= values.get("temperature", 0) <= 2:
-            fail("temperature", "must be between 0 and 2")
-        if not 0 < values.get("top_p", 1) <= 1:
-            fail("top_p", "must be in (0, 1]")
-        if not values.get("model", DEFAULT_MODEL).strip():
-            fail("model", "must not be empty")
-        if values.get("backend", "local") not in BACKENDS:
-            fail("backend", f"must be one of {', '.join(BACKENDS)}")
-        if "base_url" in values and not values["base_url"].startswith(("http://", "https://")):
-            fail("base_url", "must start with http:// or https://")
-        if values.get("request_timeout_s", 1) <= 0:
-            fail("request_timeout_s", "must be more than 0")
-        if values.get("max_retries", 0) < 0:
-            fail("max_retries", "must be 0 or more")
-    if section == "storage":
-        if not values.get("path", DEFAULT_DATABASE).strip():
-            fail("path", "must not be empty")
-        if values.get("retention_days", 0) < 0:
-            fail("retention_days", "must be 0 (keep forever) or more")
-    if section == "mood" and not -720 <= values.get("utc_offset_minutes", 0) <= 840:
-        fail("utc_offset_minutes", "must be between -720 and 840")
-    if section == "limits":
-        if values.get("messages_per_minute", 0) < 0:
-            fail("messages_per_minute", "must be 0 (no limit) or more")
-        if values.get("burst", 1) < 1:
-            fail("burst", "must be at least 1")
-    if section == "logging" and values.get("level", "INFO").upper() not in _LOG_LEVELS:
-        fail("level", f"must be one of {', '.join(_LOG_LEVELS)}")
+def _got(key: _Key, value: Any) -> str:
+    return "" if key.secret else f", got {value!r}"
 
 
-def _check_webhook_values(values: dict[str, Any], fail: Callable[[str, str], None]) -> None:
-    """``[telegram]``'s mode and webhook keys, each on its own (the secret is never echoed back)."""
-    if values.get("mode", "polling") not in TELEGRAM_MODES:
-        fail("mode", f"must be one of {', '.join(TELEGRAM_MODES)}")
-    url = values.get("webhook_url", "")
-    if url and (not url.startswith("https://") or not urlsplit(url).hostname):
-        fail("webhook_url", "must be a public https:// URL (Telegram only posts to HTTPS)")
-    if not values.get("webhook_listen", "127.0.0.1").strip():
-        fail("webhook_listen", "must not be empty")
-    if not 1 <= values.get("webhook_port", 8443) <= 65535:
-        fail("webhook_port", "must be between 1 and 65535")
-    secret = values.get("webhook_secret", "")
-    if secret and not _WEBHOOK_SECRET_RE.fullmatch(secret):
-        raise ConfigError(f"telegram.webhook_secret: {_WEBHOOK_SECRET_RULE}")
+def _naming_the_key(section: str, exc: ValueError, note: str = "") -> ConfigError:
+    """A dataclass's ValueError (``threads must be 0 …``, ``base_url: an API key …``) as a ConfigError that starts
+    with the key it is about (``engine.threads: must be 0 …``)."""
+    key, _, rest = str(exc).partition(" ")
+    key = key.rstrip(":")
+    if key in _KEYS[section]:
+        return ConfigError(f"{section}.{key}: {rest}{note}")
+    return ConfigError(f"{section}: {exc}{note}")
+
+
+def _is_webhook_secret(secret: str) -> bool:
+    return _WEBHOOK_SECRET_RE.fullmatch(secret) is not None
 
 
 def _require_webhook_keys(telegram: TelegramConfig) -> None:
@@ -367,8 +398,3 @@ def _require_webhook_keys(telegram: TelegramConfig) -> None:
             f'telegram.webhook_secret: required when telegram.mode = "webhook" '
             f"(set it in the config file or in ${WEBHOOK_SECRET_ENV_VAR})"
         )
-
-
-def _article(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
-

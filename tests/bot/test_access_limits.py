@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from telegram.ext import Application
 
-from bot import app as bot_app
-from bot import render
 from bot.config import OPEN_BOT_WARNING, GroupsConfig, LimitsConfig
-from bot.context import SERVICES_KEY
-from bot.ratelimit import PRUNE_EVERY, RateLimiter
+from bot.telegram import jobs
+from bot.telegram.context import SERVICES_KEY
+from bot.telegram.ratelimit import PRUNE_EVERY, RateLimiter
+from bot.views import privacy as privacy_view
+from bot.views import telegram_text
+from bot.views import texts as bot_texts
 from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
 from tests.support.fakebotapi import ApiError, FakeBotApi, parse_html
 from tests.support.fakeengine import ScriptedEngine
@@ -46,11 +48,11 @@ async def test_an_allowed_chat_admits_a_stranger_there_and_nowhere_else(api: Fak
         api.send_text(eve_private, eve, "a bad day")
         api.send_text(eve_private, eve, "still there?")
         api.send_command(eve_private, eve, "/mood")
-        await last_message_with(api, eve_private, render.refusal_text(5))
+        await last_message_with(api, eve_private, bot_texts.refusal_text(5))
         api.send_text(other, eve, f"{MENTION} hello?")
         api.send_text(other, alice, f"{MENTION} a good morning")  # Alice is allowed everywhere
         await last_message_with(api, other, "echo: a good morning")
-    assert api.sent_texts(eve_private["id"]) == [render.refusal_text(5)], "one refusal, however often she writes"
+    assert api.sent_texts(eve_private["id"]) == [bot_texts.refusal_text(5)], "one refusal, however often she writes"
     assert api.sent_texts(other["id"]) == ["echo: a good morning"], "no second refusal in another chat"
     assert sorted(engine.classified) == ["a good day", "a good morning"], "no model work for refused messages"
     assert rows(tmp_path / "bot.db", "SELECT chat_id, text FROM messages WHERE role = 'user' ORDER BY id") == [
@@ -69,7 +71,7 @@ async def test_group_chatter_of_a_refused_user_gets_no_refusal_and_is_not_logged
         api.send_text(group, eve, f"{MENTION} can I talk to you?")  # meant for it: one refusal
         api.send_text(group, alice, f"{MENTION} a good morning")
         await last_message_with(api, group, "echo: a good morning")
-    assert api.sent_texts(group["id"]) == [render.refusal_text(5), "echo: a good morning"]
+    assert api.sent_texts(group["id"]) == [bot_texts.refusal_text(5), "echo: a good morning"]
     assert rows(tmp_path / "bot.db", "SELECT user_id FROM messages WHERE role = 'user'") == [(1,)]
 
 
@@ -82,7 +84,7 @@ async def test_a_refusal_that_fails_to_send_still_refuses(api: FakeBotApi, tmp_p
         api.fail_next("sendMessage", status=403)  # e.g. she blocked the bot, or the message is gone
         api.send_text(chat, eve, "a bad day")
         api.send_text(chat, eve, "still there?")  # handled after the first (same chat, in order)
-        refusal = await last_message_with(api, chat, render.refusal_text(5))
+        refusal = await last_message_with(api, chat, bot_texts.refusal_text(5))
     assert [c.status for c in api.calls_of("sendMessage")] == [403, 200], "the lost refusal was tried again"
     assert api.sent_texts(chat["id"]) == [refusal["text"]], "no apology, no reply: just the refusal"
     assert refusal["text"].endswith("your user id: 5"), "the owner can copy her id into the allowlist"
@@ -94,14 +96,14 @@ async def test_a_refusal_that_fails_to_send_still_refuses(api: FakeBotApi, tmp_p
 async def test_an_open_bot_warns_at_start_and_a_closed_one_does_not(
     api: FakeBotApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.app")
+    caplog.set_level(logging.WARNING, logger="bot.telegram.app")
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
         pass
-    assert [r.getMessage() for r in caplog.records if r.name == "bot.app"] == [OPEN_BOT_WARNING]
+    assert [r.getMessage() for r in caplog.records if r.name == "bot.telegram.app"] == [OPEN_BOT_WARNING]
     caplog.clear()
     async with running_bot(config_for(api, tmp_path, allowed_chat_ids=(-1001,)), engine=ScriptedEngine()):
         pass
-    assert not [r for r in caplog.records if r.name == "bot.app"]
+    assert not [r for r in caplog.records if r.name == "bot.telegram.app"]
 
 
 # -- admins and /stats ------------------------------------------------------------------------------------------
@@ -116,10 +118,10 @@ async def test_admin_gets_stats_others_a_polite_refusal(api: FakeBotApi, tmp_pat
         api.send_text(alice_chat, alice, "a good day")
         await last_message_with(api, alice_chat, "echo: a good day")
         api.send_command(alice_chat, alice, "/stats")
-        refusal = await last_message_with(api, alice_chat, render.ADMIN_ONLY_TEXT)
+        refusal = await last_message_with(api, alice_chat, bot_texts.ADMIN_ONLY_TEXT)
         api.send_command(admin_chat, admin, "/stats")
         stats = await last_message_with(api, admin_chat, "Moodbot stats")
-    assert refusal["text"] == render.ADMIN_ONLY_TEXT
+    assert refusal["text"] == bot_texts.ADMIN_ONLY_TEXT
     text = stats["text"]
     assert "Chats: 1" in text and "Users: 1" in text and "Messages: 2 (with a mood: 1)" in text
     assert "Engine queue: 3" in text
@@ -134,7 +136,7 @@ async def test_an_admin_outside_the_allowlist_is_let_in(api: FakeBotApi, tmp_pat
     async with running_bot(config, engine=ScriptedEngine()):
         api.send_text(api.private_chat(admin), admin, "a good day")
         await last_message_with(api, api.private_chat(admin), "echo: a good day")
-    assert render.refusal_text(9) not in api.sent_texts(9)
+    assert bot_texts.refusal_text(9) not in api.sent_texts(9)
 
 
 # -- rate limit ----------------------------------------------------------------------------------------------------
@@ -144,8 +146,8 @@ async def test_an_admin_outside_the_allowlist_is_let_in(api: FakeBotApi, tmp_pat
 def no_timed_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
     """The back-fill runs only when a test runs it, so "classified at once" and "classified later" can be told
     apart."""
-    monkeypatch.setattr(bot_app, "BACKFILL_FIRST_RUN_S", 3600.0)
-    monkeypatch.setattr(bot_app, "BACKFILL_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(jobs, "BACKFILL_FIRST_RUN_S", 3600.0)
+    monkeypatch.setattr(jobs, "BACKFILL_INTERVAL_S", 3600.0)
 
 
 async def run_backfill(application: Application) -> None:
@@ -182,7 +184,7 @@ async def test_over_the_rate_limit_one_slow_down_no_replies_and_every_message_st
         ], "over the limit, messages are only stored: no model work at once"
         await run_backfill(application)
     texts = api.sent_texts(chat["id"])
-    slow_down = render.SLOW_DOWN_TEXT.format(seconds=30)  # one token back every 30 s
+    slow_down = bot_texts.SLOW_DOWN_TEXT.format(seconds=30)  # one token back every 30 s
     assert sorted(texts) == sorted(["echo: a good day 1", "echo: a good day 2", slow_down, "echo: a good day 6",
                                     slow_down]), "one notice per spell (sent on arrival), nothing for /help"
     assert [m for _, m in engine.seen_histories if m.startswith("a good")] == [
@@ -234,7 +236,7 @@ async def test_over_the_rate_limit_each_kind_of_update_does_no_work(
         application.bot_data[SERVICES_KEY].rate_limiter.clock = clock
         text, second = await first_and_second(kind, api, chat, alice)
         before = api.sent_messages(chat["id"])
-        slow_down = render.SLOW_DOWN_TEXT.format(seconds=60)
+        slow_down = bot_texts.SLOW_DOWN_TEXT.format(seconds=60)
         if kind == "button":
             answer = await api.wait_for(lambda a: a.callback_answers.get(second))
             assert answer["text"] == slow_down and answer["show_alert"] is True
@@ -256,7 +258,7 @@ async def test_over_the_rate_limit_each_kind_of_update_does_no_work(
     added = [m.get("text") for m in after[len(before):]]
     if kind == "button":
         assert len(added) == 1 and "/mood" in added[0], "only /help's answer"
-        assert after[-2]["text"] == render.FORGET_CONFIRM_TEXT, "the /forget question was not answered"
+        assert after[-2]["text"] == bot_texts.FORGET_CONFIRM_TEXT, "the /forget question was not answered"
     else:
         assert len(added) == 2 and added[0] == slow_down and "/mood" in added[1], "a slow down, /help: no more"
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE role = 'assistant'") == [
@@ -310,7 +312,7 @@ async def test_a_formatted_message_telegram_cannot_parse_is_resent_as_plain_text
         await api.wait_for_messages(chat["id"], count=2)
     first, plain = api.sent_messages(chat["id"])
     assert formatted["entities"] and first["text"] == formatted["text"]
-    assert plain["text"] == render.html_to_plain(render.HELP_HTML) == first["text"], "same words, no markup"
+    assert plain["text"] == telegram_text.html_to_plain(bot_texts.HELP_HTML) == first["text"], "same words, no markup"
     assert "entities" not in plain
     calls = api.calls_of("sendMessage")[-2:]
     assert [c.status for c in calls] == [400, 200]
@@ -318,9 +320,9 @@ async def test_a_formatted_message_telegram_cannot_parse_is_resent_as_plain_text
 
 
 def test_html_to_plain_and_human_bytes() -> None:
-    assert render.html_to_plain("<b>a &lt;b&gt; &amp; c</b>") == "a <b> & c"
-    assert render.human_bytes(512) == "512 B" and render.human_bytes(1536) == "1.5 KB"
-    assert render.human_bytes(3 * 1024**3) == "3.0 GB"
+    assert telegram_text.html_to_plain("<b>a &lt;b&gt; &amp; c</b>") == "a <b> & c"
+    assert privacy_view.human_bytes(512) == "512 B" and privacy_view.human_bytes(1536) == "1.5 KB"
+    assert privacy_view.human_bytes(3 * 1024**3) == "3.0 GB"
 
 
 def test_the_fake_bot_api_parses_html_like_telegram() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot import app as bot_app
-from bot.conversation import MAX_CLASSIFY_ATTEMPTS
+from bot.flow import MAX_CLASSIFY_ATTEMPTS
+from bot.telegram import jobs
 from engine import Sentiment
 from storage import Store
 from tests.support.e2e import config_for, eventually, rows, running_bot
@@ -37,8 +37,8 @@ class ChokesOnPoison(ScriptedEngine):
 async def test_the_backfill_drains_the_backlog_skips_a_message_that_keeps_failing_and_survives_errors(
     api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(bot_app, "BACKFILL_FIRST_RUN_S", 3600.0)
-    monkeypatch.setattr(bot_app, "BACKFILL_INTERVAL_S", 0.2)
+    monkeypatch.setattr(jobs, "BACKFILL_FIRST_RUN_S", 3600.0)
+    monkeypatch.setattr(jobs, "BACKFILL_INTERVAL_S", 0.2)
     database = tmp_path / "bot.db"
     async with await Store.open(database) as store:
         for n in range(BACKLOG):

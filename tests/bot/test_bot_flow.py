@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from bot.config import LimitsConfig
-from bot.context import SERVICES_KEY
-from bot.render import BACKLOG_TEXT, BUSY_TEXT, FAILED_SAVED_TEXT, FAILED_TEXT
+from bot.telegram.context import SERVICES_KEY
+from bot.views.telegram_text import TELEGRAM_TEXT_LIMIT, telegram_length
+from bot.views.texts import BACKLOG_TEXT, BUSY_TEXT, FAILED_SAVED_TEXT, FAILED_TEXT
 from storage import Store, StoredMessage
 from tests.support.e2e import config_for, final_texts, rows, running_bot
 from tests.support.fakebotapi import FakeBotApi
@@ -202,6 +203,20 @@ async def test_a_very_long_message_is_stored_whole_answered_on_its_beginning(api
     assert len(engine.classified[0]) == 2000 and len(engine.seen_histories[0][1]) == 2000
 
 
+async def test_a_reply_of_emoji_is_measured_as_telegram_counts_it(api: FakeBotApi, tmp_path: Path) -> None:
+    """Telegram counts 🌱 as two UTF-16 code units: 2,500 of them (5,000 units, fewer than 4,096 characters) are
+    streamed within the limit and sent as two messages, never refused as too long."""
+    reply = "🌱" * 2500
+    engine = ScriptedEngine(replies=[[reply]])
+    alice = api.user(1, "Alice")
+    async with running_bot(config_for(api, tmp_path), engine=engine):
+        api.send_text(api.private_chat(alice), alice, "hello")
+        texts = await final_texts(api, 1, 2)
+    assert "".join(texts) == reply and all(telegram_length(text) <= TELEGRAM_TEXT_LIMIT for text in texts)
+    assert all(call.status == 200 for call in api.calls_of("sendMessage") + api.calls_of("editMessageText"))
+    assert rows(tmp_path / "bot.db", "SELECT text FROM messages WHERE role = 'assistant'") == [(reply,)]
+
+
 async def test_a_429_from_send_message_is_waited_out_and_the_reply_arrives(api: FakeBotApi, tmp_path: Path) -> None:
     engine = ScriptedEngine()
     alice = api.user(1, "Alice")
@@ -238,7 +253,7 @@ async def test_one_log_line_per_handled_message_with_text_only_when_asked(
 
     alice = api.user(1, "Alice")
     config = replace(config_for(api, tmp_path), logging=LoggingConfig(include_text=include_text))
-    with caplog.at_level(logging.INFO, logger="bot.handlers"):
+    with caplog.at_level(logging.INFO, logger="bot.flow.conversations"):
         async with running_bot(config, engine=ScriptedEngine()):
             api.send_text(api.private_chat(alice), alice, "a very private good thought")
             await final_texts(api, 1, 1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import render
 from bot.config import DEFAULT_CARE_MESSAGE, DEFAULT_CARE_MESSAGE_ZH, CareConfig, ConfigError, config_from_dict
+from bot.views import texts as bot_texts
 from engine.care_phrases import FLOOR, has_crisis_phrase, with_phrase_floor
 from tests.support.e2e import answered, config_for, final_texts, last_message_with, running_bot
 from tests.support.fakebotapi import FakeBotApi
@@ -92,7 +92,7 @@ async def test_export_shows_the_care_event_and_forget_deletes_it(api: FakeBotApi
         first = data["messages"][0]
         assert first["sentiment"]["care"] == 0.9 and first["help_offered_at"] is not None
         api.send_command(chat, alice, "/forget")
-        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        confirm = await last_message_with(api, chat, bot_texts.FORGET_CONFIRM_TEXT)
         query_id = api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
         await last_message_with(api, chat, "deleted everything")
         assert await answered(api, query_id)

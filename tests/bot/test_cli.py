@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import load_config
-from bot.terminal import chat
+from bot.cli.terminal import chat
+from bot.config import DEFAULT_CARE_MESSAGE, Config, StorageConfig, load_config
+from bot.views.texts import BUSY_TEXT
+from tests.support.fakeengine import ScriptedEngine
 
 
 def write_config(tmp_path: Path, model: Path) -> Path:
@@ -68,6 +70,23 @@ async def test_terminal_chat_stores_messages_replies_and_mood(tiny_model_dir: Pa
         assert roles == ["user", "assistant", "user", "assistant"]
         assert db.execute("SELECT COUNT(*) FROM sentiments").fetchone() == (2,)
         assert "never read" not in str(db.execute("SELECT text FROM messages").fetchall())
+
+
+async def test_the_terminal_takes_the_same_turn_as_telegram(tmp_path: Path) -> None:
+    """The conversation flow is written once: a busy engine gets the same polite answer in the terminal as in
+    Telegram (and no reply is stored), and a message that signals a crisis gets the same help resources, logged."""
+    config = Config(storage=StorageConfig(path=str(tmp_path / "moodbot.db")))
+    busy = io.StringIO()
+    await chat(config, engine=ScriptedEngine(busy=True), stdin=io.StringIO("hello\n"), stdout=busy)
+    assert f"moodbot> {BUSY_TEXT}" in busy.getvalue()
+    crisis = io.StringIO()
+    await chat(config, engine=ScriptedEngine(), stdin=io.StringIO("I want to hurt myself\n"), stdout=crisis)
+    assert "[mood: negative -0.90]" in crisis.getvalue() and f"moodbot> {DEFAULT_CARE_MESSAGE}" in crisis.getvalue()
+    with sqlite3.connect(tmp_path / "moodbot.db") as db:
+        assert db.execute("SELECT role, text FROM messages ORDER BY id").fetchall() == [
+            ("user", "hello"), ("user", "I want to hurt myself"), ("assistant", "echo: I want to hurt myself")
+        ]
+        assert db.execute("SELECT COUNT(*) FROM care_events").fetchone() == (1,)
 
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"]])

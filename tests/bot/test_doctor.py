@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.cli.doctor import PROBE_TABLE, check_allowlists, doctor
 from bot.config import OPEN_BOT_WARNING, TOKEN_ENV_VAR, Config, TelegramConfig
-from bot.doctor import PROBE_TABLE, check_allowlists, doctor
 from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
 WRONG_TOKEN = "777:AAWrongTokenThatTheServerRejects-0123456"
@@ -141,7 +141,7 @@ async def test_bad_config_stops_at_the_config_line(tmp_path: Path) -> None:
     path.write_text("[engine]\nthreads = -1\n", encoding="utf-8")
     code, lines = await run_doctor(path)
     assert code == 1
-    assert lines == ["FAIL config: engine.threads: must be 0 (all cores) or more, got -1"]
+    assert lines == ["FAIL config: engine.threads: must be 0 (all cores) or a positive number"]
 
 
 async def test_webhook_mode_without_secret_fails_config(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.evaluation import (
+from bot.cli.evaluation import (
     EvalDataError,
     Example,
     evaluate,

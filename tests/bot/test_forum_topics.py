@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot import render
+from bot.views import texts as bot_texts
 from tests.support.e2e import MENTION, config_for, last_message_with, running_bot
 from tests.support.fakebotapi import FakeBotApi
 from tests.support.fakeengine import ScriptedEngine
@@ -32,15 +32,15 @@ async def test_every_answer_in_a_forum_topic_stays_in_that_topic(api: FakeBotApi
         await say(alice, f"{MENTION} I want to hurt myself", "findahelpline.com")
         await say(alice, f"{MENTION} {'long ' * 450}", "long message")
         engine.replies.append(RuntimeError("model exploded"))
-        await say(alice, f"{MENTION} a bad day", render.FAILED_SAVED_TEXT)
+        await say(alice, f"{MENTION} a bad day", bot_texts.FAILED_SAVED_TEXT)
         engine.busy = True
-        await say(alice, f"{MENTION} anyone there?", render.BUSY_TEXT)
+        await say(alice, f"{MENTION} anyone there?", bot_texts.BUSY_TEXT)
         engine.busy = False
-        await say(eve, f"{MENTION} hello?", render.refusal_text(5))
+        await say(eve, f"{MENTION} hello?", bot_texts.refusal_text(5))
         api.send_as_chat(forum, forum, f"{MENTION} an anonymous admin", message_thread_id=TOPIC)
-        await last_message_with(api, forum, render.POSTED_AS_CHAT_TEXT)
+        await last_message_with(api, forum, bot_texts.POSTED_AS_CHAT_TEXT)
         for command, needle in (
-            ("/mood", "This chat's mood"), ("/export", "press Start"), ("/forget", render.FORGET_CONFIRM_TEXT),
+            ("/mood", "This chat's mood"), ("/export", "press Start"), ("/forget", bot_texts.FORGET_CONFIRM_TEXT),
             ("/help", "/privacy"),
         ):
             api.send_command(forum, alice, command, message_thread_id=TOPIC)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot import render
 from bot.config import GroupsConfig
+from bot.views import mood as mood_view
+from bot.views import privacy as privacy_view
 from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
 from tests.support.fakebotapi import FakeBotApi
 from tests.support.fakeengine import ScriptedEngine
@@ -38,8 +39,8 @@ async def test_without_log_all_unaddressed_group_messages_are_neither_stored_nor
     ]
     assert rows(database, "SELECT id FROM users") == [(2,)], "nothing about Alice is kept"
     assert "Messages: 1" in mood["caption"] and "Alice" not in mood["caption"]
-    assert render.GROUP_MOOD_ADDRESSED_NOTE in mood["caption"]
-    assert render.GROUP_LOGS_ADDRESSED_TEXT in privacy["text"]
+    assert mood_view.GROUP_MOOD_ADDRESSED_NOTE in mood["caption"]
+    assert privacy_view.GROUP_LOGS_ADDRESSED_TEXT in privacy["text"]
 
 
 async def test_with_log_all_every_group_message_is_stored_and_classified_but_only_mentions_answered(
@@ -66,8 +67,8 @@ async def test_with_log_all_every_group_message_is_stored_and_classified_but_onl
     assert len(answered) == 1
     caption = mood["caption"]
     assert "Messages: 2" in caption and "Alice" in caption and "Bob" in caption
-    assert render.GROUP_MOOD_ALL_NOTE in caption
-    assert render.GROUP_LOGS_ALL_TEXT in privacy["text"]
+    assert mood_view.GROUP_MOOD_ALL_NOTE in caption
+    assert privacy_view.GROUP_LOGS_ALL_TEXT in privacy["text"]
 
 
 async def test_with_log_all_an_edit_of_group_chatter_updates_its_mood_without_a_reply(
@@ -88,7 +89,7 @@ async def test_with_log_all_an_edit_of_group_chatter_updates_its_mood_without_a_
 
 
 def test_privacy_text_says_which_group_messages_are_kept() -> None:
-    assert "only read messages that mention me or reply to me" in render.privacy_text(0, False)
-    kept_all = render.privacy_text(0, True)
+    assert "only read messages that mention me or reply to me" in privacy_view.privacy_text(0, False)
+    kept_all = privacy_view.privacy_text(0, True)
     assert "each text message" in kept_all and "only answer messages that mention me" in kept_all
     assert "<" not in kept_all, "the plain version has no markup"

@@ -9,9 +9,9 @@ from typing import Any
 
 from telegram import Update
 
-from bot import render
 from bot.config import GroupsConfig
-from bot.identity import ANONYMOUS_ADMIN_ID, CHANNEL_BOT_ID, TELEGRAM_SERVICE_ID, Person, person_of
+from bot.telegram.identity import ANONYMOUS_ADMIN_ID, CHANNEL_BOT_ID, TELEGRAM_SERVICE_ID, Person, person_of
+from bot.views import texts as bot_texts
 from tests.support.e2e import MENTION, config_for, last_message_with, rows, running_bot
 from tests.support.fakebotapi import ANONYMOUS_ADMIN_USER, CHANNEL_BOT_USER, FakeBotApi
 from tests.support.fakeengine import ScriptedEngine
@@ -41,7 +41,7 @@ async def test_two_channels_and_an_anonymous_admin_share_nothing_and_reach_nobod
         api.send_command(group, alice, "/export")
         await last_message_with(api, group, "private chat")
     texts = api.sent_texts(group["id"])
-    assert texts.count(render.POSTED_AS_CHAT_TEXT) == 3, "one note for each sender chat, however often it posts"
+    assert texts.count(bot_texts.POSTED_AS_CHAT_TEXT) == 3, "one note for each sender chat, however often it posts"
     assert not [t for t in texts if "secret" in t or "diary" in t], "nothing answered to a channel or an admin"
     heard = engine.classified + [text for _, text in engine.seen_histories]
     assert not [t for t in heard if "secret" in t or "channel" in t], "their words never reached the model"
@@ -64,7 +64,7 @@ async def test_a_channel_cannot_forget_or_export_a_persons_rows(api: FakeBotApi,
         api.send_text(group, alice, f"{MENTION} a good day")
         await last_message_with(api, group, "echo: a good day")
         api.send_as_chat(group, news, "/forget")
-        await last_message_with(api, group, render.POSTED_AS_CHAT_TEXT)
+        await last_message_with(api, group, bot_texts.POSTED_AS_CHAT_TEXT)
         api.send_as_chat(group, news, "/export")
         api.send_command(group, alice, "/help")  # handled after the channel's updates (same chat, in order)
         await last_message_with(api, group, "/mood")
@@ -85,12 +85,12 @@ async def test_a_button_press_in_a_group_is_the_real_presser_not_the_chat_they_p
         api.send_text(group, alice, f"{MENTION} a good day")
         await last_message_with(api, group, "echo: a good day")
         api.send_as_chat(group, group, f"{MENTION} hello from an admin")
-        await last_message_with(api, group, render.POSTED_AS_CHAT_TEXT)
+        await last_message_with(api, group, bot_texts.POSTED_AS_CHAT_TEXT)
         api.send_command(group, alice, "/forget")
-        question = await last_message_with(api, group, render.FORGET_CONFIRM_TEXT)
+        question = await last_message_with(api, group, bot_texts.FORGET_CONFIRM_TEXT)
         query_id = api.press_button(group, bob, question["message_id"], "forget:yes:1")
         answer = await api.wait_for(lambda fake: fake.callback_answers.get(query_id))
-    assert answer["text"] == render.FORGET_NOT_YOURS_TEXT
+    assert answer["text"] == bot_texts.FORGET_NOT_YOURS_TEXT
     assert rows(database, "SELECT COUNT(*) FROM messages WHERE user_id = 1") == [(2,)]
 
 

@@ -13,7 +13,7 @@ import pytest
 from telegram import Bot
 
 from bot.config import ConfigError, config_from_dict
-from bot.render import BUSY_TEXT
+from bot.views.texts import BUSY_TEXT
 from engine import EngineBusy, Sentiment
 from storage import Store
 from tests.support.e2e import config_for, eventually, final_texts, rows, running_bot

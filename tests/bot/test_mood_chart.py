@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import handlers
-from bot.charts import HEIGHT_PX, WIDTH_PX, render_mood_chart, rolling_mean
-from bot.render import (
-    best_and_worst_day,
-    member_lines,
-    mood_summary_text,
-    mood_trend,
-    photo_caption,
-    signed,
-    telegram_length,
-    trend_text,
-)
+from bot.telegram import commands
+from bot.views.charts import HEIGHT_PX, WIDTH_PX, render_mood_chart, rolling_mean
+from bot.views.mood import best_and_worst_day, member_lines, mood_summary_text, mood_trend, signed, trend_text
+from bot.views.telegram_text import photo_caption, telegram_length
 from storage import DayMood, SentimentRecord, Store, UserMood
 from storage.mood import summarize
 from tests.support.e2e import config_for, running_bot
@@ -278,7 +270,7 @@ async def test_a_chart_failure_still_answers_with_the_text(
     def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(handlers, "render_mood_chart", broken)
+    monkeypatch.setattr(commands, "render_mood_chart", broken)
     alice = api.user(1, "Alice")
     chat = api.private_chat(alice)
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):

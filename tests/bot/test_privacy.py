@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from bot import app as bot_app
-from bot import render
 from bot.config import Config, ConfigError, StorageConfig, load_config
+from bot.telegram import jobs
+from bot.views import privacy as privacy_view
+from bot.views import texts as bot_texts
 from engine import EngineSettings, LocalEngine
 from storage import Store
 from tests.support.e2e import MENTION, answered, config_for, last_message_with, rows, running_bot
@@ -65,9 +66,9 @@ async def test_forget_asks_first_and_deletes_only_after_yes(api: FakeBotApi, tmp
         await say(api, chat, alice, "a good day")
         await say(api, chat, alice, "a bad night")
         api.send_command(chat, alice, "/forget")
-        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        confirm = await last_message_with(api, chat, bot_texts.FORGET_CONFIRM_TEXT)
         assert buttons(confirm) == [
-            (render.FORGET_YES_BUTTON, "forget:yes:1"), (render.FORGET_NO_BUTTON, "forget:no:1")
+            (bot_texts.FORGET_YES_BUTTON, "forget:yes:1"), (bot_texts.FORGET_NO_BUTTON, "forget:no:1")
         ]
         assert rows(database, USER_ROWS.format(1)) == [(4,)], "nothing is deleted before yes"
 
@@ -75,7 +76,7 @@ async def test_forget_asks_first_and_deletes_only_after_yes(api: FakeBotApi, tmp
         edited = await last_message_with(api, chat, "deleted everything")
         assert await answered(api, query_id)
     assert edited["message_id"] == confirm["message_id"], "the question itself becomes the confirmation"
-    assert edited["text"] == render.FORGET_TEXT.format(count=4)
+    assert edited["text"] == bot_texts.FORGET_TEXT.format(count=4)
     assert "reply_markup" not in edited, "the buttons are gone"
     assert rows(database, USER_ROWS.format(1)) == [(0,)]
     assert rows(database, SENTIMENT_ROWS.format(1)) == [(0,)]
@@ -88,9 +89,9 @@ async def test_forget_cancel_deletes_nothing(api: FakeBotApi, tmp_path: Path) ->
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
         await say(api, chat, alice, "a good day")
         api.send_command(chat, alice, "/forget")
-        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
-        query_id = api.press_button(chat, alice, confirm["message_id"], button_text=render.FORGET_NO_BUTTON)
-        edited = await last_message_with(api, chat, render.FORGET_CANCELLED_TEXT)
+        confirm = await last_message_with(api, chat, bot_texts.FORGET_CONFIRM_TEXT)
+        query_id = api.press_button(chat, alice, confirm["message_id"], button_text=bot_texts.FORGET_NO_BUTTON)
+        edited = await last_message_with(api, chat, bot_texts.FORGET_CANCELLED_TEXT)
         assert await answered(api, query_id)
     assert edited["message_id"] == confirm["message_id"] and "reply_markup" not in edited
     assert rows(database, USER_ROWS.format(1)) == [(2,)]
@@ -105,12 +106,12 @@ async def test_another_member_cannot_answer_someone_elses_forget(api: FakeBotApi
         await say(api, group, alice, f"{MENTION} a good day")
         await say(api, group, bob, f"{MENTION} a bad day")
         api.send_command(group, alice, "/forget")
-        confirm = await last_message_with(api, group, render.FORGET_CONFIRM_TEXT)
+        confirm = await last_message_with(api, group, bot_texts.FORGET_CONFIRM_TEXT)
 
         bob_query = api.press_button(group, bob, confirm["message_id"], "forget:yes:1")
         answer = await answered(api, bob_query)
-        assert answer.get("show_alert") is True and answer["text"] == render.FORGET_NOT_YOURS_TEXT
-        assert api.sent_messages(group["id"])[-1]["text"] == render.FORGET_CONFIRM_TEXT, "the question stands"
+        assert answer.get("show_alert") is True and answer["text"] == bot_texts.FORGET_NOT_YOURS_TEXT
+        assert api.sent_messages(group["id"])[-1]["text"] == bot_texts.FORGET_CONFIRM_TEXT, "the question stands"
         assert rows(database, USER_ROWS.format(1)) == [(2,)] and rows(database, USER_ROWS.format(2)) == [(2,)]
 
         alice_query = api.press_button(group, alice, confirm["message_id"], "forget:yes:1")
@@ -129,16 +130,16 @@ async def test_a_refused_users_button_press_gets_an_alert_and_no_work(api: FakeB
     async with running_bot(config, engine=ScriptedEngine()):
         await say(api, group, alice, f"{MENTION} a good day")
         api.send_command(group, alice, "/forget")
-        confirm = await last_message_with(api, group, render.FORGET_CONFIRM_TEXT)
+        confirm = await last_message_with(api, group, bot_texts.FORGET_CONFIRM_TEXT)
         sent_before = len(api.sent_messages(group["id"]))
 
         query_id = api.press_button(group, eve, confirm["message_id"], "forget:yes:1")
         answer = await answered(api, query_id)
-        assert answer.get("show_alert") is True and answer["text"] == render.refusal_text(5)
+        assert answer.get("show_alert") is True and answer["text"] == bot_texts.refusal_text(5)
         api.send_command(group, alice, "/privacy")  # handled after Eve's press (same chat, in order)
         await last_message_with(api, group, "What I keep")
     assert len(api.sent_messages(group["id"])) == sent_before + 1, "no refusal message in the group"
-    assert api.sent_messages(group["id"])[-2]["text"] == render.FORGET_CONFIRM_TEXT
+    assert api.sent_messages(group["id"])[-2]["text"] == bot_texts.FORGET_CONFIRM_TEXT
     assert not [c for c in api.calls_of("editMessageText") if c.params["message_id"] == confirm["message_id"]]
     assert rows(database, USER_ROWS.format(1)) == [(2,)]
 
@@ -155,7 +156,7 @@ async def test_export_sends_own_messages_with_sentiments_as_json(api: FakeBotApi
         api.send_command(chat, alice, "/export")
         [call] = await api.wait_for_call("sendDocument")
     assert call.params["chat_id"] == 1 and call.filenames["document"] == "moodbot-export-1-1.json"
-    assert call.params["caption"] == render.EXPORT_CAPTION
+    assert call.params["caption"] == bot_texts.EXPORT_CAPTION
     data = json.loads(call.files["document"])
     assert data["chat_id"] == 1 and data["user_id"] == 1 and data["user"]["first_name"] == "Alice"
     users = [(m["role"], m["text"], (m["sentiment"] or {}).get("label")) for m in data["messages"]]
@@ -179,11 +180,11 @@ async def test_export_in_a_group_arrives_privately_and_the_group_only_hears_wher
         await say(api, group, bob, f"{MENTION} Bob's secret")
         sent_before = len(api.sent_messages(group["id"]))
         api.send_command(group, alice, "/export")
-        notice = await last_message_with(api, group, render.EXPORT_SENT_PRIVATELY_TEXT)
+        notice = await last_message_with(api, group, bot_texts.EXPORT_SENT_PRIVATELY_TEXT)
     [call] = api.calls_of("sendDocument")
     assert call.params["chat_id"] == 1, "to Alice's private chat, not the group"
     assert call.filenames["document"] == f"moodbot-export-{group['id']}-1.json"
-    assert call.params["caption"] == render.export_group_caption("Friends")
+    assert call.params["caption"] == bot_texts.export_group_caption("Friends")
     data = json.loads(call.files["document"])
     assert data["chat_id"] == group["id"] and data["user_id"] == 1
     assert [m["text"] for m in data["messages"]] == ["a good day", "echo: a good day"]
@@ -203,7 +204,7 @@ async def test_export_in_a_group_for_someone_who_never_started_the_bot_asks_them
         sent_before = len(api.sent_messages(group["id"]))
         api.send_command(group, alice, "/export")
         notice = await last_message_with(api, group, "press Start")
-    assert notice["text"] == render.export_open_private_chat_text(BOT_USER["username"])
+    assert notice["text"] == bot_texts.export_open_private_chat_text(BOT_USER["username"])
     [refused] = api.calls_of("sendDocument")
     assert refused.params["chat_id"] == 1 and refused.status == 403, "Telegram refused the private chat"
     assert api.sent_messages(group["id"])[sent_before:] == [notice], "no file and no words of hers in the group"
@@ -216,11 +217,11 @@ async def test_export_after_forget_says_nothing_is_stored(api: FakeBotApi, tmp_p
     async with running_bot(config_for(api, tmp_path), engine=ScriptedEngine()):
         await say(api, chat, alice, "a good day")
         api.send_command(chat, alice, "/forget")
-        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        confirm = await last_message_with(api, chat, bot_texts.FORGET_CONFIRM_TEXT)
         api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
         await last_message_with(api, chat, "deleted everything")
         api.send_command(chat, alice, "/export")
-        await last_message_with(api, chat, render.EXPORT_NOTHING_TEXT)
+        await last_message_with(api, chat, bot_texts.EXPORT_NOTHING_TEXT)
     assert not api.calls_of("sendDocument")
 
 
@@ -244,11 +245,12 @@ async def test_privacy_explains_and_commands_are_listed(api: FakeBotApi, tmp_pat
 
 
 def test_privacy_text_names_the_retention_period() -> None:
-    assert "older than 30 days are deleted" in render.privacy_text(30)
-    assert "older than 1 day are deleted" in render.privacy_text(1)
-    assert "mention me or reply to me" in render.privacy_text(0)
-    assert "asked in a group, it arrives in a private chat with me, never in the group" in render.privacy_text(0)
-    assert "sent as a channel or as an anonymous admin are neither kept nor answered" in render.privacy_text(0, True)
+    assert "older than 30 days are deleted" in privacy_view.privacy_text(30)
+    assert "older than 1 day are deleted" in privacy_view.privacy_text(1)
+    assert "mention me or reply to me" in privacy_view.privacy_text(0)
+    assert "asked in a group, it arrives in a private chat with me, never in the group" in privacy_view.privacy_text(0)
+    posted_as_chat = "sent as a channel or as an anonymous admin are neither kept nor answered"
+    assert posted_as_chat in privacy_view.privacy_text(0, True)
 
 
 # -- retention ---------------------------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ async def test_retention_job_purges_old_messages(
             chat_id=1, user_id=1, text="an old day", telegram_message_id=None, created_at=time.time() - 3 * 86_400
         )
         await store.add_user_message(chat_id=1, user_id=1, text="today", telegram_message_id=None)
-    monkeypatch.setattr(bot_app, "RETENTION_FIRST_RUN_S", 0.5)  # an interval job never starts in the past
+    monkeypatch.setattr(jobs, "RETENTION_FIRST_RUN_S", 0.5)  # an interval job never starts in the past
     async with running_bot(with_retention(config_for(api, tmp_path), 1), engine=ScriptedEngine()) as application:
         [job] = application.job_queue.get_jobs_by_name("retention")
         await wait_rows(database, "SELECT text FROM messages", [("today",)])
@@ -349,7 +351,7 @@ async def test_forget_leaves_their_words_in_no_file_and_not_in_the_prompt_cache(
         assert any(DISTINCTIVE in text for text in cached_texts(tiny_engine)), "held in the prompt cache"
 
         api.send_command(chat, alice, "/forget")
-        confirm = await last_message_with(api, chat, render.FORGET_CONFIRM_TEXT)
+        confirm = await last_message_with(api, chat, bot_texts.FORGET_CONFIRM_TEXT)
         api.press_button(chat, alice, confirm["message_id"], "forget:yes:1")
         await last_message_with(api, chat, "deleted everything")
         # The bot is still running: no close-time checkpoint has helped.
@@ -388,9 +390,9 @@ async def test_the_retention_purge_leaves_old_words_in_no_file_and_not_in_the_pr
 
 
 def test_privacy_text_says_where_the_model_runs_and_what_backups_hold() -> None:
-    local = render.privacy_text(0)
+    local = privacy_view.privacy_text(0)
     assert "nothing leaves that server – the language model runs there too" in local
-    remote = render.privacy_text(0, model_host="llm.example.org")
+    remote = privacy_view.privacy_text(0, model_host="llm.example.org")
     assert "also sent to a language-model server, llm.example.org" in remote
     assert "nothing leaves" not in remote
     for text in (local, remote):

@@ -14,6 +14,7 @@ import pytest
 from telegram.error import InvalidToken
 
 from bot import cli
+from bot.cli import classify
 from bot.logs import REDACTED, configure_logging, redact
 
 TOKEN = "123456789:AAH-secret_part-of-the-token"
@@ -82,7 +83,7 @@ def test_an_unexpected_error_is_logged_redacted_not_printed_raw(
     async def broken(*_args: object) -> None:
         raise RuntimeError(f"a bug that quotes the token {TOKEN}")
 
-    monkeypatch.setattr(cli, "classify_text", broken)
+    monkeypatch.setattr(classify, "classify_text", broken)
     assert cli.main(["--config", str(config), "classify", "hello"]) == 1
     captured = capsys.readouterr()
     assert "moodbot stopped on an unexpected error" in captured.err and "Traceback" in captured.err

@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from bot.render import day_strip, mood_emoji, mood_summary_text, parse_period, split_for_telegram
+from bot.views.mood import day_strip, mood_emoji, mood_summary_text, parse_period
+from bot.views.telegram_text import photo_caption, shorten, split_for_telegram, telegram_length
 from engine.guard import visible_reply
 from engine.prompts import COMPANION_SYSTEM_PROMPT
 from storage import DayMood, MoodSummary
@@ -54,6 +55,16 @@ def test_long_text_is_split_on_boundaries_under_the_limit() -> None:
     assert " ".join(parts) == text
     assert split_for_telegram("short") == ["short"]
     assert all(len(p) <= 100 for p in split_for_telegram("x" * 250, limit=100))
+
+
+def test_every_length_is_counted_in_utf16_code_units_as_telegram_does() -> None:
+    text = "😀" * 3000  # 3,000 characters, 6,000 UTF-16 code units
+    parts = split_for_telegram(text)
+    assert len(parts) == 2 and "".join(parts) == text
+    assert all(telegram_length(part) <= 4096 for part in parts)
+    assert shorten("😀" * 10, 5) == "😀😀…" and shorten("😀😀", 4) == "😀😀"
+    caption, rest = photo_caption("😀" * 600)  # 1,200 units: over the caption limit
+    assert telegram_length(caption) <= 1024 and caption.endswith("…") and rest == "😀" * 600
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from bot.config import WEBHOOK_SECRET_ENV_VAR, ConfigError, config_from_dict, load_config
-from bot.webhook import url_path
+from bot.telegram.webhook import url_path
 from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
 ROOT = Path(__file__).resolve().parents[2]

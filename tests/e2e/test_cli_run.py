@@ -91,10 +91,10 @@ async def test_run_with_a_rejected_token_exits_2_with_one_line_and_never_shows_i
         assert TEST_TOKEN not in written and secret_part not in written
 
 
-# The real run path (bot.cli.run_bot) with an engine that writes half a reply, then waits for a line on stdin.
+# The real run path (bot.cli.run.run_bot) with an engine that writes half a reply, then waits for a line on stdin.
 HELD_BOT = """
 import asyncio, sys
-from bot.cli import run_bot
+from bot.cli.run import run_bot
 from bot.config import load_config
 from bot.logs import configure_logging
 from tests.support.fakeengine import ScriptedEngine
@@ -177,7 +177,7 @@ async def test_sigkill_mid_reply_leaves_no_half_reply(tmp_path: Path) -> None:
 # Every reply streams its first half, then hangs: the process is killed with replies half-written and a backlog.
 HANGING_BOT = """
 import asyncio, sys
-from bot.cli import run_bot
+from bot.cli.run import run_bot
 from bot.config import load_config
 from bot.logs import configure_logging
 from tests.support.fakeengine import ScriptedEngine

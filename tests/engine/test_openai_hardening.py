@@ -423,7 +423,7 @@ def test_a_key_travels_only_encrypted_or_to_this_machine(url: str, safe: bool) -
 
 def test_an_api_key_over_plain_http_to_another_machine_is_a_config_error(tmp_path: Path) -> None:
     remote = {"backend": "openai", "base_url": "http://gpu.example.com:8000/v1"}
-    with pytest.raises(ConfigError, match="engine: base_url: an API key is sent only over https://") as info:
+    with pytest.raises(ConfigError, match=r"engine\.base_url: an API key is sent only over https://") as info:
         config_from_dict({"engine": {**remote, "api_key": "sk-SECRET"}})
     assert "gpu.example.com" in str(info.value) and "SECRET" not in str(info.value)
     assert config_from_dict({"engine": remote}).engine.base_url == remote["base_url"]  # no key: nothing to expose

@@ -121,6 +121,22 @@ REAL_TEXTS = [
     "This restaurant was a total waste of money.",
     "这家酒店的服务非常好，下次还会再来。",
     "房间又小又脏，非常失望。",
+    "I finally finished the marathon and my legs are jelly, but I am so proud.",
+    "The meeting moved to Thursday at three.",
+    "My sister forgot my birthday again, whatever.",
+    "Honestly the new update broke everything I use every day.",
+    "We adopted a puppy this weekend and the kids can't stop laughing.",
+    "I can't sleep, my head won't stop spinning about tomorrow.",
+    "The soup was cold and the waiter ignored us for an hour.",
+    "Got the job offer this morning!",
+    "这本书写得很有深度，值得反复阅读。",
+    "电脑用了三天就开不了机，客服也不理人。",
+    "今天和朋友去爬山，风景美极了。",
+    "快递又丢了，真让人生气。",
+    "早餐很丰盛，位置也方便。",
+    "屏幕太暗，键盘手感也很差。",
+    "老师表扬了我的作文，好开心。",
+    "等了两个小时还没有上菜。",
 ]
 
 

@@ -113,6 +113,34 @@ def test_packed_layer_quantises_each_row_on_its_own() -> None:
         assert torch.equal(layer(x_with_outlier)[:3], layer(x)[:3])
 
 
+@needs_onednn
+def test_packed_layer_multiplies_exactly_what_the_quantised_rows_say() -> None:
+    # Large weights (int8 near ±127) and inputs spanning the whole activation range: on CPUs without int8 dot
+    # products oneDNN adds pairs of uint8 x int8 products in int16, which saturates unless activations keep to 7 bits.
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 64, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.sign(torch.randn(64, 256)) * (0.9 + 0.1 * torch.rand(64, 256)))
+    layer = Int8Linear.from_linear(linear)
+    weights = layer.weight_int8.double() * layer.scales.double()[:, None]
+    layer.pack()
+    x = torch.rand(3, 256) * 4.0  # all positive: the values run from 0 to the top of the range
+    activations = quantize.quantize_rows_of_activations(x)
+    assert int(activations.values.max()) == quantize.ACTIVATION_MAX
+    assert activations.scales is not None and activations.zero_points is not None
+    restored = (activations.values.double() - activations.zero_points.double()) * activations.scales.double()
+    expected = restored @ weights.t()
+    with torch.inference_mode():
+        got = layer.forward_quantized(activations, torch.float32).double()
+        one = quantize.quantize_rows_of_activations(x[:1])
+        got_one = layer.forward_quantized(one, torch.float32).double()
+    assert ((got - expected).abs().max() / expected.abs().max()) < 1e-4
+    assert one.single_row is not None
+    scale, zero_point = one.single_row
+    expected_one = ((one.values.double() - zero_point) * scale) @ weights.t()
+    assert ((got_one - expected_one).abs().max() / expected_one.abs().max()) < 1e-4
+
+
 def test_activation_rows_round_trip_within_half_a_step() -> None:
     x = torch.randn(6, 40) * torch.tensor([[0.1], [1.0], [10.0], [1.0], [1.0], [1.0]])
     x[4] = x[4].abs() + 3.0  # all positive: the range is widened to include zero

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from telegram.ext import Application
 
-from bot.app import build_application
 from bot.config import CareConfig, Config, GroupsConfig, LimitsConfig, StorageConfig, TelegramConfig
+from bot.telegram.app import build_application
 from engine import Engine, EngineSettings
 from tests.support.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi
 

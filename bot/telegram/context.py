@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Config
-from bot.conversation import Conversations
-from bot.ratelimit import RateLimiter
+from bot.flow import Conversations
+from bot.telegram.ratelimit import RateLimiter
 from engine import Engine
 from storage import Store, StoredMessage
 

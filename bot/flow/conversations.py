@@ -1,6 +1,7 @@
-"""The conversation flow shared by Telegram and the terminal: persist → classify → reply → persist.
+"""The conversation flow, written once for Telegram and the terminal: persist → classify → reply → persist.
 
-Knows storage and the engine, not Telegram. The incoming message is committed before any model work, marked as
+Knows storage and the engine, not Telegram: a front end hands ``answer`` a stored message and a ``ReplyOutput``,
+and only carries text in and out. The incoming message is committed before any model work, marked as
 owed a reply until the complete reply is stored with it (one transaction), so a crash never leaves half a reply in
 history and a restart knows what is still to answer. Messages left without a mood (engine busy or down, over the
 rate limit, a crash) are classified by the back-fill.
@@ -13,9 +14,13 @@ import time
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
-from bot.config import CareConfig
+from bot.config import Config
+from bot.flow.mood import MoodReport, mood_report
+from bot.flow.turn import ReplyOutput, Turn, cancelling
+from bot.views import texts
 from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment
-from engine.openai_errors import ServerUnavailable
+from engine.language import script_of  # not in engine's public API yet
+from engine.openai_errors import ServerUnavailable  # not in engine's public API yet
 from storage import SentimentRecord, Store, StoredMessage
 
 logger = logging.getLogger(__name__)
@@ -43,21 +48,70 @@ class Incoming:
 
 
 class Conversations:
-    """Runs each step of a conversation turn against the store and the engine."""
+    """The conversation turn, the ``/mood`` report and the other steps, against the store and the engine."""
 
-    def __init__(
-        self, store: Store, engine: Engine, max_message_chars: int = 2000, care: CareConfig | None = None
-    ) -> None:
+    def __init__(self, store: Store, engine: Engine, config: Config) -> None:
         self.store = store
         self.engine = engine
-        self.max_message_chars = max_message_chars
-        self.care = care or CareConfig()
+        self.config = config
+        self.max_message_chars = config.telegram.max_message_chars
+        self.care = config.care
+
+    async def answer(self, message: StoredMessage, out: ReplyOutput) -> Turn:
+        """The turn for a stored message: classify it, stream the companion's reply to ``out``, store the reply
+        whole, then send the help resources it calls for and a note when it was too long to read whole. The engine
+        busy: the person is told so. Afterwards the message owes no reply, whatever happened (unless cancelled: the
+        process is going down, and the next start answers it)."""
+        turn = Turn(message, truncated=self.is_truncated(message))
+        try:
+            started = time.perf_counter()
+            turn.sentiment = await self.classify(message)
+            classified = time.perf_counter()
+            turn.care_text = self.care_message(message, turn.sentiment)
+            if turn.sentiment is None:
+                await out.finish(texts.BUSY_TEXT)  # over an unfinished reply, if there is one
+                return turn
+            await out.heard(turn.sentiment)
+            try:
+                text = await out.stream(self.reply(message)) or texts.EMPTY_REPLY_FALLBACK
+            except EngineBusy:
+                await out.finish(texts.BUSY_TEXT)
+                await self._offer_care(turn, out)
+                return turn
+            await self.save_reply(message, text, await out.finish(text))  # no reply owed from here on
+            turn.reply = text
+            await self._offer_care(turn, out)
+            if turn.truncated:
+                await out.send(texts.LONG_MESSAGE_TEXT.format(limit=self.max_message_chars))
+            logger.info(
+                "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)%s",
+                message.chat_id, message.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,
+                self.engine.queue_depth, f": {message.text!r}" if self.config.logging.include_text else "",
+            )
+            return turn
+        finally:
+            # Told "busy", or an error the person hears of: nothing left to answer late.
+            if turn.reply is None and not cancelling():
+                await self.settle(message)
+
+    async def mood_report(self, *, chat_id: int, user_id: int | None, argument: str | None) -> MoodReport:
+        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat, or (None) the whole
+        chat's with a line per member."""
+        return await mood_report(self.store, self.config, chat_id=chat_id, user_id=user_id, argument=argument)
 
     def care_message(self, message: StoredMessage, sentiment: Sentiment | None) -> str | None:
-        """The help resources to send with the reply when ``message`` signals a crisis (and care is on)."""
+        """The help resources to send with the reply when ``message`` signals a crisis (and care is on), in the
+        language it is written in."""
         if sentiment is None or not self.care.enabled or sentiment.care < self.care.threshold:
             return None
-        return self.care.message_for(message.text)
+        return self.care.message_zh if script_of(message.text) == "zh" else self.care.message
+
+    async def _offer_care(self, turn: Turn, out: ReplyOutput) -> None:
+        """Send the help resources after the answer when the message signalled a crisis, and log that we did."""
+        if turn.care_text is None or turn.sentiment is None:
+            return
+        await out.send(turn.care_text)
+        await self.record_care(turn.message, turn.sentiment)
 
     async def record_care(self, message: StoredMessage, sentiment: Sentiment) -> None:
         """Log that help resources were offered for ``message``."""
@@ -111,6 +165,10 @@ class Conversations:
             chat_id=message.chat_id, user_id=message.user_id, text=text, reply_to=message.id,
             telegram_message_id=telegram_message_id,
         )
+
+    async def reset(self, *, chat_id: int, user_id: int) -> None:
+        """Set this person's conversation in this chat aside, so replies start fresh; the mood log is kept."""
+        await self.store.reset_context(chat_id=chat_id, user_id=user_id)
 
     async def forget(self, *, chat_id: int, user_id: int) -> int:
         """Delete everything stored about this person in this chat, and what the engine holds in memory of past

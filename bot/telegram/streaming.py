@@ -18,7 +18,7 @@ from telegram import Bot, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest
 
-from bot.render import TELEGRAM_TEXT_LIMIT, split_for_telegram
+from bot.views.telegram_text import TELEGRAM_TEXT_LIMIT, shorten, split_for_telegram
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ class StreamedReply:
         return ids
 
     async def _show(self, text: str, *, final: bool = False) -> None:
-        if len(text) > TELEGRAM_TEXT_LIMIT:  # while streaming, show the beginning; finish() splits the rest
-            text = text[: TELEGRAM_TEXT_LIMIT - len(STREAM_SUFFIX)] + STREAM_SUFFIX
+        text = shorten(text, TELEGRAM_TEXT_LIMIT, STREAM_SUFFIX)  # while streaming, the beginning; finish() splits
         if not text.strip() or text == self._shown:
             return
         if self.message_id is not None:

@@ -19,15 +19,17 @@ from dataclasses import dataclass
 from telegram import Bot, Update
 from telegram.ext import filters
 
-from bot import identity, render
-from bot.context import Services
-from bot.handlers import incoming_of, meant_for_bot
-from bot.ratelimit import Decision
+from bot.telegram import identity
+from bot.telegram.access import meant_for_bot
+from bot.telegram.context import Services
+from bot.telegram.messages import incoming_of
+from bot.telegram.ratelimit import Decision
+from bot.views import texts
 from storage import StoredMessage
 
 logger = logging.getLogger(__name__)
 
-# The updates the conversation handlers take; bot.app registers its handlers with these same filters.
+# The updates the conversation handlers take; bot.telegram.app registers its handlers with these same filters.
 NEW_TEXT = filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND
 EDITED_TEXT = filters.UpdateType.EDITED_MESSAGE & filters.TEXT
 ALLOWED = Decision(True)
@@ -65,7 +67,7 @@ class Arrival:
 
 class Intake:
     """The arrival of every update (``arrive``) and its admission to its chat's queue (see
-    ``bot.ordering.Admission``)."""
+    ``bot.telegram.ordering.Admission``)."""
 
     def __init__(self, services: Services, bot: Bot) -> None:
         self.services = services
@@ -101,13 +103,13 @@ class Intake:
             await self.arrive(update)
         arrival = self._arrived[update.update_id]
         if not arrival.limit.allowed:
-            slow_down = render.SLOW_DOWN_TEXT.format(seconds=arrival.limit.wait_seconds)
+            slow_down = texts.SLOW_DOWN_TEXT.format(seconds=arrival.limit.wait_seconds)
             await self._turn_away(update, slow_down, arrival.allowed and arrival.meant and arrival.limit.notify)
             return False
         if not queued:
             if arrival.stored is not None and arrival.owed and arrival.stored.is_new:
                 await self.services.conversations.settle(arrival.stored)  # stored, classified later, not answered
-            await self._turn_away(update, render.BACKLOG_TEXT, arrival.allowed and arrival.meant and warn)
+            await self._turn_away(update, texts.BACKLOG_TEXT, arrival.allowed and arrival.meant and warn)
             return False
         return True
 

@@ -10,14 +10,16 @@ flip rate is the share of messages whose label that changes.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
-from engine import Engine, Sentiment
-from engine.language import script_of
+from bot.config import Config
+from engine import Engine, Sentiment, create_engine
+from engine.language import script_of  # not in engine's public API yet
 
 GOLD_LABELS = {0: "negative", 1: "positive", 2: "neutral"}
 CONCURRENCY = 32  # messages in flight at once: enough for the engine to batch them, below any queue limit
@@ -193,3 +195,21 @@ def render_report(report: EvalReport) -> str:
 def report_dict(report: EvalReport) -> dict[str, object]:
     """The report as plain data for ``--json``."""
     return asdict(report)
+
+
+async def evaluate_file(config: Config, data: Path, limit: int, injection: bool, json_path: Path | None) -> None:
+    """``moodbot eval``: classify a labelled file (and its injected copy) and print the report."""
+    examples = read_examples(data)
+    if limit > 0:
+        examples = examples[:limit]
+    engine = create_engine(config.engine)
+    await engine.start()
+    try:
+        report = await evaluate(
+            engine, examples, data=str(data), care_threshold=config.care.threshold, injection=injection
+        )
+    finally:
+        await engine.close()
+    print(render_report(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(report_dict(report), indent=2, ensure_ascii=False), encoding="utf-8")

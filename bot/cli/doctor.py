@@ -20,7 +20,6 @@ import aiosqlite
 from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 
-from bot.cli import secrets_of
 from bot.config import OPEN_BOT_WARNING, Config, ConfigError, load_config
 from bot.logs import configure_logging, redact
 from engine import EngineError, create_engine
@@ -53,7 +52,7 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
     except ConfigError as exc:
         print(Check("config", False, str(exc)).line(), file=out, flush=True)
         return 1
-    secrets = secrets_of(config)
+    secrets = config.secrets()
     configure_logging("WARNING", secrets=secrets)  # the checks' own lines are the output; only problems are logged
     where = str(config_path) if config_path is not None else "built-in defaults (no config file)"
     checks = [Check("config", True, f"{where} ({config.telegram.mode} mode)"), check_allowlists(config)]

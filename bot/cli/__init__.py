@@ -1,0 +1,84 @@
+"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``, ``eval``, ``doctor``.
+
+Each sub-command lives in a module of its own here; this one parses the command line and turns errors into one
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot.cli import classify, doctor, evaluation, run, terminal
+from bot.config import ConfigError, load_config
+from bot.logs import configure_logging, redact
+from engine import EngineError
+
+logger = logging.getLogger("moodbot")
+
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per mode."""
+    parser = argparse.ArgumentParser(prog="moodbot", description="An empathetic Telegram companion with a mood log.")
+    parser.add_argument(
+        "--config", "-c", type=Path, default=None,
+        help="TOML config file (default: ./config.toml if it exists, else built-in defaults)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the Telegram bot (long polling, or a webhook with telegram.mode)")
+    commands.add_parser("chat", help="talk to the bot in this terminal, no Telegram needed")
+    classify = commands.add_parser("classify", help="print the sentiment label and score of TEXT")
+    classify.add_argument("text", nargs="+", help="the message to classify")
+    evaluate = commands.add_parser(
+        "eval", help="accuracy, macro-F1, confusion, speed and injection flip rate on a text<TAB>label file"
+    )
+    evaluate.add_argument("--data", type=Path, required=True, help="TSV file: text<TAB>label (1 pos, 0 neg, 2 neutral)")
+    evaluate.add_argument("--limit", type=int, default=0, help="use only the first N rows (0 = all)")
+    evaluate.add_argument("--no-injection", action="store_true", help="skip the injected copy")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
+    commands.add_parser("doctor", help="check config, token, database and model; one line each, exit 1 on a FAIL")
+    for sub in commands.choices.values():  # accept --config after the sub-command too
+        sub.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; errors become one line on stderr and a non-zero exit."""
+    args = build_parser().parse_args(argv)
+    secrets: list[str] = []
+    try:
+        if args.command == "doctor":  # reports a bad config as its own FAIL line
+            return doctor.doctor(_config_path(args.config))
+        config = load_config(_config_path(args.config))
+        secrets = config.secrets()
+        configure_logging(config.logging.level, secrets=secrets)
+        if args.command == "run":
+            run.run_bot(config)
+        elif args.command == "chat":
+            asyncio.run(terminal.chat(config))
+        elif args.command == "classify":
+            asyncio.run(classify.classify_text(config, " ".join(args.text)))
+        elif args.command == "eval":
+            asyncio.run(
+                evaluation.evaluate_file(config, args.data, args.limit, not args.no_injection, args.json)
+            )
+    except (ConfigError, EngineError, evaluation.EvalDataError, OSError) as exc:
+        print(redact(f"moodbot: error: {exc}", secrets), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # a bug's traceback goes through the redacting log handler, never raw onto stderr
+        logger.critical("moodbot stopped on an unexpected error", exc_info=True)
+        return 1
+    return 0
+
+
+def _config_path(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None

@@ -1,0 +1,196 @@
+"""One small coroutine per command; each docstring says what the person gets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import ExtBot
+
+from bot.flow import MoodChart
+from bot.telegram import identity
+from bot.telegram.context import MoodContext
+from bot.telegram.identity import Person
+from bot.views import privacy as privacy_view
+from bot.views import texts
+from bot.views.charts import render_mood_chart
+from bot.views.telegram_text import html_to_plain, photo_caption, split_for_telegram
+
+logger = logging.getLogger(__name__)
+
+FORGET_PREFIX = "forget:"  # callback data: forget:yes:<user id> / forget:no:<user id> (the user who asked)
+
+
+async def start(update: Update, context: MoodContext) -> None:
+    """Greets the person and says what the bot keeps."""
+    person = identity.person(update)
+    await update.effective_message.reply_text(texts.START_TEXT.format(name=person.first_name or "there"))
+
+
+async def help_command(update: Update, context: MoodContext) -> None:
+    """Lists the commands."""
+    await reply_formatted(update.effective_message, texts.HELP_HTML)
+
+
+async def mood(update: Update, context: MoodContext) -> None:
+    """Shows how the mood moved, chart and summary: the person's own, or in a group the chat's and each member's."""
+    chat, message = update.effective_chat, update.effective_message
+    in_group = chat.type != ChatType.PRIVATE
+    report = await context.services.conversations.mood_report(
+        chat_id=chat.id, user_id=None if in_group else identity.person(update).id,
+        argument=context.args[0] if context.args else None,
+    )
+    if report.chart is None:
+        await message.reply_text(report.text)
+        return
+    await send_mood_answer(message, report.text, report.chart)
+
+
+async def reset(update: Update, context: MoodContext) -> None:
+    """Sets the conversation aside so replies start fresh; the mood log is kept."""
+    await context.services.conversations.reset(chat_id=update.effective_chat.id, user_id=identity.person(update).id)
+    await update.effective_message.reply_text(texts.RESET_TEXT)
+
+
+async def forget(update: Update, context: MoodContext) -> None:
+    """Asks, with Yes/Cancel buttons, before deleting everything stored about this person in this chat."""
+    user_id = identity.person(update).id
+    buttons = InlineKeyboardMarkup(
+        [[
+            InlineKeyboardButton(texts.FORGET_YES_BUTTON, callback_data=f"{FORGET_PREFIX}yes:{user_id}"),
+            InlineKeyboardButton(texts.FORGET_NO_BUTTON, callback_data=f"{FORGET_PREFIX}no:{user_id}"),
+        ]]
+    )
+    await update.effective_message.reply_text(texts.FORGET_CONFIRM_TEXT, reply_markup=buttons)
+
+
+async def forget_answer(update: Update, context: MoodContext) -> None:
+    """Deletes everything after "Yes" from the person who asked (Cancel deletes nothing); others get an alert."""
+    query, presser = update.callback_query, identity.person(update)
+    choice, asker = parse_forget_data(query.data)
+    # Only the person who asked may answer; and the deletion is always of the presser's own rows.
+    if asker is None or asker != presser.id:
+        await query.answer(texts.FORGET_NOT_YOURS_TEXT, show_alert=True)
+        return
+    if choice != "yes":
+        await query.answer()
+        await query.edit_message_text(texts.FORGET_CANCELLED_TEXT)
+        return
+    count = await context.services.conversations.forget(chat_id=update.effective_chat.id, user_id=presser.id)
+    await query.answer()
+    await query.edit_message_text(texts.FORGET_TEXT.format(count=count))
+
+
+async def export(update: Update, context: MoodContext) -> None:
+    """Sends this person's messages, replies and moods in this chat as a JSON file, privately when asked in a group."""
+    chat, person, message = update.effective_chat, identity.person(update), update.effective_message
+    data = await context.store.export_user(chat_id=chat.id, user_id=person.id)
+    if not data["messages"]:
+        await message.reply_text(texts.EXPORT_NOTHING_TEXT)
+        return
+    content = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+    filename = texts.export_filename(chat.id, person.id)
+    if chat.type == ChatType.PRIVATE:
+        await message.reply_document(document=content, filename=filename, caption=texts.EXPORT_CAPTION)
+        return
+    await export_privately(context.bot, message, person, content, filename)
+
+
+async def privacy(update: Update, context: MoodContext) -> None:
+    """Says plainly what is kept, where, for how long, which group messages, and how to delete or download it."""
+    config = context.config
+    text = privacy_view.privacy_html(
+        config.storage.retention_days, config.groups.log_all, privacy_view.remote_model_host(config.engine)
+    )
+    await reply_formatted(update.effective_message, text)
+
+
+async def stats(update: Update, context: MoodContext) -> None:
+    """For admins: how many chats, users and messages are stored, the engine's queue and the database's size."""
+    if not context.config.telegram.is_admin(identity.person(update).id):
+        await update.effective_message.reply_text(texts.ADMIN_ONLY_TEXT)
+        return
+    counts = await context.store.counts()
+    size = database_size(context.config.storage.database)
+    await reply_formatted(update.effective_message, privacy_view.stats_html(counts, context.engine.queue_depth, size))
+
+
+# -- what the commands share -------------------------------------------------------------------------------------
+
+
+async def reply_formatted(message: Message, html_text: str) -> Message:
+    """Reply with Telegram-HTML ``html_text``; if Telegram can't parse it, the same words again as plain text."""
+    try:
+        return await message.reply_text(html_text, parse_mode=ParseMode.HTML)
+    except BadRequest as exc:
+        if "can't parse entities" not in exc.message.lower():
+            raise
+        logger.warning("Telegram could not parse a formatted message (%s); sending it as plain text", exc.message)
+        return await message.reply_text(html_to_plain(html_text))
+
+
+async def send_mood_answer(message: Message, text: str, chart: MoodChart) -> None:
+    """The chart with the summary as its caption (or a short caption and the summary after it, when too long);
+    the summary alone when the chart can't be drawn or Telegram refuses it."""
+    try:
+        png = await asyncio.to_thread(
+            render_mood_chart, chart.days, chart.first_day, chart.last_day, title=chart.title
+        )
+    except Exception:
+        logger.exception("could not draw the /mood chart; sending the summary as text")
+        png = None
+    if png is not None:
+        caption, rest = photo_caption(text)
+        try:
+            await message.reply_photo(photo=png, caption=caption)
+        except BadRequest as exc:
+            logger.warning("Telegram refused the /mood chart (%s); sending the summary as text", exc.message)
+        else:
+            if rest is None:
+                return
+    for piece in split_for_telegram(text):
+        await message.reply_text(piece)
+
+
+async def export_privately(bot: ExtBot[None], asked: Message, person: Person, content: bytes, filename: str) -> None:
+    """Send a group member's export to their private chat with the bot, then say in the group where it went; when
+    Telegram won't let the bot write to them first, say in the group how to open that chat. The group never gets
+    the file or any of its text."""
+    try:
+        await bot.send_document(
+            person.id, document=content, filename=filename, caption=texts.export_group_caption(asked.chat.title)
+        )
+    except Forbidden as exc:  # they never started the bot, or blocked it
+        logger.info("could not send user %s their export privately: %s", person.id, exc.message)
+    except BadRequest as exc:
+        if "chat not found" not in exc.message.lower():
+            raise
+        logger.info("could not send user %s their export privately: %s", person.id, exc.message)
+    else:
+        await asked.reply_text(texts.EXPORT_SENT_PRIVATELY_TEXT)
+        return
+    await asked.reply_text(texts.export_open_private_chat_text(bot.username))
+
+
+def parse_forget_data(data: str | None) -> tuple[str, int | None]:
+    """``forget:yes:42`` → ``("yes", 42)`` (choice, id of the user who asked); any other shape → ``("", None)``."""
+    parts = (data or "").split(":")
+    if len(parts) != 3 or f"{parts[0]}:" != FORGET_PREFIX or not parts[2].lstrip("-").isdigit():
+        return "", None
+    return parts[1], int(parts[2])
+
+
+def database_size(path: Path) -> int:
+    """Bytes the SQLite database takes on disk, its write-ahead log included (0 when there is no file)."""
+    total = 0
+    for file in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += file.stat().st_size
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,100 @@
+"""The ``/privacy`` and ``/stats`` texts: what is kept, where, for how long; what the database holds. Pure.
+
+Texts sent with ``parse_mode=HTML`` are named ``…_html``; their dynamic parts are escaped here.
+"""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import urlsplit
+
+from bot.views.telegram_text import html_to_plain
+from engine import EngineSettings
+
+GROUP_LOGS_ADDRESSED_TEXT = "In groups I only read messages that mention me or reply to me."
+GROUP_LOGS_ALL_TEXT = (
+    "In groups where I can see every message, I keep each text message and its mood (so /mood shows the whole "
+    "chat), but I only answer messages that mention me or reply to me."
+)
+GROUP_POSTED_AS_CHAT_TEXT = (
+    "Messages sent as a channel or as an anonymous admin are neither kept nor answered: they don't say whose "
+    "they are."
+)
+BACKUPS_TEXT = (
+    "the database file holds all of the above, and so does every backup of it that the person who runs this bot "
+    "makes. /forget and the automatic deletion can't reach those copies."
+)
+
+
+def privacy_html(retention_days: int, log_all_group_messages: bool = False, model_host: str | None = None) -> str:
+    """The ``/privacy`` answer: what is kept, where (and, with ``model_host``, the language-model server messages
+    are sent to), for how long, which group messages, backups, and how to delete or download it."""
+    if retention_days > 0:
+        how_long = (
+            f"Messages older than {retention_days} day{'s' if retention_days != 1 else ''} are deleted "
+            "automatically (once a day); you can delete yours sooner with /forget."
+        )
+    else:
+        how_long = "Everything is kept until you delete it with /forget."
+    groups = GROUP_LOGS_ALL_TEXT if log_all_group_messages else GROUP_LOGS_ADDRESSED_TEXT
+    return (
+        "<b>🔒 What I keep</b>\n"
+        "• your messages to me and my replies\n"
+        "• a mood estimate (sentiment) for each of your messages\n"
+        "• your name, username and Telegram ids (yours and the chat's)\n\n"
+        f"<b>Where:</b> in one SQLite database on the server of the person who runs this bot. {model_where(model_host)}"
+        "\n\n"
+        f"<b>How long:</b> {how_long}\n\n"
+        f"<b>Groups:</b> {groups} {GROUP_POSTED_AS_CHAT_TEXT}\n\n"
+        f"<b>Backups:</b> {BACKUPS_TEXT}\n\n"
+        "/export – download everything I stored about you in this chat (a JSON file; asked in a group, it "
+        "arrives in a private chat with me, never in the group)\n"
+        "/forget – delete all of it"
+    )
+
+
+def model_where(model_host: str | None) -> str:
+    """Where the language model reads the messages: on the bot's server, or a named remote server."""
+    if model_host is None:
+        return "Apart from Telegram itself, nothing leaves that server – the language model runs there too."
+    return (
+        "To be answered and given a mood estimate, your messages and our recent conversation are also sent to a "
+        f"language-model server, <code>{html.escape(model_host)}</code>; what that server keeps is up to whoever "
+        "runs it."
+    )
+
+
+def privacy_text(retention_days: int, log_all_group_messages: bool = False, model_host: str | None = None) -> str:
+    """``privacy_html`` as plain text."""
+    return html_to_plain(privacy_html(retention_days, log_all_group_messages, model_host))
+
+
+def stats_html(counts: dict[str, int], queue_depth: int, database_bytes: int) -> str:
+    """The admin's ``/stats``: rows stored, the engine's queue depth and the database's size on disk."""
+    return (
+        "<b>📊 Moodbot stats</b>\n"
+        f"Chats: {counts.get('chats', 0)}\n"
+        f"Users: {counts.get('users', 0)}\n"
+        f"Messages: {counts.get('messages', 0)} (with a mood: {counts.get('sentiments', 0)})\n"
+        f"Engine queue: {queue_depth}\n"
+        f"Database: {html.escape(human_bytes(database_bytes))}"
+    )
+
+
+def human_bytes(size: int) -> str:
+    """``1536`` → ``1.5 KB`` (powers of 1024; whole bytes below 1 KB)."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def remote_model_host(engine: EngineSettings) -> str | None:
+    """The host of the language-model server that messages are sent to; None when the model runs in-process."""
+    if engine.backend != "openai":
+        return None
+    return urlsplit(engine.base_url).hostname or engine.base_url
