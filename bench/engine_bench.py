@@ -38,9 +38,9 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     import torch
 
     from engine import ChatTurn, EngineSettings, LocalEngine
-    from engine.companion import ReplyStream, reply_prompt_ids
-    from engine.sampling import SamplingSettings
-    from engine.worker import IDLE_TRIM_DELAY_S
+    from engine.local.companion import ReplyStream, reply_prompt_ids
+    from engine.local.sampling import SamplingSettings
+    from engine.local.worker import IDLE_TRIM_DELAY_S
 
     settings = EngineSettings(model=str(model), precision=precision, threads=threads, temperature=0.0,
                               max_new_tokens=128, max_active_replies=16, queue_size=256)
@@ -80,7 +80,7 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     def decode(sampling: SamplingSettings = engine.sampling) -> float:
         prompt = reply_prompt_ids(loaded.tokenizer, history[:2], "Tell me a long story.", 2048)
         generator = torch.Generator().manual_seed(0)
-        stream = ReplyStream(loaded.model, loaded.tokenizer, prompt, sampling, frozenset(), generator)
+        stream = ReplyStream(loaded.paths, loaded.tokenizer, prompt, sampling, frozenset(), generator)
         stream.step()  # prefill
         t = time.perf_counter()
         while not stream.done:
@@ -105,7 +105,7 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
     out["steady_rss_mb"] = round(rss_mb())
     # What the prompt cache (conversations' KV caches, bounded by engine.prompt_cache_mb) holds at that moment.
     out["prompt_cache_mb_held"] = round(engine.prompt_cache.total_bytes / 2**20)
-    # A long-running bot sees messages of every length; each new length sets up new matmuls (engine/loading.py).
+    # A long-running bot sees messages of every length; each new length sets up new matmuls (engine/loading/model.py).
     for n in range(1, 11 if quick else 101):
         await engine.classify("word " * n)
     await asyncio.sleep(IDLE_TRIM_DELAY_S + 1.0)

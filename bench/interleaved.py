@@ -105,8 +105,8 @@ def serve_moodbot(model: Path, threads: int, precision: str) -> None:
 
 async def _serve_moodbot(model: Path, threads: int, precision: str) -> None:
     from engine import EngineSettings, LocalEngine
-    from engine.companion import ReplyStream
-    from engine.sampling import SamplingSettings
+    from engine.local.companion import ReplyStream
+    from engine.local.sampling import SamplingSettings
 
     engine = LocalEngine(EngineSettings(model=str(model), precision=precision, threads=threads))
     await engine.start()
@@ -115,7 +115,7 @@ async def _serve_moodbot(model: Path, threads: int, precision: str) -> None:
     greedy = SamplingSettings(max_new_tokens=DECODE_TOKENS, temperature=0.0, repetition_penalty=1.0)
 
     def decode() -> dict[str, Any]:  # runs on the engine's worker thread
-        stream = ReplyStream(loaded.model, loaded.tokenizer, prompt, greedy, frozenset())
+        stream = ReplyStream(loaded.paths, loaded.tokenizer, prompt, greedy, frozenset())
         stream.step()  # prefill and the first token
         started = time.perf_counter()
         while not stream.done:

@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 
 def resident() -> dict[str, int]:
     """This process's resident memory right now, settled: MiB in all, anonymous, and file-backed."""
-    from engine.memory import release_freed_memory
+    from engine.loading.memory import release_freed_memory
 
     gc.collect()
     release_freed_memory()
@@ -44,15 +44,14 @@ def resident() -> dict[str, int]:
     return {"rss": fields["Rss"], "anonymous": fields["Anonymous"], "file": fields["Rss"] - fields["Anonymous"]}
 
 
-def weight_bytes(model: Any) -> int:
-    """Bytes of the model's weights: its tensors, plus oneDNN's packed int8 matrices (opaque to torch)."""
+def weight_bytes(loaded: Any) -> int:
+    """Bytes of the loaded model's weights: its tensors, plus oneDNN's packed int8 matrices (opaque to torch)."""
     import torch
 
-    from engine.decode_step import decode_step_of
-    from engine.quantize import Int8Linear
+    from engine.kernels.int8 import Int8Linear
 
-    modules = list(model.modules())
-    step = decode_step_of(model)
+    modules = list(loaded.model.modules())
+    step = loaded.paths.decode_step
     if step is not None:  # fused q/k/v and gate/up matrices live on the decode step, not in the model
         modules += [m for layer in step.layers for part in (layer.qkv, layer.gate_up) for m in part.modules()]
     storages: dict[int, int] = {}
@@ -74,7 +73,7 @@ def _engine_phases(model: str, chats: int) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, PreTrainedModel  # noqa: F401
 
     from engine import EngineSettings, LocalEngine
-    from engine.worker import IDLE_TRIM_DELAY_S
+    from engine.local.worker import IDLE_TRIM_DELAY_S
 
     phases["import transformers' model code and the engine"] = resident()
 
@@ -96,9 +95,9 @@ def _engine_phases(model: str, chats: int) -> dict[str, Any]:
         loaded = engine.loaded
         analyst = engine._worker.classify_batch.__self__  # type: ignore[union-attr]
         pinned = engine.prompt_cache.pinned
-        packed_prefix = analyst.packed_pass.prefix if analyst.packed_pass is not None else []
+        packed_prefix = getattr(analyst.prompt_pass, "prefix_float", [])  # the packed pass's float32 copy
         held = {
-            "weights": weight_bytes(loaded.model),
+            "weights": weight_bytes(loaded),
             "conversation KV caches (prompt cache)": engine.prompt_cache.total_bytes,
             "fixed prompt prefixes (analyst, companion)": analyst.prefix.nbytes() + (pinned.nbytes if pinned else 0)
             + sum(k.numel() * k.element_size() * 2 for k, _ in packed_prefix),
@@ -121,7 +120,7 @@ async def _chat(engine: Any, index: int) -> None:
 def _tokenizer_alone(model: str) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, PreTrainedModel  # noqa: F401
 
-    from engine.loading import drop_tokenizer_construction_leftovers, resolve_source
+    from engine.loading.model import drop_tokenizer_construction_leftovers, resolve_source
 
     source = resolve_source(model)
     before = resident()

@@ -4,7 +4,7 @@
     python -m bench.reply_eval --precision int8 --n 20          # quicker
 
 Replies to the first N messages of each dev set (English SST-2 sample, Chinese ChnSentiCorp), each as the first
-message of a fresh conversation, greedy. Counts replies in the message's script (engine.language.script_of) and
+message of a fresh conversation, greedy. Counts replies in the message's script (engine.roles.language.script_of) and
 replies that mention a label word, a score or the instructions. Writes ``bench/results/replies.json``.
 """
 
@@ -21,7 +21,7 @@ from bench.baselines import DEFAULT_MODEL
 from bench.measure import bench_lock
 from bot.cli.evaluation import read_examples
 from engine import EngineSettings, LocalEngine
-from engine.language import script_of
+from engine.roles.language import script_of
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {"en": DATA / "sst2_dev_sample.tsv", "zh": DATA / "chnsenticorp_dev.tsv"}

@@ -1,21 +1,49 @@
-"""moodbot's shared model: loading, the analyst and companion roles, the inference worker and backends.
+"""moodbot's shared model, behind one small API: :func:`create_engine`, the :class:`Engine` protocol, the values and
+errors it speaks in, :class:`EngineSettings`, and :func:`script_of` (which script a message is written in, as the
+analyst calibrates by it). Knows nothing of Telegram or SQL.
 
-Knows nothing of Telegram or SQL.
+The rooms inside: ``roles/`` (what both backends share: prompts, chat format, verdict, care phrases, guard, history,
+language), ``local/`` (the in-process backend), ``loading/`` (checkpoint to model), ``kernels/`` (fast paths that know
+nothing of roles), ``remote/`` (the OpenAI-compatible backend). Importing this package never imports torch: the
+backends are imported when asked for.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from engine.base import Engine
-from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError
-from engine.local import LocalEngine
-from engine.openai_backend import OpenAIEngine
+from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError, ServerUnavailable
+from engine.roles.language import script_of
 from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 from engine.values import LABELS, ChatTurn, Sentiment
+
+if TYPE_CHECKING:
+    from engine.local.engine import LocalEngine
+    from engine.remote.backend import OpenAIEngine
+
+# The backends by name, imported on first use: the local one brings torch and transformers.
+_BACKENDS = {"LocalEngine": "engine.local.engine", "OpenAIEngine": "engine.remote.backend"}
 
 
 def create_engine(settings: EngineSettings) -> Engine:
     """The engine for ``settings`` (not started yet): the model in this process, or an OpenAI-compatible server."""
     if settings.backend == "openai":
+        from engine.remote.backend import OpenAIEngine
+
         return OpenAIEngine(settings)
+    from engine.local.engine import LocalEngine
+
     return LocalEngine(settings)
+
+
+def __getattr__(name: str) -> Any:
+    """``LocalEngine`` and ``OpenAIEngine``, imported when first asked for."""
+    if name in _BACKENDS:
+        import importlib
+
+        return getattr(importlib.import_module(_BACKENDS[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
 __all__ = [
@@ -33,5 +61,7 @@ __all__ = [
     "ModelLoadError",
     "OpenAIEngine",
     "Sentiment",
+    "ServerUnavailable",
     "create_engine",
+    "script_of",
 ]

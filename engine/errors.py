@@ -23,3 +23,11 @@ class EngineClosed(EngineError):
 
     def __init__(self, message: str = "the engine is not running") -> None:
         super().__init__(message)
+
+
+class ServerUnavailable(EngineError):
+    """The model server could not be reached or answered 429/5xx (remote backend); another try may succeed."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,4 +1,5 @@
-"""Engine settings in one dataclass, with named precision presets."""
+"""Engine settings in one dataclass, with named precision presets. Importing this never imports torch (the remote
+backend and the bot's configuration need none)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-import torch
-
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 Backend = Literal["local", "openai"]
@@ -18,9 +17,6 @@ BACKENDS: tuple[str, ...] = ("local", "openai")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; llama.cpp server: :8080/v1, Ollama: :11434/v1
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-
-# dtype each explicit precision loads the weights in (int8 loads bf16, then quantises the weights layer by layer).
-PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
 @functools.cache  # read once: ``auto`` is resolved several times while loading
@@ -34,6 +30,8 @@ def _cpu_flags() -> str:
 
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU runs bf16 matrix work natively (AVX-512 BF16 or AMX), so bf16 is faster than fp32."""
+    import torch  # here, not at the top: only resolving ``auto`` for the local backend asks torch
+
     capability = torch.backends.cpu.get_cpu_capability()  # "AVX512" on AVX-512 BF16 machines too: check cpuinfo
     if "AMX" in capability or "BF16" in capability:
         return True
@@ -139,8 +137,3 @@ class EngineSettings:
     def resolved_precision(self) -> str:
         """The concrete precision (``auto`` resolved for this machine)."""
         return resolve_precision(self.precision)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The torch dtype the weights are loaded in."""
-        return PRECISION_DTYPES[self.resolved_precision]

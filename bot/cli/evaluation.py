@@ -18,8 +18,7 @@ from pathlib import Path
 from statistics import median
 
 from bot.config import Config
-from engine import Engine, Sentiment, create_engine
-from engine.language import script_of  # not in engine's public API yet
+from engine import Engine, Sentiment, create_engine, script_of
 
 GOLD_LABELS = {0: "negative", 1: "positive", 2: "neutral"}
 CONCURRENCY = 32  # messages in flight at once: enough for the engine to batch them, below any queue limit

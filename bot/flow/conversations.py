@@ -18,9 +18,7 @@ from bot.config import Config
 from bot.flow.mood import MoodReport, mood_report
 from bot.flow.turn import ReplyOutput, Turn, cancelling
 from bot.views import texts
-from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment
-from engine.language import script_of  # not in engine's public API yet
-from engine.openai_errors import ServerUnavailable  # not in engine's public API yet
+from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment, ServerUnavailable, script_of
 from storage import SentimentRecord, Store, StoredMessage
 
 logger = logging.getLogger(__name__)

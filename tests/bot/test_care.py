@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import DEFAULT_CARE_MESSAGE, DEFAULT_CARE_MESSAGE_ZH, CareConfig, ConfigError, config_from_dict
 from bot.views import texts as bot_texts
-from engine.care_phrases import FLOOR, has_crisis_phrase, with_phrase_floor
+from engine.roles.care_phrases import FLOOR, has_crisis_phrase, with_phrase_floor
 from tests.support.e2e import answered, config_for, final_texts, last_message_with, running_bot
 from tests.support.fakebotapi import FakeBotApi
 from tests.support.fakeengine import ScriptedEngine

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from bot.config import DEFAULT_BASE_URL, ConfigError, load_config
 from engine import settings
@@ -111,7 +112,7 @@ def test_allowlists_admins_groups_and_limits_load(tmp_path: Path) -> None:
      ("fpu avx2", "fp32")],
 )
 def test_auto_precision_follows_the_cpu(flags: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(settings, "_cpu_flags", lambda: flags)
     assert settings.resolve_precision("auto") == expected
     assert settings.resolve_precision("fp32") == "fp32"  # an explicit choice is never overridden

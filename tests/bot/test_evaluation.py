@@ -19,8 +19,8 @@ from bot.cli.evaluation import (
     score,
 )
 from engine import Sentiment
-from engine.language import script_of
-from engine.verdict import care_from_logprobs, sentiment_from_logprobs
+from engine.roles.language import script_of
+from engine.roles.verdict import care_from_logprobs, sentiment_from_logprobs
 
 FIXTURE = "text\tlabel\nwhat a good day\t1\na bad film\t0\ngood but bad\t0\n这家酒店很好\t1\n"
 

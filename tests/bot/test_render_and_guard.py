@@ -8,8 +8,8 @@ import pytest
 
 from bot.views.mood import day_strip, mood_emoji, mood_summary_text, parse_period
 from bot.views.telegram_text import photo_caption, shorten, split_for_telegram, telegram_length
-from engine.guard import visible_reply
-from engine.prompts import COMPANION_SYSTEM_PROMPT
+from engine.roles.guard import visible_reply
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from storage import DayMood, MoodSummary
 
 

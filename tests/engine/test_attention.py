@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from engine.attention import ATTENTION_IMPLEMENTATION, grouped_single_query_attention
-from engine.loading import load_model
+from engine.kernels.attention import ATTENTION_IMPLEMENTATION, grouped_single_query_attention
+from engine.loading.model import load_model
 from engine.settings import EngineSettings
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
-from engine import decode_step as decode_step_module
-from engine import quantize
-from engine.companion import ReplyStream
-from engine.decode_step import attach_decode_step, decode_step_of
-from engine.loading import load_model
-from engine.quantize import FusedInt8Projections, Int8Linear
-from engine.sampling import SamplingSettings
+from engine.kernels import decode as decode_step_module
+from engine.kernels import int8 as quantize
+from engine.kernels.int8 import FusedInt8Projections, Int8Linear
+from engine.kernels.paths import FastPaths, build_fast_paths
+from engine.loading.model import load_model
+from engine.local.companion import ReplyStream
+from engine.local.sampling import SamplingSettings
 from engine.settings import EngineSettings
 
 PROMPTS = ([5, 17, 42, 99, 7, 3, 64, 12], [8, 21, 33])
@@ -29,13 +29,13 @@ def _transformers_steps(model: torch.nn.Module, prompt: list[int], tokens: list[
     return torch.cat(steps)
 
 
-def _fast_steps(model: torch.nn.Module, prompt: list[int], tokens: list[int]) -> torch.Tensor:
-    step = decode_step_of(model)
-    assert step is not None
+def _fast_steps(paths: FastPaths, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+    assert paths.decode_step is not None
     cache = DynamicCache()
     with torch.inference_mode():
-        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
-        steps = [step(torch.tensor([[t]]), torch.tensor([[len(prompt) + i]]), cache) for i, t in enumerate(tokens)]
+        paths.model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+        steps = [paths.decode(torch.tensor([[t]]), torch.tensor([[len(prompt) + i]]), cache)
+                 for i, t in enumerate(tokens)]
     return torch.cat(steps)
 
 
@@ -49,7 +49,7 @@ def test_single_stream_steps_match_transformers(
     loaded = load_model(EngineSettings(model=str(model_dir), precision=precision, threads=1))
     tokens = [11, 23, 31, 2]
     expected = _transformers_steps(loaded.model, PROMPTS[0], tokens)
-    got = _fast_steps(loaded.model, PROMPTS[0], tokens)
+    got = _fast_steps(loaded.paths, PROMPTS[0], tokens)
     assert got.shape == (len(tokens), loaded.model.config.vocab_size)
     tolerance = 1e-5 if precision == "fp32" else 2e-2
     torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
@@ -57,8 +57,7 @@ def test_single_stream_steps_match_transformers(
 
 def test_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1))
-    model, step = loaded.model, decode_step_of(loaded.model)
-    assert step is not None
+    model, step = loaded.model, loaded.paths.decode
     long, short = PROMPTS
     pad = len(long) - len(short)
     caches = []
@@ -87,7 +86,7 @@ def test_fused_projections_share_the_model_weights(
 ) -> None:
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # plain int8 weights, as on ARM
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision.split("-")[0], threads=1))
-    step = decode_step_of(loaded.model)
+    step = loaded.paths.decode_step
     assert step is not None
     attention = loaded.model.model.layers[0].self_attn
     fused = step.layers[0].qkv
@@ -104,7 +103,7 @@ def test_fused_projections_share_the_model_weights(
 @pytest.mark.skipif(not quantize.onednn_int8_available(), reason="this torch build has no oneDNN int8 matmul")
 def test_packed_int8_projections_are_one_matrix_the_model_layers_slice(tiny_model_dir: Path) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    step = decode_step_of(loaded.model)
+    step = loaded.paths.decode_step
     assert step is not None
     layer = loaded.model.model.layers[0]
     attention = layer.self_attn
@@ -127,18 +126,15 @@ def test_packed_int8_projections_are_one_matrix_the_model_layers_slice(tiny_mode
 def test_real_model_greedy_reply_is_the_same_with_and_without_it(smollm2_gguf: Path) -> None:
     loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="bf16", threads=2))
     assert loaded.model.config.model_type == "llama"
-    step = decode_step_of(loaded.model)
-    assert step is not None
+    assert loaded.paths.decode_step is not None
     prompt = loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Tell me about your favourite season."}], add_generation_prompt=True,
         tokenize=True, return_dict=False,
     )
     replies = []
-    for attached in (True, False):
-        if not attached:
-            delattr(loaded.model, "_moodbot_decode_step")
+    for paths in (loaded.paths, FastPaths(loaded.model)):  # the fast decode step, then transformers' forward alone
         stream = ReplyStream(
-            loaded.model, loaded.tokenizer, list(prompt), SamplingSettings(max_new_tokens=24, temperature=0.0),
+            paths, loaded.tokenizer, list(prompt), SamplingSettings(max_new_tokens=24, temperature=0.0),
             loaded.stop_token_ids,
         )
         while not stream.done:
@@ -150,8 +146,8 @@ def test_real_model_greedy_reply_is_the_same_with_and_without_it(smollm2_gguf: P
 
 def test_other_model_shapes_keep_transformers_forward() -> None:
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=64))
-    assert attach_decode_step(model) is None
-    assert decode_step_of(model) is None
+    paths = build_fast_paths(model)
+    assert paths.decode_step is None and paths.packed_row_step is None
 
 
 @pytest.mark.parametrize("chats", [8, 10])
@@ -159,7 +155,7 @@ def test_many_chats_share_an_int8_x_int8_output_head(
     tiny_model_dir: Path, chats: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    step = decode_step_of(loaded.model)
+    step = loaded.paths.decode_step
     assert step is not None and isinstance(loaded.model.get_output_embeddings(), Int8Linear)
     calls = []
     real = quantize.int8_matmul_per_row

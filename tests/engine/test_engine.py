@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from engine import ChatTurn, EngineBusy, EngineClosed, EngineSettings, LocalEngine, ModelLoadError
-from engine.analyst import Analyst, answer_token_ids, label_token_ids
-from engine.chat_format import CHATML_TEMPLATE
-from engine.companion import ReplyStream, SamplingSettings, reply_prompt_ids, trim_history
-from engine.loading import load_model, resolve_source
-from engine.prompts import (
+from engine.loading.model import load_model, resolve_source
+from engine.local.analyst import Analyst, answer_token_ids, label_token_ids
+from engine.local.companion import ReplyStream, SamplingSettings, reply_prompt_ids
+from engine.roles.chat_format import CHATML_TEMPLATE
+from engine.roles.history import trim_history
+from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
     ANALYST_EXAMPLES,
     ANALYST_SYSTEM_PROMPT,
@@ -54,7 +55,7 @@ def test_loads_qwen15_style_model_without_gqa(tiny_mha_model_dir: Path) -> None:
     loaded = load_model(settings_for(tiny_mha_model_dir))
     config = loaded.model.config
     assert config.num_key_value_heads == config.num_attention_heads
-    sentiment = Analyst(loaded.model, loaded.tokenizer).classify_batch(["hello"])[0]
+    sentiment = Analyst(loaded.paths, loaded.tokenizer).classify_batch(["hello"])[0]
     assert sentiment.label in ("positive", "neutral", "negative")
 
 
@@ -110,7 +111,7 @@ def test_answer_tokens_shared_by_two_answers_are_dropped(tiny_loaded) -> None:
 
 
 def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=True)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=True)
     text = tiny_loaded.tokenizer.decode(analyst.prompt_ids("I feel happy"))
     assert ANALYST_SYSTEM_PROMPT in text
     # The worked examples and this one message; nothing from any conversation.
@@ -124,7 +125,7 @@ def test_analyst_prompt_holds_only_the_one_message(tiny_loaded) -> None:
 
 @pytest.mark.parametrize("care_question", [True, False])
 def test_batched_classification_matches_one_by_one(tiny_loaded, care_question: bool) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=care_question)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=care_question)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
     batched = analyst.classify_batch(texts)
     for text, together in zip(texts, batched, strict=True):
@@ -175,7 +176,7 @@ async def test_reply_streams_text_chunks(engine: LocalEngine) -> None:
 
 def test_reply_stops_at_max_new_tokens(tiny_loaded) -> None:
     prompt = reply_prompt_ids(tiny_loaded.tokenizer, [], "hello", history_tokens=100)
-    stream = ReplyStream(tiny_loaded.model, tiny_loaded.tokenizer, prompt, SamplingSettings(12, 0.0), frozenset())
+    stream = ReplyStream(tiny_loaded.paths, tiny_loaded.tokenizer, prompt, SamplingSettings(12, 0.0), frozenset())
     steps = 0
     while not stream.done:
         stream.step()
@@ -185,12 +186,12 @@ def test_reply_stops_at_max_new_tokens(tiny_loaded) -> None:
 
 def test_reply_stops_at_a_stop_token(tiny_loaded) -> None:
     prompt = reply_prompt_ids(tiny_loaded.tokenizer, [], "hello", history_tokens=100)
-    free = ReplyStream(tiny_loaded.model, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), frozenset())
+    free = ReplyStream(tiny_loaded.paths, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), frozenset())
     while not free.done:
         free.step()
     third = free.generated[2]  # make the third greedy token a stop token: generation must end right there
     stop_ids = frozenset({third})
-    stopped = ReplyStream(tiny_loaded.model, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), stop_ids)
+    stopped = ReplyStream(tiny_loaded.paths, tiny_loaded.tokenizer, prompt, SamplingSettings(5, 0.0), stop_ids)
     while not stopped.done:
         stopped.step()
     assert stopped.generated == free.generated[:2]
@@ -244,11 +245,11 @@ async def test_full_queue_answers_busy(tiny_model_dir: Path) -> None:
 
 
 async def test_worker_returns_freed_memory_once_quiet_after_work(tiny_model_dir: Path, monkeypatch) -> None:
-    import engine.worker
+    import engine.local.worker
 
     trims: list[float] = []
-    monkeypatch.setattr(engine.worker, "release_freed_memory", lambda: trims.append(1.0))
-    monkeypatch.setattr(engine.worker, "IDLE_TRIM_DELAY_S", 0.5)
+    monkeypatch.setattr(engine.local.worker, "release_freed_memory", lambda: trims.append(1.0))
+    monkeypatch.setattr(engine.local.worker, "IDLE_TRIM_DELAY_S", 0.5)
     local = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=4))
     await local.start()
     try:
@@ -289,7 +290,7 @@ async def test_start_failure_is_a_model_load_error_and_leaves_no_thread(tmp_path
 
 @pytest.mark.parametrize("care_question", [True, False])
 def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded, care_question: bool) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=care_question)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=care_question)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok"]
     for cached, text in zip(analyst.classify_batch(texts), texts, strict=True):
         reference = analyst.classify_uncached(text)
@@ -300,8 +301,8 @@ def test_prefix_cache_gives_the_same_result_as_the_full_prompt(tiny_loaded, care
 
 
 def test_without_the_care_question_only_crisis_phrases_count(tiny_loaded) -> None:
-    asked = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, care_question=True)
-    unasked = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    asked = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, care_question=True)
+    unasked = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer)
     assert unasked.care_tail_ids == [] and len(asked.care_tail_ids) > 5
     ordinary, crisis = unasked.classify_batch(["I feel sad today", "I want to kill myself"])
     assert ordinary.care == 0.0 and crisis.care >= 0.99
@@ -312,7 +313,7 @@ def test_without_the_care_question_only_crisis_phrases_count(tiny_loaded) -> Non
 
 def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> None:
     """The shared pass (custom mask, care tail positions) gives the log-odds of two plain full prompts."""
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer, calibrate=False, care_question=True)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, calibrate=False, care_question=True)
     texts = ["I love this", "This is terrible, I hate it and I feel sad and lonely today", "ok", ""]
 
     def reference(ids: list[int], answers: dict[str, list[int]]) -> list[float]:
@@ -331,7 +332,7 @@ def test_both_questions_in_one_pass_equal_two_separate_prompts(tiny_loaded) -> N
 
 
 def test_prefix_cache_is_not_modified_by_use(tiny_loaded) -> None:
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer)
     before = [k.clone() for k, _ in analyst.prefix.layers]
     analyst.classify_batch(["one", "two messages here"])
     assert all(torch.equal(b, k) for b, (k, _) in zip(before, analyst.prefix.layers, strict=True))
@@ -377,7 +378,7 @@ async def test_forget_conversations_empties_the_prompt_cache_but_keeps_the_syste
 
 
 def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) -> None:
-    from engine.prompt_cache import PromptCache
+    from engine.local.prompt_cache import PromptCache
 
     def cache_of(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         layer = torch.zeros(1, 2, length, 16)
@@ -398,7 +399,7 @@ def test_prompt_cache_evicts_least_recently_used_within_its_budget(tiny_loaded) 
 
 
 def test_prompt_cache_entries_hold_only_what_follows_the_pinned_prompt() -> None:
-    from engine.prompt_cache import CacheEntry, PromptCache
+    from engine.local.prompt_cache import CacheEntry, PromptCache
 
     def numbered(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:  # position p holds the value p
         keys = torch.arange(length, dtype=torch.float32).view(1, 1, length, 1).expand(1, 2, length, 4).clone()
@@ -423,7 +424,7 @@ def test_prompt_cache_entries_hold_only_what_follows_the_pinned_prompt() -> None
 
 
 def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
-    from engine.loading import FlatInputLinear
+    from engine.loading.model import FlatInputLinear
 
     head = tiny_loaded.model.get_output_embeddings()
     assert isinstance(head, FlatInputLinear)
@@ -433,14 +434,14 @@ def test_output_head_takes_a_sliced_input(tiny_loaded) -> None:
 
 
 def test_batched_decoding_gives_each_stream_what_it_would_get_alone(tiny_loaded) -> None:
-    from engine.batching import DecodeBatch
+    from engine.local.batching import DecodeBatch
 
-    tokenizer, model = tiny_loaded.tokenizer, tiny_loaded.model
+    tokenizer, paths = tiny_loaded.tokenizer, tiny_loaded.paths
     prompts = [reply_prompt_ids(tokenizer, [], m, 500) for m in ("hi", "I feel happy and grateful today", "bad")]
     lengths = [12, 20, 6]
 
     def stream(prompt: list[int], n: int) -> ReplyStream:
-        return ReplyStream(model, tokenizer, prompt, SamplingSettings(n, 0.0, 1.0, 1.0), frozenset())
+        return ReplyStream(paths, tokenizer, prompt, SamplingSettings(n, 0.0, 1.0, 1.0), frozenset())
 
     alone = []
     for prompt, n in zip(prompts, lengths, strict=True):
@@ -449,7 +450,7 @@ def test_batched_decoding_gives_each_stream_what_it_would_get_alone(tiny_loaded)
             solo.step()
         alone.append(solo.generated)
 
-    batch = DecodeBatch(model)
+    batch = DecodeBatch(paths)
     streams = [stream(p, n) for p, n in zip(prompts, lengths, strict=True)]
     streams[0].prefill()
     batch.add(streams[0])
@@ -484,9 +485,9 @@ async def test_concurrent_replies_through_the_engine_match_sequential_ones(tiny_
 
 
 def test_a_batch_of_mixed_lengths_is_split_by_length_and_keeps_its_order(tiny_loaded, monkeypatch) -> None:
-    import engine.analyst as analyst_module
+    import engine.local.analyst as analyst_module
 
-    analyst = Analyst(tiny_loaded.model, tiny_loaded.tokenizer)
+    analyst = Analyst(tiny_loaded.paths, tiny_loaded.tokenizer)
     texts = ["ok", "I love this " * 30, "sad", "This is terrible, I hate it " * 12, "good day"]
     alone = [analyst.classify_batch([text])[0] for text in texts]
     passes: list[int] = []

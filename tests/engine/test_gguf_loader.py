@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from engine.gguf_loader import load_gguf_model
+from engine.loading.gguf_loader import load_gguf_model
 
 pytestmark = pytest.mark.real_model
 
@@ -36,7 +36,7 @@ def test_vocabulary_fields_are_dropped_before_the_first_weight_arrives(
 ) -> None:
     import gguf
 
-    from engine import gguf_loader
+    from engine.loading import gguf_loader
 
     readers: list[gguf.GGUFReader] = []
     fields_at_first_weight: list[set[str]] = []

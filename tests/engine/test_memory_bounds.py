@@ -14,8 +14,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from engine import quantize
-from engine.loading import ONEDNN_PRIMITIVE_CACHE_CAPACITY, load_model
+from engine.kernels import int8 as quantize
+from engine.loading.model import ONEDNN_PRIMITIVE_CACHE_CAPACITY, load_model
 from engine.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +49,11 @@ def test_loaded_tokenizer_drops_its_construction_copies_and_tokenises_the_same(t
 _MANY_LENGTHS = """
 import ctypes, gc, json, sys
 from bench.measure import rss_mb
-from engine.analyst import Analyst
-from engine.loading import load_model
+from engine.local.analyst import Analyst
+from engine.loading.model import load_model
 from engine.settings import EngineSettings
 loaded = load_model(EngineSettings(model=sys.argv[1], precision="int8", threads=2))
-analyst = Analyst(loaded.model, loaded.tokenizer, calibrate=False)
+analyst = Analyst(loaded.paths, loaded.tokenizer, calibrate=False)
 def settled():
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -103,7 +103,7 @@ def test_int8_model_from_a_folder_lets_go_of_the_checkpoint_file(tiny_model_dir:
 
 
 def test_copying_tensors_off_the_checkpoint_keeps_shared_tensors_shared() -> None:
-    from engine.loading import copy_float_tensors_off_checkpoint
+    from engine.loading.model import copy_float_tensors_off_checkpoint
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
     model[1].weight = model[0].weight  # tied, as a head and an embedding can be

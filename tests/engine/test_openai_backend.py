@@ -12,9 +12,9 @@ import pytest
 
 from bot.config import ConfigError, config_from_dict, load_config
 from engine import ChatTurn, EngineBusy, EngineError, EngineSettings, LocalEngine, ModelLoadError, create_engine
-from engine.openai_analyst import answer_position, answer_scores, label_scores, token_answer
-from engine.openai_backend import OpenAIEngine
-from engine.openai_wire import (
+from engine.remote.analyst import answer_position, answer_scores, label_scores, token_answer
+from engine.remote.backend import OpenAIEngine
+from engine.remote.wire import (
     GuardedText,
     approx_tokens,
     reply_body,
@@ -22,7 +22,7 @@ from engine.openai_wire import (
     trim_history_approx,
     truncate_approx,
 )
-from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_QUESTION, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
+from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_QUESTION, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
 from tests.support.openai_server import FakeOpenAIServer, LlamaCppServer, free_port
 
 

@@ -16,10 +16,9 @@ from aiohttp import web
 
 from bot.config import ConfigError, config_from_dict, load_config
 from engine import EngineError, EngineSettings, ModelLoadError
-from engine.guard import visible_reply
-from engine.openai_analyst import MIN_LOGPROB
-from engine.openai_backend import OpenAIEngine
-from engine.openai_wire import (
+from engine.remote.analyst import MIN_LOGPROB
+from engine.remote.backend import OpenAIEngine
+from engine.remote.wire import (
     MAX_ANSWER_BYTES,
     Deadline,
     GuardedText,
@@ -28,6 +27,7 @@ from engine.openai_wire import (
     sse_deltas,
     text_lines,
 )
+from engine.roles.guard import visible_reply
 from engine.settings import key_travels_safely
 from tests.support.openai_server import FakeOpenAIServer
 

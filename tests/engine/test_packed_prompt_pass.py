@@ -1,4 +1,4 @@
-"""Classification's lean int8 pass (engine/packed_prompt_pass.py) computes what transformers' forward computes."""
+"""Classification's lean int8 pass (engine/kernels/prompt_pass.py) computes what transformers' forward computes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from statistics import fmean
 import pytest
 import torch
 
-from engine import packed_prompt_pass, quantize
-from engine.analyst import Analyst
-from engine.loading import LoadedModel, load_model
+from engine.kernels import attention
+from engine.kernels import int8 as quantize
+from engine.kernels.prompt_pass import ForwardPromptPass, PackedPromptPass
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
 from engine.settings import EngineSettings
 from tests.support.tinymodel import build_tiny_qwen
 
@@ -43,15 +45,16 @@ def test_int8_classification_takes_the_packed_pass_and_is_as_close_to_fp32_as_tr
     sharp_model_dir: Path, tiny_int8: LoadedModel, care_question: bool
 ) -> None:
     reference = load_model(EngineSettings(model=str(sharp_model_dir), precision="fp32", threads=1))
-    expected = Analyst(reference.model, reference.tokenizer, calibrate=False, care_question=care_question)
-    analyst = Analyst(tiny_int8.model, tiny_int8.tokenizer, calibrate=False, care_question=care_question)
-    assert analyst.packed_pass is not None
+    expected = Analyst(reference.paths, reference.tokenizer, calibrate=False, care_question=care_question)
+    analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False, care_question=care_question)
+    assert isinstance(analyst.prompt_pass, PackedPromptPass)
     # One padded batch of four lengths: padding, and with the care question the tail hidden from the other tail.
     truth = expected.hidden_at_answers(TEXTS)
     lean = analyst.hidden_at_answers(TEXTS)
-    packed_pass, analyst.packed_pass = analyst.packed_pass, None
+    packed_pass, analyst.prompt_pass = analyst.prompt_pass, ForwardPromptPass(
+        tiny_int8.paths.int8_activation_model, analyst.prefix)
     general = analyst.hidden_at_answers(TEXTS)
-    analyst.packed_pass = packed_pass
+    analyst.prompt_pass = packed_pass
     lean_error, general_error = _relative_error(lean, truth), _relative_error(general, truth)
     assert general_error > 0  # int8 is not exact: the comparison is between two approximations
     # Measured 0.030 vs 0.029; a pass ignoring the mask measured 0.12, one without rotary embedding 0.28.
@@ -61,7 +64,7 @@ def test_int8_classification_takes_the_packed_pass_and_is_as_close_to_fp32_as_tr
 
 @needs_onednn
 def test_padding_and_batch_neighbours_do_not_reach_a_message(tiny_int8: LoadedModel) -> None:
-    analyst = Analyst(tiny_int8.model, tiny_int8.tokenizer, calibrate=False, care_question=True)
+    analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False, care_question=True)
     together = analyst.hidden_at_answers(TEXTS)
     alone = torch.cat([analyst.hidden_at_answers([text]) for text in TEXTS])
     assert _relative_error(together, alone) < 1e-3  # measured 0; a pass ignoring the mask measured 0.019
@@ -71,7 +74,7 @@ def test_padding_and_batch_neighbours_do_not_reach_a_message(tiny_int8: LoadedMo
 def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
     tiny_int8: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    analyst = Analyst(tiny_int8.model, tiny_int8.tokenizer, calibrate=False, care_question=True)
+    analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False, care_question=True)
     matmuls = analyst.hidden_at_answers(TEXTS)
     calls: list[int] = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -81,7 +84,7 @@ def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
         return sdpa(*args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counted_sdpa)
-    monkeypatch.setattr(packed_prompt_pass, "MATERIALISED_SCORES_LIMIT", 0)  # as if the scores were too big to hold
+    monkeypatch.setattr(attention, "MATERIALISED_SCORES_LIMIT", 0)  # as if the scores were too big to hold
     blocked = analyst.hidden_at_answers(TEXTS)
     assert len(calls) == tiny_int8.model.config.num_hidden_layers
     assert _relative_error(blocked, matmuls) < 1e-4
@@ -89,9 +92,9 @@ def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
 
 @needs_onednn
 def test_last_layer_computes_only_the_rows_asked_for(tiny_int8: LoadedModel) -> None:
-    analyst = Analyst(tiny_int8.model, tiny_int8.tokenizer, calibrate=False)
-    packed_pass = analyst.packed_pass
-    assert packed_pass is not None
+    analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False)
+    packed_pass = analyst.prompt_pass
+    assert isinstance(packed_pass, PackedPromptPass)
     ids = torch.tensor([[5, 17, 42, 99, 7, 3], [8, 8, 64, 12, 31, 2]])
     width, start = ids.shape[1], len(analyst.prefix)
     positions = torch.arange(start, start + width).expand(2, -1)
@@ -106,10 +109,10 @@ def test_last_layer_computes_only_the_rows_asked_for(tiny_int8: LoadedModel) -> 
 
 def test_no_packed_pass_outside_packed_int8(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bf16 = load_model(EngineSettings(model=str(tiny_model_dir), precision="bf16", threads=1))
-    assert Analyst(bf16.model, bf16.tokenizer, calibrate=False).packed_pass is None
+    assert isinstance(Analyst(bf16.paths, bf16.tokenizer, calibrate=False).prompt_pass, ForwardPromptPass)
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # weight-only int8, as on ARM
     weight_only = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    assert Analyst(weight_only.model, weight_only.tokenizer, calibrate=False).packed_pass is None
+    assert isinstance(Analyst(weight_only.paths, weight_only.tokenizer, calibrate=False).prompt_pass, ForwardPromptPass)
 
 
 REAL_TEXTS = [
@@ -143,13 +146,13 @@ REAL_TEXTS = [
 @needs_onednn
 def test_real_model_packed_pass_is_as_close_to_fp32_as_transformers_forward(smollm2_gguf: Path) -> None:
     reference = load_model(EngineSettings(model=str(smollm2_gguf), precision="fp32", threads=2))
-    expected = Analyst(reference.model, reference.tokenizer, calibrate=False).answer_logprobs(REAL_TEXTS)
+    expected = Analyst(reference.paths, reference.tokenizer, calibrate=False).answer_logprobs(REAL_TEXTS)
     del reference
     loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2))
-    analyst = Analyst(loaded.model, loaded.tokenizer, calibrate=False)
-    assert analyst.packed_pass is not None
+    analyst = Analyst(loaded.paths, loaded.tokenizer, calibrate=False)
+    assert isinstance(analyst.prompt_pass, PackedPromptPass)
     lean = torch.tensor(analyst.answer_logprobs(REAL_TEXTS))
-    analyst.packed_pass = None  # transformers' forward from here on
+    analyst.prompt_pass = ForwardPromptPass(loaded.paths.int8_activation_model, analyst.prefix)  # transformers' forward
     general = torch.tensor(analyst.answer_logprobs(REAL_TEXTS))
 
     def log_odds_error(scores: torch.Tensor) -> float:

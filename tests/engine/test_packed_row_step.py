@@ -1,4 +1,4 @@
-"""The single-chat int8 decode step (engine/packed_row_step.py) computes what the general decode step computes."""
+"""The single-chat int8 decode step (kernels/decode.py) computes what the general decode step computes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import rotate_half
 
-from engine import quantize
-from engine.decode_step import DecodeStep, decode_step_of
-from engine.loading import load_model
-from engine.packed_row_step import rotation_matrix
+from engine.kernels import int8 as quantize
+from engine.kernels.paths import FastPaths
+from engine.kernels.rotary import rotation_matrix
+from engine.loading.model import load_model
 from engine.settings import EngineSettings
 
 needs_onednn = pytest.mark.skipif(
@@ -28,10 +28,9 @@ def test_rotation_matrix_applies_the_rotary_embedding() -> None:
     torch.testing.assert_close(x @ rotation_matrix(cos, sin), x * cos + rotate_half(x) * sin)
 
 
-def _steps(step: DecodeStep, model: torch.nn.Module, prompt: list[int], tokens: list[int], packed_row: bool):
-    step.__dict__.pop("packed_row", None)
-    if not packed_row:
-        step.__dict__["packed_row"] = None  # the cached property's value: take the general path
+def _steps(paths: FastPaths, model: torch.nn.Module, prompt: list[int], tokens: list[int], packed_row: bool):
+    step = paths.decode if packed_row else paths.decode_step  # the general step even for a single chat
+    assert step is not None
     cache = DynamicCache()
     with torch.inference_mode():
         model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
@@ -42,8 +41,8 @@ def _steps(step: DecodeStep, model: torch.nn.Module, prompt: list[int], tokens: 
 @needs_onednn
 def test_single_chat_int8_step_takes_the_packed_path_and_agrees_with_the_general_step(tiny_model_dir: Path) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    step = decode_step_of(loaded.model)
-    assert step is not None and step.packed_row is not None
+    step = loaded.paths
+    assert step.packed_row_step is not None
     prompt, tokens = [5, 17, 42, 99, 7, 3, 64, 12], [11, 23, 31, 2, 77]
     lean, lean_cache = _steps(step, loaded.model, prompt, tokens, packed_row=True)
     general, general_cache = _steps(step, loaded.model, prompt, tokens, packed_row=False)
@@ -57,10 +56,10 @@ def test_single_chat_int8_step_takes_the_packed_path_and_agrees_with_the_general
 
 def test_no_packed_path_without_onednn_or_outside_int8(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bf16 = load_model(EngineSettings(model=str(tiny_model_dir), precision="bf16", threads=1))
-    assert decode_step_of(bf16.model).packed_row is None  # type: ignore[union-attr]
+    assert bf16.paths.packed_row_step is None
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # weight-only int8, as on ARM
     weight_only = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    assert decode_step_of(weight_only.model).packed_row is None  # type: ignore[union-attr]
+    assert weight_only.paths.packed_row_step is None
 
 
 def _distance(reference: torch.Tensor, other: torch.Tensor) -> tuple[float, float]:
@@ -79,11 +78,11 @@ def test_real_model_packed_path_is_as_close_to_fp32_as_the_general_int8_step(smo
         tokenize=True, return_dict=False,
     ))
     reply = tokenizer.encode("I love autumn: the leaves turn red and gold, and the air smells of rain.")
-    expected, _ = _steps(decode_step_of(reference.model), reference.model, prompt, reply, packed_row=False)
+    expected, _ = _steps(reference.paths, reference.model, prompt, reply, packed_row=False)
     del reference
     loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2))
-    step = decode_step_of(loaded.model)
-    assert step is not None and step.packed_row is not None
+    step = loaded.paths
+    assert step.packed_row_step is not None
     lean, _ = _steps(step, loaded.model, prompt, reply, packed_row=True)
     general, _ = _steps(step, loaded.model, prompt, reply, packed_row=False)
     lean_kl, lean_agreement = _distance(expected, lean)

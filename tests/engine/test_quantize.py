@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from engine import EngineSettings, LocalEngine, quantize
-from engine.analyst import Analyst
-from engine.companion import ReplyStream
-from engine.loading import LoadedModel, load_model
-from engine.quantize import Int8Embedding, Int8Linear, int8_activations, quantize_rows
-from engine.sampling import SamplingSettings
+from engine import EngineSettings, LocalEngine
+from engine.kernels import int8 as quantize
+from engine.kernels.int8 import Int8Embedding, Int8Linear, quantize_rows, with_int8_activations
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
+from engine.local.companion import ReplyStream
+from engine.local.sampling import SamplingSettings
 
 
 def test_rows_round_trip_within_half_a_step() -> None:
@@ -39,14 +40,14 @@ def test_int8_activations_quantise_each_row_on_its_own() -> None:
     quantized = Int8Linear.from_linear(linear)
     x = torch.randn(4, 64)
     expected = linear(x)
-    with int8_activations():
-        got = quantized(x).float()
-        x_with_outlier = x.clone()
-        x_with_outlier[3, 0] = 500.0  # a huge value in another row must not coarsen row 0's scale
-        got_beside_outlier = quantized(x_with_outlier).float()
+    w8a8 = with_int8_activations(quantized)
+    got = w8a8(x).float()
+    x_with_outlier = x.clone()
+    x_with_outlier[3, 0] = 500.0  # a huge value in another row must not coarsen row 0's scale
+    got_beside_outlier = w8a8(x_with_outlier).float()
     assert (got - expected).norm() / expected.norm() < 0.04
     assert torch.equal(got_beside_outlier[:3], got[:3])
-    outside = quantized(x).float()  # weight-only again once the block ends
+    outside = quantized(x).float()  # the layer itself stays weight-only
     assert not torch.equal(outside, got)
     assert (outside - expected).norm() / expected.norm() < 0.03
 
@@ -60,7 +61,7 @@ def test_without_onednn_activations_are_int8_for_classification_only(
     monkeypatch.setattr(quantize, "int8_matmul_per_row", lambda *a: calls.append(1) or per_row(*a))
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
     assert not any(isinstance(m, Int8Linear) and m.packed is not None for m in loaded.model.modules())
-    analyst = Analyst(loaded.model, loaded.tokenizer)
+    analyst = Analyst(loaded.paths, loaded.tokenizer)
     texts = ["I love this, what a great day!", "This is terrible, I hate it.", "今天很开心"]
     calls.clear()
     batched = analyst.classify_batch(texts)
@@ -75,7 +76,7 @@ def test_without_onednn_activations_are_int8_for_classification_only(
 
 def _reply(loaded: LoadedModel) -> list[int]:
     stream = ReplyStream(
-        loaded.model, loaded.tokenizer, loaded.tokenizer.encode("Thank you for sharing."),
+        loaded.paths, loaded.tokenizer, loaded.tokenizer.encode("Thank you for sharing."),
         SamplingSettings(max_new_tokens=4, temperature=0.0), frozenset(),
     )
     while not stream.done:
@@ -198,8 +199,8 @@ async def test_engine_classifies_and_replies_in_int8(tiny_model_dir: Path) -> No
 
 
 def test_gguf_quantised_while_loading_matches_quantised_after(smollm2_gguf: Path) -> None:
-    from engine.gguf_loader import load_gguf_model
-    from engine.quantize import quantize_model
+    from engine.kernels.int8 import quantize_model
+    from engine.loading.gguf_loader import load_gguf_model
 
     while_loading = load_gguf_model(smollm2_gguf, torch.bfloat16, quantize_int8=True)
     after = quantize_model(load_gguf_model(smollm2_gguf, torch.bfloat16))

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from engine.loading import load_model
-from engine.quantize import Int8Embedding, quantize_model
-from engine.safetensors_loader import load_safetensors_int8
+from engine.kernels.int8 import Int8Embedding, quantize_model
+from engine.loading.model import load_model
+from engine.loading.safetensors_loader import load_safetensors_int8
 from engine.settings import EngineSettings
 from tests.support.tinymodel import build_tiny_qwen
 

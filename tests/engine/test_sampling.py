@@ -13,7 +13,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine.sampling import TOP_K, SamplingSettings, penalize_repeats
+from engine.local.sampling import TOP_K, SamplingSettings, penalize_repeats
 
 
 def _reference_probs(logits: torch.Tensor, context: list[int], settings: SamplingSettings) -> torch.Tensor:

@@ -10,14 +10,15 @@ import pytest
 from transformers import PreTrainedTokenizerBase
 
 from engine import ChatTurn, EngineSettings
-from engine.analyst import Analyst
-from engine.chat_format import encode_text, render_prompt
-from engine.companion import reply_prompt_ids, trim_history, truncate_text
-from engine.loading import LoadedModel, load_model
-from engine.openai_analyst import care_body, sentiment_body
-from engine.openai_backend import OpenAIEngine
-from engine.openai_wire import ZERO_WIDTH_SPACE, defuse_control_tokens, reply_body
-from engine.prompts import ANALYST_EXAMPLES, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
+from engine.local.companion import reply_prompt_ids
+from engine.remote.analyst import care_body, sentiment_body
+from engine.remote.backend import OpenAIEngine
+from engine.remote.wire import ZERO_WIDTH_SPACE, defuse_control_tokens, reply_body
+from engine.roles.chat_format import encode_text, render_prompt
+from engine.roles.history import trim_history, truncate_text
+from engine.roles.prompts import ANALYST_EXAMPLES, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
 from tests.support.openai_server import FakeOpenAIServer
 
 FORGED = (
@@ -88,7 +89,7 @@ def tiny_loaded(tiny_model_dir: Path) -> LoadedModel:
 
 
 def test_tiny_analyst_reads_special_token_text_as_text(tiny_loaded: LoadedModel) -> None:
-    check_analyst(Analyst(tiny_loaded.model, tiny_loaded.tokenizer, calibrate=False, care_question=True))
+    check_analyst(Analyst(tiny_loaded.paths, tiny_loaded.tokenizer, calibrate=False, care_question=True))
 
 
 def test_tiny_companion_prompt_holds_only_the_templates_markers(tiny_loaded: LoadedModel) -> None:
@@ -106,7 +107,7 @@ def smol_loaded(smollm2_gguf: Path) -> LoadedModel:
 @pytest.mark.real_model
 def test_smollm2_analyst_reads_special_token_text_as_text(smol_loaded: LoadedModel) -> None:
     assert len(special_ids(smol_loaded.tokenizer)) > 3  # its code markers too: <repo_name>, <file_sep> ...
-    check_analyst(Analyst(smol_loaded.model, smol_loaded.tokenizer, calibrate=False, care_question=True))
+    check_analyst(Analyst(smol_loaded.paths, smol_loaded.tokenizer, calibrate=False, care_question=True))
 
 
 @pytest.mark.real_model

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from engine.prompts import CARE_QUESTION
+from engine.roles.prompts import CARE_QUESTION
 
 STARTUP_TIMEOUT_S = 120.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from engine.prompts import ANALYST_SYSTEM_PROMPT, COMPANION_SYSTEM_PROMPT
+from engine.roles.prompts import ANALYST_SYSTEM_PROMPT, COMPANION_SYSTEM_PROMPT
 
 VERDICT_WORDS = (
     "sentiment", "label", "score", "classification", "mood score", "emotion label",

@@ -11,11 +11,11 @@ row's position ids count only its own tokens. The cache is rebuilt only when the
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import DynamicCache
 
-from engine.companion import ReplyStream
-from engine.decode_step import decode_step_of
-from engine.prompt_cache import KeyValues, snapshot
+from engine.kernels.paths import FastPaths
+from engine.local.companion import ReplyStream
+from engine.local.prompt_cache import KeyValues, snapshot
 
 
 def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:
@@ -28,8 +28,8 @@ def _left_pad(tensor: torch.Tensor, amount: int) -> torch.Tensor:
 class DecodeBatch:
     """The replies currently decoding together, with their shared, left-padded KV cache."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
+    def __init__(self, paths: FastPaths) -> None:
+        self.paths = paths
         self.streams: list[ReplyStream] = []
         self.padding: list[int] = []  # leading pad positions of each row
         self.cache: DynamicCache | None = None
@@ -101,15 +101,8 @@ class DecodeBatch:
         for i, pad in enumerate(self.padding):
             attention_mask[i, :pad] = 0
         position_ids = torch.tensor([[length - pad] for pad in self.padding])  # (batch, 1): true lengths
-        decode_step = decode_step_of(self.model)
-        if decode_step is not None:
-            padded = any(self.padding)
-            logits = decode_step(input_ids, position_ids, self.cache, attention_mask if padded else None)
-        else:
-            logits = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=self.cache, use_cache=True,
-            ).logits[:, -1, :].float()  # (batch, vocab)
+        padded = any(self.padding)
+        logits = self.paths.decode(input_ids, position_ids, self.cache, attention_mask if padded else None)
         deltas = [stream.accept_token(token) for stream, token in zip(self.streams, self._pick(logits), strict=True)]
         for stream in [s for s in self.streams if s.done]:
             stream.remember(self.row(stream))

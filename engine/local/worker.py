@@ -3,7 +3,7 @@
 Shaped like aiosqlite's connection thread: it takes jobs from a queue, runs them, and hands each result back
 through the caller's own event loop with ``call_soon_threadsafe``. Unlike a plain call queue it interleaves work:
 every turn of its loop it first classifies all waiting messages in one batch, prefills at most one new reply, then
-advances every active reply by one token in one batched forward pass (engine/batching.py), so a long reply in one
+advances every active reply by one token in one batched forward pass (engine/local/batching.py), so a long reply in one
 chat never holds up another chat's classification or reply.
 Shutdown is a sentinel through the same queue, so work already queued finishes first. Nothing polls: when there
 is no active reply the thread blocks on the queue.
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.batching import DecodeBatch
-from engine.companion import ReplyStream
-from engine.memory import release_freed_memory
+from engine.loading.memory import release_freed_memory
+from engine.local.batching import DecodeBatch
+from engine.local.companion import ReplyStream
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class InferenceWorker(threading.Thread):
                 self._finish(job)
             else:
                 if self._batch is None:
-                    self._batch = DecodeBatch(job.stream.model)
+                    self._batch = DecodeBatch(job.stream.paths)
                 self._batch.add(job.stream)
                 self._active.append(job)
             return

@@ -9,42 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from engine.chat_format import SLOT, encode_prompt, encode_text, split_prompt
-from engine.decode_step import decode_step_of
-from engine.guard import visible_reply
-from engine.prefix import PrefixCache
-from engine.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
-from engine.prompts import COMPANION_SYSTEM_PROMPT
-from engine.sampling import SamplingSettings
+from engine.kernels.paths import FastPaths
+from engine.local.prompt_cache import CacheEntry, KeyValues, PromptCache, snapshot
+from engine.local.sampling import SamplingSettings
+from engine.roles.chat_format import SLOT, encode_prompt, split_prompt
+from engine.roles.guard import visible_reply
+from engine.roles.history import trim_history, truncate_text
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from engine.values import ChatTurn
-
-TURN_OVERHEAD_TOKENS = 5  # <|im_start|>role\n … <|im_end|>\n
-
-
-def trim_history(
-    tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], budget_tokens: int
-) -> list[ChatTurn]:
-    """The newest turns of ``history`` that fit in ``budget_tokens``, oldest first; never starts on a reply."""
-    kept: list[ChatTurn] = []
-    used = 0
-    for turn in reversed(history):
-        cost = len(encode_text(tokenizer, turn.text)) + TURN_OVERHEAD_TOKENS
-        if used + cost > budget_tokens:
-            break
-        kept.append(turn)
-        used += cost
-    kept.reverse()
-    while kept and kept[0].role == "assistant":  # a conversation shown to the model opens with the user
-        kept.pop(0)
-    return kept
-
-
-def truncate_text(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str:
-    """``text`` cut to its first ``max_tokens`` tokens (unchanged when it fits)."""
-    ids = encode_text(tokenizer, text)
-    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
 
 
 def reply_prompt_ids(
@@ -59,11 +33,11 @@ def reply_prompt_ids(
     return encode_prompt(tokenizer, messages)
 
 
-def pinned_system_prefix(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> CacheEntry:
+def pinned_system_prefix(paths: FastPaths, tokenizer: PreTrainedTokenizerBase) -> CacheEntry:
     """The companion prompt's fixed beginning (system prompt up to the first user turn), prefilled once."""
     messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}, {"role": "user", "content": SLOT}]
     prefix_text, _ = split_prompt(tokenizer, messages)
-    prefix = PrefixCache(model, tokenizer.encode(prefix_text, add_special_tokens=False))
+    prefix = paths.prefix(tokenizer.encode(prefix_text, add_special_tokens=False))
     return CacheEntry(tuple(prefix.prefix_ids), prefix.layers)
 
 
@@ -72,7 +46,7 @@ class ReplyStream:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        paths: FastPaths,
         tokenizer: PreTrainedTokenizerBase,
         prompt_ids: list[int],
         sampling: SamplingSettings,
@@ -80,7 +54,7 @@ class ReplyStream:
         generator: torch.Generator | None = None,
         prompt_cache: PromptCache | None = None,
     ) -> None:
-        self.model = model
+        self.paths = paths
         self.tokenizer = tokenizer
         self.prompt_ids = prompt_ids
         self.sampling = sampling
@@ -146,17 +120,14 @@ class ReplyStream:
         return DynamicCache(), 0
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
-        seen = self.cache.get_seq_length() if self.cache is not None else 0
+        """Feed ``ids`` after the cache; the next-token logits (1, vocab) in float32."""
+        assert self.cache is not None
+        seen = self.cache.get_seq_length()
         input_ids = torch.tensor([ids])  # (1, new)
         position_ids = torch.arange(seen, seen + len(ids)).unsqueeze(0)  # (1, new)
-        decode_step = decode_step_of(self.model)
-        if len(ids) == 1 and decode_step is not None and self.cache is not None:
-            return decode_step(input_ids, position_ids, self.cache)
-        out = self.model(
-            input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
-            logits_to_keep=1,
-        )
-        return out.logits[:, -1, :].float()  # (1, vocab)
+        if len(ids) == 1:
+            return self.paths.decode(input_ids, position_ids, self.cache)
+        return self.paths.prefill(input_ids, position_ids, self.cache)
 
     @property
     def context(self) -> list[int]:

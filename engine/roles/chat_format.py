@@ -8,8 +8,10 @@ turn. Only the template's own markers become special tokens (:func:`encode_promp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # only for annotations: the remote backend imports this module without transformers or torch
+    from transformers import PreTrainedTokenizerBase
 
 # ChatML, the format the Qwen family was trained on; used when a tokenizer ships no template.
 CHATML_TEMPLATE = (

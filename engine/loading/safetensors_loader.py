@@ -19,9 +19,9 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 
-from engine.memory import release_freed_memory
-from engine.quantize import COMPUTE_DTYPE
-from engine.streaming import quantize_in_place, set_parameter
+from engine.kernels.int8 import COMPUTE_DTYPE
+from engine.loading.memory import release_freed_memory
+from engine.loading.streaming import quantize_in_place, set_parameter
 
 logger = logging.getLogger(__name__)
 

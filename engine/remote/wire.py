@@ -1,7 +1,7 @@
 """What moodbot sends to and reads from an OpenAI-compatible server for replies: the request, the SSE stream, the guard,
 and the bounds every answer is read within.
 
-No HTTP here: :mod:`engine.openai_backend` does it; :mod:`engine.openai_analyst` holds the classification side.
+No HTTP here: :mod:`engine.remote.backend` does it; :mod:`engine.remote.analyst` holds the classification side.
 Without a tokenizer, lengths are estimated (:func:`approx_tokens`).
 
 A server can be broken, overloaded or hostile, so nothing it sends is trusted to be small, quick or well formed:
@@ -22,10 +22,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
-from engine.companion import TURN_OVERHEAD_TOKENS
 from engine.errors import EngineError
-from engine.guard import is_forbidden_line, visible_reply
-from engine.prompts import COMPANION_SYSTEM_PROMPT
+from engine.roles.guard import is_forbidden_line, visible_reply
+from engine.roles.history import TURN_OVERHEAD_TOKENS
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
 from engine.settings import EngineSettings
 from engine.values import ChatTurn
 

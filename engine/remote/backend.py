@@ -2,12 +2,12 @@
 
 HTTP goes through ``httpx.AsyncClient``: python-telegram-bot already depends on httpx, so this backend adds no
 dependency, and a streamed reply's server-sent events are plain ``data: {...}`` lines that
-:func:`engine.openai_wire.sse_deltas` reads off ``aiter_lines``. The analyst's two questions are two small
-greedy requests with ``top_logprobs`` (:mod:`engine.openai_analyst` explains how the answers are read from them),
+:func:`engine.remote.wire.sse_deltas` reads off ``aiter_lines``. The analyst's two questions are two small
+greedy requests with ``top_logprobs`` (:mod:`engine.remote.analyst` explains how the answers are read from them),
 calibrated at start-up like the local analyst; replies stream and pass through the same guard as the local
 engine's.
 
-Every answer is read as raw bytes within the bounds of :mod:`engine.openai_wire` (a byte limit, one time budget
+Every answer is read as raw bytes within the bounds of :mod:`engine.remote.wire` (a byte limit, one time budget
 per request, ``Accept-Encoding: identity`` so nothing is inflated), and every failure, malformed answers included,
 is an :class:`~engine.errors.EngineError`, so the bot's busy and back-fill handling applies.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError
-from engine.openai_analyst import (
+from engine.remote.analyst import (
     AnswerScores,
     calibration_bias,
     care_body,
@@ -35,7 +35,7 @@ from engine.openai_analyst import (
     sentiment_body,
     top_logprobs_at,
 )
-from engine.openai_errors import (
+from engine.remote.errors import (
     NO_LOGPROBS,
     MalformedAnswer,
     ServerUnavailable,
@@ -43,7 +43,7 @@ from engine.openai_errors import (
     status_error,
     transport_error,
 )
-from engine.openai_wire import (
+from engine.remote.wire import (
     MAX_ANSWER_BYTES,
     MAX_ERROR_BYTES,
     Deadline,
@@ -57,7 +57,7 @@ from engine.openai_wire import (
     text_lines,
     too_large,
 )
-from engine.prompts import CONTENT_FREE
+from engine.roles.prompts import CONTENT_FREE
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
 

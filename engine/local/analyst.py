@@ -17,15 +17,13 @@ from collections.abc import Mapping, Sequence
 from statistics import fmean
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from engine.care_phrases import with_phrase_floor
-from engine.chat_format import SLOT, encode_text, split_prompt
-from engine.decode_step import decode_step_of
-from engine.language import Script, script_of
-from engine.packed_prompt_pass import PackedPromptPass
-from engine.prefix import PrefixCache
-from engine.prompts import (
+from engine.kernels.paths import FastPaths
+from engine.roles.care_phrases import with_phrase_floor
+from engine.roles.chat_format import SLOT, encode_text, split_prompt
+from engine.roles.language import Script, script_of
+from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
     CARE_SPELLINGS,
     CONTENT_FREE,
@@ -33,9 +31,8 @@ from engine.prompts import (
     analyst_messages,
     care_messages,
 )
-from engine.quantize import int8_activations
+from engine.roles.verdict import care_from_logprobs, sentiment_from_logprobs
 from engine.values import Sentiment
-from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
 MAX_MESSAGE_TOKENS = 512  # longer messages are classified on their beginning
 BATCH_TOKENS = 2048  # padded tokens per classification forward pass (a bigger batch is split by length)
@@ -80,17 +77,10 @@ class AnswerHead:
     over the whole vocabulary (its normaliser cancels), so the rows of the answer tokens are enough.
     """
 
-    def __init__(self, head: torch.nn.Module, token_ids: Sequence[int]) -> None:
+    def __init__(self, paths: FastPaths, token_ids: Sequence[int]) -> None:
         self.token_ids = sorted(set(token_ids))
         self.column = {token_id: i for i, token_id in enumerate(self.token_ids)}
-        ids = torch.tensor(self.token_ids)
-        with torch.inference_mode():
-            # Indexing copies the rows, so nothing here holds on to the full head.
-            if hasattr(head, "weight_int8"):  # engine.quantize.Int8Linear
-                self.rows = head.weight_int8[ids].float() * head.scales[ids].float()[:, None]  # (answer tokens, hidden)
-            else:
-                self.rows = head.weight[ids].float()
-            self.bias = None if getattr(head, "bias", None) is None else head.bias[ids].float()
+        self.rows, self.bias = paths.head_rows(self.token_ids)  # (answer tokens, hidden), (answer tokens,) or None
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the answer tokens, in ``token_ids`` order, for hidden states (..., hidden)."""
@@ -106,16 +96,16 @@ class Analyst:
     """Classifies messages in isolation; runs only on the inference worker thread.
 
     The prefix (system prompt, examples, the start of the user turn) is the same for every message, so its keys and
-    values are computed once at start-up and reused for every batch (on packed int8 layers through the lean pass
-    of engine/packed_prompt_pass.py, elsewhere through transformers' forward). With ``calibrate`` the model's lean on
-    content-free input is measured per script at start-up and removed from every verdict.
+    values are computed once at start-up and reused for every batch by the model's prompt pass (FastPaths.prompt_pass).
+    With ``calibrate`` the model's lean on content-free input is measured per script at start-up and removed from
+    every verdict.
     """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+        self, paths: FastPaths, tokenizer: PreTrainedTokenizerBase,
         *, calibrate: bool = True, neutral_margin: float = 0.0, care_question: bool = False,
     ) -> None:
-        self.model = model
+        self.paths = paths
         self.tokenizer = tokenizer
         self.neutral_margin = neutral_margin
         self.care_question = care_question
@@ -128,14 +118,10 @@ class Analyst:
         self.care_question_ids = self._encode(care_tail)  # the care question's own tail, asked or not
         # Without the care question there is no care tail: the pass is just the message and the sentiment tail.
         self.care_tail_ids = self.care_question_ids if care_question else []
-        with int8_activations():  # classification's passes quantise activations too (engine/quantize.py)
-            self.prefix = PrefixCache(model, self._encode(prefix_text))
-        step = decode_step_of(model)
-        packed_row = step.packed_row if step is not None else None
-        # On packed int8 layers classification runs its own lean pass (engine/packed_prompt_pass.py).
-        self.packed_pass = None if packed_row is None else PackedPromptPass(packed_row, self.prefix.layers)
+        self.prompt_pass = paths.prompt_pass(self._encode(prefix_text))
+        self.prefix = self.prompt_pass.prefix
         answer_ids = [i for ids in (*self.label_ids.values(), *self.care_ids.values()) for i in ids]
-        self.answer_head = AnswerHead(model.get_output_embeddings(), answer_ids)
+        self.answer_head = AnswerHead(paths, answer_ids)
         self.bias: dict[Script, float] = {"en": 0.0, "zh": 0.0}
         if calibrate:
             self.bias = {script: self._content_free_bias(texts) for script, texts in CONTENT_FREE.items()}
@@ -239,30 +225,13 @@ class Analyst:
         mask = torch.cat([torch.ones(batch, width, prefix_len, dtype=torch.bool), visible], dim=2)[:, None]
         assert mask.shape == (batch, 1, width, prefix_len + width)
         answer_columns = [width - len(care_tail) - 1, width - 1]  # where each answer comes (the same without care)
-        return self._hidden_at(torch.tensor(input_ids), torch.tensor(positions), mask, answer_columns)
-
-    def _hidden_at(
-        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, columns: list[int]
-    ) -> torch.Tensor:
-        """Final hidden states (batch, len(columns), hidden) at ``columns`` of a pass over the cached prefix."""
-        if self.packed_pass is None:
-            with int8_activations():
-                return self.model.base_model(
-                    input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=self.prefix.for_batch(input_ids.shape[0]), use_cache=True,
-                ).last_hidden_state[:, columns]
-        distinct = sorted(set(columns))
-        bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
-        hidden = self.packed_pass(input_ids, positions, bias, keep=distinct)
-        return hidden[:, [distinct.index(column) for column in columns]]
+        return self.prompt_pass.hidden_at(torch.tensor(input_ids), torch.tensor(positions), mask, answer_columns)
 
     @torch.inference_mode()
     def classify_uncached(self, text: str) -> Sentiment:
         """The same classification as two plain prompts, no prefix cache and no shared pass (a reference)."""
         def last_logprobs(ids: list[int]) -> torch.Tensor:
-            with int8_activations():
-                logits = self.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
-            return torch.log_softmax(logits.float(), dim=-1)
+            return torch.log_softmax(self.paths.prompt_logits(ids).float(), dim=-1)
 
         sentiment_lp = last_logprobs(self.prompt_ids(text))
         care_lp = last_logprobs(self.care_prompt_ids(text)) if self.care_question else sentiment_lp

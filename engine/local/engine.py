@@ -10,15 +10,15 @@ from typing import Any, TypeVar
 
 import torch
 
-from engine.analyst import Analyst
-from engine.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
 from engine.errors import EngineBusy, EngineClosed
-from engine.loading import LoadedModel, load_model
-from engine.memory import release_freed_memory
-from engine.prompt_cache import PromptCache
+from engine.loading.memory import release_freed_memory
+from engine.loading.model import LoadedModel, load_model
+from engine.local.analyst import Analyst
+from engine.local.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
+from engine.local.prompt_cache import PromptCache
+from engine.local.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
 from engine.settings import EngineSettings
 from engine.values import ChatTurn, Sentiment
-from engine.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,13 +82,13 @@ class LocalEngine:
         if self.settings.seed is not None:
             self._generator = torch.Generator().manual_seed(self.settings.seed)
         analyst = Analyst(
-            self._loaded.model, self._loaded.tokenizer,
+            self._loaded.paths, self._loaded.tokenizer,
             calibrate=self.settings.calibrate, neutral_margin=self.settings.neutral_margin,
             care_question=self.settings.care_question,
         )
         self._worker.classify_batch = analyst.classify_batch
         if self.settings.prompt_cache_mb > 0:
-            self.prompt_cache.pin(pinned_system_prefix(self._loaded.model, self._loaded.tokenizer))
+            self.prompt_cache.pin(pinned_system_prefix(self._loaded.paths, self._loaded.tokenizer))
         release_freed_memory()  # the start-up passes (prefixes, calibration) left ~100 MB with glibc otherwise
 
     async def classify(self, text: str) -> Sentiment:
@@ -107,7 +107,7 @@ class LocalEngine:
         def make_stream() -> ReplyStream:
             prompt = reply_prompt_ids(loaded.tokenizer, history, message, self.settings.history_tokens)
             return ReplyStream(
-                loaded.model, loaded.tokenizer, prompt, self.sampling, loaded.stop_token_ids, self._generator,
+                loaded.paths, loaded.tokenizer, prompt, self.sampling, loaded.stop_token_ids, self._generator,
                 self.prompt_cache if self.settings.prompt_cache_mb > 0 else None,
             )
 

@@ -22,8 +22,8 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from engine.memory import release_freed_memory
-from engine.streaming import quantize_in_place, set_parameter
+from engine.loading.memory import release_freed_memory
+from engine.loading.streaming import quantize_in_place, set_parameter
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ logprob a number no greater than 0 and not NaN (``-Infinity``, which llama-cpp-p
 of probability 0, counts as :data:`MIN_LOGPROB`, as vLLM writes it). Anything else is a :class:`MalformedAnswer`:
 a NaN would otherwise pass through the arithmetic and come out as "positive, 1.0".
 
-The verdict itself comes from :mod:`engine.verdict`, shared with the local analyst, with the same per-script
+The verdict itself comes from :mod:`engine.roles.verdict`, shared with the local analyst, with the same per-script
 calibration (the lean on content-free input, measured at start-up).
 """
 
@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from engine.care_phrases import with_phrase_floor
-from engine.language import script_of
-from engine.openai_errors import MalformedAnswer
-from engine.openai_wire import defuse_control_tokens, logsumexp, truncate_approx
-from engine.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
+from engine.remote.errors import MalformedAnswer
+from engine.remote.wire import defuse_control_tokens, logsumexp, truncate_approx
+from engine.roles.care_phrases import with_phrase_floor
+from engine.roles.language import script_of
+from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_SPELLINGS, LABEL_SPELLINGS, analyst_messages, care_messages
+from engine.roles.verdict import care_from_logprobs, sentiment_from_logprobs
 from engine.values import Sentiment
-from engine.verdict import care_from_logprobs, sentiment_from_logprobs
 
 MAX_MESSAGE_TOKENS = 512  # as the local analyst: longer messages are classified on their beginning (estimated here)
 TOP_LOGPROBS = 20  # the most OpenAI (and vLLM by default) allow

@@ -3,10 +3,10 @@
 Decoding reads every weight once per token, so halving the bytes read speeds it up almost in proportion, and the
 model takes half the memory. Without oneDNN (below), replies keep their activations in bf16 (weight-only int8),
 computed by torch's own CPU kernel for exactly this layout, ``aten._weight_int8pack_mm``, and classification (many
-tokens per pass, compute-bound) also quantises the activations inside :func:`int8_activations`: each input row (one
-token) gets its own int8 scale and the product runs on the CPU's int8 dot products (``torch._int_mm``). Per-token
-scales keep sentiment accuracy within a point of fp32 on both dev sets (README, Sentiment quality), where
-``quantize_dynamic``'s one scale per batch cost 10-19 points.
+tokens per pass, compute-bound) also quantises the activations, on the copy of the model that
+:func:`with_int8_activations` makes for it: each input row (one token) gets its own int8 scale and the product runs
+on the CPU's int8 dot products (``torch._int_mm``). Per-token scales keep sentiment accuracy within a point of fp32
+on both dev sets (README, Sentiment quality), where ``quantize_dynamic``'s one scale per batch cost 10-19 points.
 
 The output head and the input embedding share one int8 matrix when the model ties them (per-row scales suit both:
 a head row is a vocabulary entry, and so is an embedding row).
@@ -17,20 +17,18 @@ the layer always quantises its input, each row with its own asymmetric uint8 sca
 (:func:`quantize_rows_of_activations`). On the 2-core test server this kernel costs about the same as the
 weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
 prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster (a single chat's
-decode step and classification then skip transformers' forward: engine/packed_row_step.py and
-engine/packed_prompt_pass.py). The price is a little distance from bf16 (mean KL to fp32 0.0034 against
-weight-only's 0.0016; README, Performance); the head is not packed, as the vocabulary-sized matrix is shared with
-the embedding and the most sensitive to activation rounding. It stays weight-only except when nine or more chats
-decode together, where the decode step computes it inside :func:`int8_activations`
-(engine.decode_step.HEAD_INT8_ACTIVATION_ROWS).
+decode step and classification then skip transformers' forward: engine/kernels/decode.py and prompt_pass.py). The
+price is a little distance from bf16 (mean KL to fp32 0.0034 against weight-only's 0.0016; README, Performance); the
+head is not packed, as the vocabulary-sized matrix is shared with the embedding and the most sensitive to activation
+rounding. It stays weight-only except when nine or more chats decode together, where the decode step computes it
+with int8 activations (engine.kernels.decode.HEAD_INT8_ACTIVATION_ROWS).
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import gc
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,20 +43,6 @@ COMPUTE_DTYPE = torch.bfloat16
 # 255 * 127 overflow it and the sum comes back wrong. Seven bits (0..127) keep every pair within int16, at the cost
 # of one bit of activation precision; with VNNI the products accumulate in int32 and all eight bits are used.
 ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else 127
-
-
-_activation_mode = threading.local()
-
-
-@contextlib.contextmanager
-def int8_activations() -> Iterator[None]:
-    """Within this block, on this thread, every :class:`Int8Linear` also quantises its input per row (W8A8)."""
-    previous = getattr(_activation_mode, "int8", False)
-    _activation_mode.int8 = True
-    try:
-        yield
-    finally:
-        _activation_mode.int8 = previous
 
 
 def int8_matmul_per_row(flat: torch.Tensor, weight_int8: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -139,8 +123,12 @@ def onednn_int8_available() -> bool:
 class Int8Linear(nn.Module):
     """A Linear layer with int8 weights and bf16 scales; computes in bf16.
 
-    After :meth:`pack` the weights live only in oneDNN's packed layout and every input is quantised per row.
+    After :meth:`pack` the weights live only in oneDNN's packed layout and every input is quantised per row. Unpacked,
+    it keeps its input in bf16 (weight-only), unless ``int8_activations`` is set: then each input row is quantised to
+    int8 too (W8A8). Only :func:`with_int8_activations` sets it, on a copy that shares the weights.
     """
+
+    int8_activations = False
 
     def __init__(self, weight_int8: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -175,15 +163,15 @@ class Int8Linear(nn.Module):
         self.weight_int8 = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ (int8 * scales).T + bias`` in one 2-D kernel call (int8 activations when packed or inside
-        int8_activations)."""
+        """``x @ (int8 * scales).T + bias`` in one 2-D kernel call (int8 activations when packed or when
+        ``int8_activations`` is set)."""
         if self._shared is not None:
             owner, index = self._shared
             return owner.part(x, index)
         flat = x.reshape(-1, x.shape[-1]).to(COMPUTE_DTYPE)
         if self.packed is not None:
             return self.forward_quantized(quantize_rows_of_activations(flat)).view(*x.shape[:-1], self.out_features)
-        if getattr(_activation_mode, "int8", False):
+        if self.int8_activations:
             out = int8_matmul_per_row(flat, self.weight_int8, self.scales)
         else:
             out = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
@@ -295,7 +283,7 @@ def quantize_model(model: nn.Module) -> nn.Module:
 def pack_linears(model: nn.Module) -> int:
     """Pack every :class:`Int8Linear` but the output head for oneDNN's int8 matmul (see the module docstring);
     returns how many were packed, 0 where torch has no oneDNN. Layers already fused into a
-    :class:`FusedInt8Projections` (engine.decode_step) are packed there."""
+    :class:`FusedInt8Projections` (engine.kernels.layer.fuse_rows) are packed there."""
     if not onednn_int8_available():
         return 0
     head = model.get_output_embeddings()
@@ -306,3 +294,34 @@ def pack_linears(model: nn.Module) -> int:
             module.pack()  # drops the plain weights: their memory goes as soon as the reference does
             packed += 1
     return packed
+
+
+def with_int8_activations(model: nn.Module) -> nn.Module:
+    """``model`` as compute-bound passes (classification) run it: a copy of its module tree that shares every tensor,
+    in which each :class:`Int8Linear` also quantises its input rows (W8A8). ``model`` itself when it has no int8
+    layer whose input is not quantised anyway (float models; packed layers always quantise theirs).
+
+    Built once at load time, so the choice between weight-only and W8A8 is which tree a caller runs, not a switch.
+    """
+    if not any(type(m) is Int8Linear and m.packed is None and m._shared is None for m in model.modules()):
+        return model
+    return _copy_tree(model, {})
+
+
+def _copy_tree(module: nn.Module, twins: dict[int, nn.Module]) -> nn.Module:
+    """A copy of ``module`` and its submodules with their own containers (parameters, buffers, hooks), holding the
+    same tensors and other attributes; a module met twice is copied once."""
+    if id(module) in twins:
+        return twins[id(module)]
+    twin = type(module).__new__(type(module))
+    twins[id(module)] = twin
+    # Containers are copied so that nothing added to one tree later (hooks, say) shows up in the other.
+    twin.__dict__.update({
+        name: copy.copy(value) if isinstance(value, (dict, set)) else value for name, value in module.__dict__.items()
+    })
+    twin.__dict__["_modules"] = {
+        name: None if child is None else _copy_tree(child, twins) for name, child in module._modules.items()
+    }
+    if isinstance(twin, Int8Linear):
+        twin.__dict__["int8_activations"] = True
+    return twin

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.language import Script
+from engine.roles.language import Script
 
 ANALYST_SYSTEM_PROMPT = (
     "You are a sentiment classifier. You will be shown one message written by a person, in any language. "
@@ -29,7 +29,7 @@ ANALYST_EXAMPLES: tuple[tuple[str, str], ...] = (
 # Opens the assistant's answer so the very next token is the label word.
 ANALYST_ANSWER_PREFIX = "Sentiment:"
 
-# The second question asked on the same forward pass (see engine.analyst): does the message signal a crisis?
+# The second question asked on the same forward pass (see engine.local.analyst): does the message signal a crisis?
 CARE_QUESTION = "Is the person in that message thinking of suicide or of hurting themselves? Answer yes or no."
 
 COMPANION_SYSTEM_PROMPT = (

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from engine.errors import EngineError
-from engine.openai_wire import one_line, parse_json
+from engine.errors import EngineError, ServerUnavailable
+from engine.remote.wire import one_line, parse_json
 
 MAX_RETRY_AFTER_S = 30.0  # a longer Retry-After is not worth keeping a person waiting for
 NO_LOGPROBS = (
@@ -21,14 +21,6 @@ _CONNECTION_LOST = (httpx.RemoteProtocolError, httpx.ReadError)
 
 class MalformedAnswer(EngineError):
     """The server answered 200, but not with what an OpenAI-compatible server sends (wrong types, NaN ...)."""
-
-
-class ServerUnavailable(EngineError):
-    """The server could not be reached or answered 429/5xx; another try may succeed."""
-
-    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 def status_error(base_url: str, response: httpx.Response, path: str, body: bytes) -> EngineError:

@@ -12,17 +12,20 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from engine.attention import use_decode_aware_attention
-from engine.chat_format import ensure_chat_template
-from engine.decode_step import attach_decode_step
 from engine.errors import ModelLoadError
-from engine.gguf_loader import load_gguf_model
-from engine.memory import release_freed_memory
-from engine.quantize import pack_linears, quantize_model
-from engine.safetensors_loader import load_safetensors_int8
+from engine.kernels.attention import use_decode_aware_attention
+from engine.kernels.int8 import quantize_model
+from engine.kernels.paths import FastPaths, build_fast_paths
+from engine.loading.gguf_loader import load_gguf_model
+from engine.loading.memory import release_freed_memory
+from engine.loading.safetensors_loader import load_safetensors_int8
+from engine.roles.chat_format import ensure_chat_template
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
+
+# dtype each explicit precision loads the weights in (int8 loads bf16, then quantises the weights layer by layer).
+PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 # Only what inference needs: skips other frameworks' weights and training leftovers in a hub repo.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
@@ -87,13 +90,18 @@ def bound_onednn_primitive_cache() -> None:
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference, with its tokenizer and the ids that end a reply."""
+    """A model ready for inference, with its fast paths, its tokenizer and the ids that end a reply."""
 
-    model: PreTrainedModel
+    paths: FastPaths
     tokenizer: PreTrainedTokenizerBase
     name: str
     stop_token_ids: frozenset[int]
     load_seconds: float
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The transformers model the fast paths were built on."""
+        return self.paths.model
 
 
 @dataclass(frozen=True)
@@ -190,13 +198,14 @@ def use_flat_input_head(model: PreTrainedModel) -> None:
 
 def load_folder_model(directory: Path, settings: EngineSettings) -> PreTrainedModel:
     """A model folder's weights in the configured precision. int8 streams the checkpoint into int8 tensor by tensor
-    where its names allow (engine/safetensors_loader.py), else quantises after ``from_pretrained`` and then copies
+    where its names allow (loading/safetensors_loader.py), else quantises after ``from_pretrained`` and then copies
     the norms and biases off the checkpoint file (see :func:`copy_float_tensors_off_checkpoint`)."""
+    dtype = PRECISION_DTYPES[settings.resolved_precision]
     if settings.resolved_precision != "int8":
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype)
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
     model = load_safetensors_int8(directory)
     if model is None:
-        model = quantize_model(AutoModelForCausalLM.from_pretrained(directory, dtype=settings.dtype))
+        model = quantize_model(AutoModelForCausalLM.from_pretrained(directory, dtype=dtype))
         copy_float_tensors_off_checkpoint(model)
     return model
 
@@ -214,7 +223,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
         if source.gguf_file:
             model = load_gguf_model(
-                Path(source.directory) / source.gguf_file, settings.dtype,
+                Path(source.directory) / source.gguf_file, PRECISION_DTYPES[settings.resolved_precision],
                 quantize_int8=settings.resolved_precision == "int8",
             )
         else:
@@ -225,9 +234,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     model.requires_grad_(False)
     use_flat_input_head(model)
     use_decode_aware_attention(model)
-    attach_decode_step(model)  # fuses (and, in int8 with oneDNN, packs) the q/k/v and gate/up projections
-    if settings.resolved_precision == "int8" and not pack_linears(model):
-        logger.info("torch has no oneDNN int8 matmul here: int8 stays weight-only")
+    paths = build_fast_paths(model, pack_int8=settings.resolved_precision == "int8")
     if ensure_chat_template(tokenizer):
         logger.info("tokenizer has no chat template: using ChatML")
     if tokenizer.pad_token_id is None:
@@ -240,7 +247,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         "loaded %s (%s, %s, %d threads) in %.1f s",
         settings.model, type(model).__name__, settings.resolved_precision, settings.torch_threads, elapsed,
     )
-    return LoadedModel(model, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed)
+    return LoadedModel(paths, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.quantize import Int8Embedding, Int8Linear, quantize_rows
+from engine.kernels.int8 import Int8Embedding, Int8Linear, quantize_rows
 
 
 def set_parameter(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:

@@ -1,0 +1,112 @@
+"""A loaded model's fast paths, chosen once at load time: the object the analyst and the companion call.
+
+Which computation runs where is decided here and nowhere else:
+
+- a prompt (reply prefill): transformers' forward, weight-only int8 where the model is int8;
+- one new token per chat (decoding): a single chat on packed int8 layers takes engine.kernels.decode's
+  PackedRowDecodeStep, other batches and precisions its DecodeStep; models of other shapes transformers' forward;
+- many new tokens over a fixed prefix (classification): engine.kernels.prompt_pass's PackedPromptPass on packed
+  int8 layers, else its ForwardPromptPass; both quantise activations per row where the model is int8 (the copy of
+  the model that engine.kernels.int8.with_int8_activations makes once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from transformers import DynamicCache, PreTrainedModel
+
+from engine.kernels.decode import DecodeStep, PackedRowDecodeStep
+from engine.kernels.int8 import Int8Linear, pack_linears, with_int8_activations
+from engine.kernels.layer import Stack, model_stack, packed_stack
+from engine.kernels.prefix import PrefixCache
+from engine.kernels.prompt_pass import ForwardPromptPass, PackedPromptPass
+
+logger = logging.getLogger(__name__)
+
+PromptPass = ForwardPromptPass | PackedPromptPass
+
+
+class FastPaths:
+    """How one loaded model computes prompts, decode steps and prompt passes (see the module docstring)."""
+
+    def __init__(self, model: PreTrainedModel, *, general: Stack | None = None, packed: Stack | None = None) -> None:
+        """``general``: the model's layers as its own modules (no decode step for other shapes when None);
+        ``packed``: the same layers packed int8 with folded norms, when every projection is packed."""
+        self.model = model
+        self.int8_activation_model = with_int8_activations(model)  # what prompt passes run through transformers
+        self.decode_step = DecodeStep(general) if general is not None else None
+        self.packed = packed
+        self.packed_row_step = PackedRowDecodeStep(packed) if packed is not None else None
+
+    @torch.inference_mode()
+    def prefill(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """Feed a prompt's tokens (1, new) at ``position_ids`` (1, new) after ``cache``, appending to it; returns the
+        last position's logits (1, vocab) in float32."""
+        out = self.model(
+            input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True, logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float()
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: DynamicCache,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Feed one token per sequence: input_ids and position_ids (batch, 1); ``attention_mask`` (batch, cached + 1)
+        with 0 at padding, or None when no row is padded. Appends to ``cache``; returns logits (batch, vocab) in
+        float32."""
+        if self.packed_row_step is not None and attention_mask is None and input_ids.shape[0] == 1:
+            return self.packed_row_step(input_ids, position_ids, cache)
+        if self.decode_step is not None:
+            return self.decode_step(input_ids, position_ids, cache, attention_mask)
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+            use_cache=True, logits_to_keep=1,
+        ).logits[:, -1, :].float()  # (batch, vocab)
+
+    def prefix(self, prefix_ids: list[int]) -> PrefixCache:
+        """The keys and values of a fixed prompt beginning that decoding continues (computed as prompts are)."""
+        return PrefixCache(self.model, prefix_ids)
+
+    def prompt_pass(self, prefix_ids: list[int]) -> PromptPass:
+        """A pass for batches of new tokens over the fixed prompt beginning ``prefix_ids``, computed once here."""
+        prefix = PrefixCache(self.int8_activation_model, prefix_ids)
+        if self.packed is not None:
+            return PackedPromptPass(self.packed, prefix)
+        return ForwardPromptPass(self.int8_activation_model, prefix)
+
+    @torch.inference_mode()
+    def prompt_logits(self, input_ids: list[int]) -> torch.Tensor:
+        """Last-position logits (vocab,) of a whole prompt, no prefix, in a prompt pass's arithmetic (a reference)."""
+        logits = self.int8_activation_model(input_ids=torch.tensor([input_ids]), logits_to_keep=1).logits
+        return logits[0, -1]
+
+    @torch.inference_mode()
+    def head_rows(self, token_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output head's rows for ``token_ids`` (len, hidden) and their bias (len,) or None, as float32 copies
+        (nothing here holds on to the full head)."""
+        head: nn.Module = self.model.get_output_embeddings()
+        ids = torch.tensor(list(token_ids))
+        if isinstance(head, Int8Linear):
+            rows = head.weight_int8[ids].float() * head.scales[ids].float()[:, None]
+        else:
+            rows = head.weight[ids].float()
+        bias = getattr(head, "bias", None)
+        return rows, None if bias is None else bias[ids].float()
+
+
+def build_fast_paths(model: PreTrainedModel, *, pack_int8: bool = False) -> FastPaths:
+    """Choose ``model``'s fast paths once: fuse its q/k/v and gate/up projections, with ``pack_int8`` move its int8
+    layers into oneDNN's packed layout where torch has it, and build the steps its shape and layers allow."""
+    general = model_stack(model)  # fuses (and, in int8 with oneDNN, packs) the q/k/v and gate/up projections
+    if pack_int8 and not pack_linears(model):
+        logger.info("torch has no oneDNN int8 matmul here: int8 stays weight-only")
+    packed = packed_stack(general) if general is not None else None
+    return FastPaths(model, general=general, packed=packed)

@@ -1,0 +1,128 @@
+"""Prompt passes: many new tokens over a fixed, cached prefix, reading the final hidden states at a few positions.
+
+A classification pass feeds one message (~20 tokens) and a fixed tail over the analyst's cached prefix (~280 tokens)
+and reads the hidden state at one or two positions. Both kinds here take the same inputs and give the same numbers
+up to int8 rounding; the model's fast paths pick one at load time (engine/kernels/paths.py):
+
+- :class:`ForwardPromptPass`: transformers' forward over the prefix's cache, on the model's int8-activation copy.
+- :class:`PackedPromptPass`, when every projection is packed int8: transformers' forward spent about as long around
+  the matmuls as in them (~40 ms for a 10-token message on 2 cores, ~21 in projections and attention): module calls
+  and hooks, mask preparation, a per-request copy of the prefix cache, bf16 <-> fp32 conversions around every norm
+  and projection, SDPA. This pass runs the decoder layer of engine/kernels/layer.py on packed rows (float32 residual
+  stream, norms folded into the activation scales), rotates with cos/sin computed once per pass (the attention
+  scaling folded into the queries' copy), attends with two float32 matmuls over the prefix's keys and values held
+  in float32 (a few MB) and never copied into a cache (SDPA for batches of long messages), and in the last layer
+  takes only the rows whose hidden state is asked for past the keys and values.
+
+Nothing is cached: a pass's own keys and values are dropped with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from engine.kernels.arithmetic import PACKED_ROWS
+from engine.kernels.attention import prompt_attention
+from engine.kernels.layer import AttentionShape, Stack, run_layer
+from engine.kernels.prefix import PrefixCache
+from engine.kernels.rotary import MultiplyAdd, scaled_for_queries
+
+
+class ForwardPromptPass:
+    """Hidden states of new tokens over a fixed prefix, through transformers' forward."""
+
+    def __init__(self, model: nn.Module, prefix: PrefixCache) -> None:
+        """``model``: the copy of the model that classification runs (engine.kernels.int8.with_int8_activations)."""
+        self.model, self.prefix = model, prefix
+
+    @torch.inference_mode()
+    def hidden_at(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, columns: list[int]
+    ) -> torch.Tensor:
+        """Final hidden states (batch, len(columns), hidden) at ``columns`` of ``input_ids`` (batch, width), whose
+        tokens sit at ``positions`` (batch, width); ``mask`` (batch, 1, width, prefix + width) says which keys each
+        query sees."""
+        return self.model.base_model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions,
+            past_key_values=self.prefix.for_batch(input_ids.shape[0]), use_cache=True,
+        ).last_hidden_state[:, columns]
+
+
+class PrefixAttention:
+    """A prompt pass's attention block: rotate the new tokens' queries and keys, attend over the prefix and the new
+    tokens; in the last layer only the rows in ``keep`` go on."""
+
+    def __init__(
+        self, prefix: list[tuple[torch.Tensor, torch.Tensor]], shape: AttentionShape, rotate: MultiplyAdd,
+        bias: torch.Tensor, batch: int, width: int, keep: Sequence[int],
+    ) -> None:
+        self.prefix, self.shape, self.rotate, self.bias = prefix, shape, rotate, bias
+        self.batch, self.width, self.keep = batch, width, keep
+        self.last = len(prefix) - 1
+        self.queries = width  # rows per sequence still going on
+
+    def __call__(self, index: int, qkv: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention output (batch * queries, heads * head_dim) for layer ``index``'s q/k/v (batch * width, ...)."""
+        heads, kv_heads, head_dim = self.shape.heads, self.shape.kv_heads, self.shape.head_dim
+        batch, width, split, bias = self.batch, self.width, self.shape.query_key_width, self.bias
+        query_key = self.rotate(qkv[:, :split]).view(batch, width, heads + kv_heads, head_dim)
+        query = query_key[:, :, :heads]
+        if index == self.last and len(self.keep) < width:  # from here on only the rows asked for matter
+            columns = torch.tensor(list(self.keep))
+            query, bias, self.queries = query[:, columns], bias[..., columns, :], len(self.keep)
+            hidden = hidden.view(batch, width, -1)[:, columns].reshape(batch * self.queries, -1)
+        prefix_keys, prefix_values = self.prefix[index]
+        keys = _append(prefix_keys, query_key[:, :, heads:], batch)  # (batch, kv_heads, prefix + width, head_dim)
+        values = _append(prefix_values, qkv[:, split:].view(batch, width, kv_heads, head_dim), batch)
+        attended = prompt_attention(query, keys, values, bias)  # (batch, queries, heads, head_dim)
+        return attended.reshape(batch * self.queries, heads * head_dim), hidden
+
+
+class PackedPromptPass:
+    """Hidden states of new tokens over a fixed prefix, for a model whose projections are all packed int8."""
+
+    def __init__(self, stack: Stack, prefix: PrefixCache) -> None:
+        """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack)."""
+        self.stack, self.prefix = stack, prefix
+        # Each (kv_heads, prefix_len, head_dim) in float32: ~3.4 MB for the 0.5B model's 276-token analyst prefix.
+        self.prefix_float = [(keys[0].float(), values[0].float()) for keys, values in prefix.layers]
+
+    @torch.inference_mode()
+    def hidden_at(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, columns: list[int]
+    ) -> torch.Tensor:
+        """As :meth:`ForwardPromptPass.hidden_at`."""
+        distinct = sorted(set(columns))
+        bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
+        hidden = self(input_ids, positions, bias, keep=distinct)
+        return hidden[:, [distinct.index(column) for column in columns]]
+
+    @torch.inference_mode()
+    def __call__(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, bias: torch.Tensor, keep: Sequence[int]
+    ) -> torch.Tensor:
+        """Final-norm hidden states (batch, len(keep), hidden) at columns ``keep`` of ``input_ids`` (batch, width).
+
+        ``position_ids`` (batch, width); ``bias`` (batch, 1, width, prefix + width) float32, added to the attention
+        scores (``-inf`` hides a key from a query).
+        """
+        batch, width = input_ids.shape
+        inner, shape = self.stack.inner, self.stack.shape
+        hidden = inner.embed_tokens(input_ids).float().view(batch * width, -1)  # the residual stream
+        cos, sin = inner.rotary_emb(hidden, position_ids)  # (batch, width, head_dim)
+        # (batch * width, heads + kv_heads, head_dim): the queries' copy carries the attention scaling.
+        cos, sin = (c.view(batch * width, -1, shape.head_dim) for c in scaled_for_queries(
+            cos, sin, shape.heads, shape.kv_heads, shape.scaling))
+        rotate = MultiplyAdd(cos, sin, shape.head_dim)
+        attention = PrefixAttention(self.prefix_float, shape, rotate, bias, batch, width, keep)
+        for index, layer in enumerate(self.stack.layers):
+            hidden = run_layer(layer, PACKED_ROWS, index, hidden, attention)
+        return inner.norm(hidden).float().view(batch, attention.queries, -1)
+
+
+def _append(prefix: torch.Tensor, new: torch.Tensor, batch: int) -> torch.Tensor:
+    """The prefix's (kv_heads, prefix_len, dim) followed by each row's new (batch, width, kv_heads, dim)."""
+    return torch.cat([prefix.expand(batch, -1, -1, -1), new.transpose(1, 2)], dim=2)
