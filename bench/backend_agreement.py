@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import EngineSettings, LocalEngine, OpenAIEngine, Sentiment
-from tests.openai_server import LlamaCppServer
+from tests.support.openai_server import LlamaCppServer
 
 DATA_DIR = Path(os.environ.get("MOODBOT_DEV_DATA", "data"))  # the dev sets (text<TAB>label files): set MOODBOT_DEV_DATA
 DATASETS = {"en (SST-2)": "sst2_dev_sample.tsv", "zh (ChnSentiCorp)": "chnsenticorp_dev.tsv"}

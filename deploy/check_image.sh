@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build deploy/Dockerfile with Docker and check the image for real (tests/test_container_image.py): `moodbot doctor`,
+# Build deploy/Dockerfile with Docker and check the image for real (tests/e2e/test_container_image.py): `moodbot doctor`,
 # `moodbot classify` and `moodbot run` inside it with the small test model mounted, as the non-root user; the
 # database in the volume, owner-only; the HEALTHCHECK; the labels; no build secret in any layer. From the repository
 # root: bash deploy/check_image.sh
@@ -142,5 +142,5 @@ say "built $image in $((SECONDS - build_started)) s: $(docker image inspect "$im
 gguf=${MOODBOT_TEST_GGUF:-$("$python" scripts/fetch_models.py smollm2 | tail -n 1)}
 checks_started=$SECONDS
 PYTHONPATH=$PWD MOODBOT_TEST_IMAGE=$image MOODBOT_TEST_GGUF=$gguf MOODBOT_TEST_BUILD_SECRET=$secret \
-  "$python" -m pytest tests/test_container_image.py -q -p no:cacheprovider
+  "$python" -m pytest tests/e2e/test_container_image.py -q -p no:cacheprovider
 say "checked $image in $((SECONDS - checks_started)) s"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tinymodel import build_tiny_qwen
+from tests.support.tinymodel import build_tiny_qwen
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,10 +39,12 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.fixture
 async def api():
     """A fake Telegram Bot API server on 127.0.0.1 for the duration of one test."""
-    from tests.fakebotapi import FakeBotApi
+    from tests.support.fakebotapi import FakeBotApi
 
     async with FakeBotApi() as fake:
         yield fake
+    # The fake answers only the methods moodbot calls: one it lacks would otherwise fail quietly inside the bot.
+    assert not fake.unknown_methods and not fake.internal_errors, fake.summary()
 
 
 @pytest.fixture(scope="session")
