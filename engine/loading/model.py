@@ -16,6 +16,7 @@ from engine.errors import ModelLoadError
 from engine.kernels.attention import use_decode_aware_attention
 from engine.kernels.int8 import quantize_model
 from engine.kernels.paths import FastPaths, build_fast_paths
+from engine.loading.fingerprint import fingerprint
 from engine.loading.gguf_loader import load_gguf_model
 from engine.loading.memory import release_freed_memory
 from engine.loading.safetensors_loader import load_safetensors_int8
@@ -97,6 +98,7 @@ class LoadedModel:
     name: str
     stop_token_ids: frozenset[int]
     load_seconds: float
+    fingerprint: str  # of the checkpoint's weights (engine.loading.fingerprint), whatever precision they run in
 
     @property
     def model(self) -> PreTrainedModel:
@@ -110,6 +112,11 @@ class ModelSource:
 
     directory: str
     gguf_file: str | None = None
+
+    @property
+    def weights(self) -> Path:
+        """The GGUF file, or the folder of the checkpoint's files."""
+        return Path(self.directory) / self.gguf_file if self.gguf_file else Path(self.directory)
 
 
 def resolve_source(spec: str) -> ModelSource:
@@ -247,7 +254,9 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         "loaded %s (%s, %s, %d threads) in %.1f s",
         settings.model, type(model).__name__, settings.resolved_precision, settings.torch_threads, elapsed,
     )
-    return LoadedModel(paths, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed)
+    return LoadedModel(
+        paths, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed, fingerprint(source.weights)
+    )
 
 
 def _first_line(exc: BaseException) -> str:
