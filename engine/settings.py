@@ -91,6 +91,9 @@ class EngineSettings:
     max_active_replies: int = 8  # replies decoding at once; more wait in line inside the worker
     prompt_cache_mb: int = 256  # KV caches of recent conversations kept between turns (0 = off)
     seed: int | None = None
+    # Where prepared int8 weights are cached, so a later start reads them in seconds instead of preparing them again
+    # (engine/loading/prepared_files.py): "" = $XDG_CACHE_HOME/moodbot/prepared (~/.cache/...), "off" = no cache.
+    prepared_cache_dir: str = ""
     calibrate: bool = True  # remove the model's lean on content-free input (measured per script at start-up)
     neutral_margin: float = 0.2  # |score| below this is labelled neutral
     # Also ask the model the care (crisis) question about every message. Explicit crisis phrases count either way.

@@ -29,10 +29,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads the real token, config or hub cache, or reaches the network for weights."""
+    """No test reads the real token, config, hub cache or prepared-weights cache, or reaches the network for weights."""
     monkeypatch.delenv("MOODBOT_TELEGRAM_TOKEN", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # prepared weights land here
     monkeypatch.chdir(tmp_path)
 
 

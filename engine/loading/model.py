@@ -19,7 +19,10 @@ from engine.kernels.paths import FastPaths, build_fast_paths
 from engine.loading.fingerprint import fingerprint
 from engine.loading.gguf_loader import load_gguf_model
 from engine.loading.memory import release_freed_memory
+from engine.loading.prepared_cache import load_prepared, save_prepared
+from engine.loading.prepared_files import prepared_file
 from engine.loading.safetensors_loader import load_safetensors_int8
+from engine.loading.source import ModelSource, resolve_source
 from engine.roles.chat_format import ensure_chat_template
 from engine.settings import EngineSettings
 
@@ -27,9 +30,6 @@ logger = logging.getLogger(__name__)
 
 # dtype each explicit precision loads the weights in (int8 loads bf16, then quantises the weights layer by layer).
 PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
-
-# Only what inference needs: skips other frameworks' weights and training leftovers in a hub repo.
-HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
 
 # oneDNN keeps every matmul it has set up, one per weight shape and row count, up to 1,024 by default, each with
 # ~0.35 MB: every new message or prompt length adds four, so a long-running bot grew by ~330 MB (measured with the
@@ -106,65 +106,6 @@ class LoadedModel:
         return self.paths.model
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Where weights come from: a folder, plus the GGUF file name inside it when loading GGUF."""
-
-    directory: str
-    gguf_file: str | None = None
-
-    @property
-    def weights(self) -> Path:
-        """The GGUF file, or the folder of the checkpoint's files."""
-        return Path(self.directory) / self.gguf_file if self.gguf_file else Path(self.directory)
-
-
-def resolve_source(spec: str) -> ModelSource:
-    """Turn a configured model string into a local source, downloading a hub repo (with progress) if needed."""
-    path = Path(spec).expanduser()
-    if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise ModelLoadError(f"model file not found: {path}")
-        return ModelSource(str(path.parent), path.name)
-    if path.is_dir():
-        ggufs = sorted(path.glob("*.gguf"))
-        if not (path / "config.json").exists() and len(ggufs) == 1:
-            return ModelSource(str(path), ggufs[0].name)
-        if not (path / "config.json").exists():
-            raise ModelLoadError(f"{path} is a folder but holds no config.json (nor exactly one .gguf file)")
-        return ModelSource(str(path))
-    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
-        raise ModelLoadError(f"model path not found: {spec}")
-    return ModelSource(download_from_hub(spec))
-
-
-def download_from_hub(repo_id: str) -> str:
-    """Download (or find in the local cache) a hub repo and return its folder; tqdm shows progress."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    try:
-        return snapshot_download(repo_id, allow_patterns=HUB_ALLOW_PATTERNS)
-    except GatedRepoError as exc:
-        raise ModelLoadError(f"{repo_id} is gated on the hub: log in with `hf auth login` first") from exc
-    except RepositoryNotFoundError as exc:
-        raise ModelLoadError(
-            f"{repo_id!r} is neither a local path nor a model on the Hugging Face hub (check engine.model)"
-        ) from exc
-    except LocalEntryNotFoundError as exc:
-        raise ModelLoadError(
-            f"cannot download {repo_id!r}: the hub is unreachable and the model is not in the local cache "
-            "(set engine.model to a local folder or .gguf file)"
-        ) from exc
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot download {repo_id!r}: {exc}") from exc
-
-
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     """Every id that ends a reply: the tokenizer's EOS, the generation config's EOS list, and ChatML's end marks."""
     ids: set[int] = set()
@@ -217,24 +158,51 @@ def load_folder_model(directory: Path, settings: EngineSettings) -> PreTrainedMo
     return model
 
 
+def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
+    """The tokenizer of the source's folder, or the one inside its GGUF file (16 s for Qwen2.5's vocabulary)."""
+    kwargs: dict[str, object] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    return AutoTokenizer.from_pretrained(source.directory, **kwargs)
+
+
+def load_checkpoint(source: ModelSource, settings: EngineSettings) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model in the configured precision, read from the checkpoint (int8: quantised as it is read), and its
+    tokenizer."""
+    tokenizer = load_tokenizer(source)
+    if source.gguf_file:
+        model = load_gguf_model(
+            source.weights, PRECISION_DTYPES[settings.resolved_precision],
+            quantize_int8=settings.resolved_precision == "int8",
+        )
+    else:
+        model = load_folder_model(Path(source.directory), settings)
+    return model, tokenizer
+
+
+def load_weights(
+    source: ModelSource, settings: EngineSettings, weights_fingerprint: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer before fast paths: from the prepared-weights cache when it holds them for these
+    weights and precision (seconds), else from the checkpoint (about a minute for a 0.5B model in int8), then cached
+    for the next start. fp32 and bf16 are never cached: they load straight from the checkpoint already."""
+    file = prepared_file(settings, weights_fingerprint)
+    prepared = load_prepared(file) if file is not None else None
+    if prepared is not None:
+        return prepared.model, prepared.tokenizer or load_tokenizer(source)
+    model, tokenizer = load_checkpoint(source, settings)
+    if file is not None:  # a GGUF file's tokenizer is slow to build too; a folder's loads fast from its own files
+        save_prepared(file, model, tokenizer if source.gguf_file else None)
+    return model, tokenizer
+
+
 def load_model(settings: EngineSettings) -> LoadedModel:
     """Load tokenizer and weights in the configured precision, ready for inference (eval mode, no grad)."""
     started = time.perf_counter()
     bound_onednn_primitive_cache()
     torch.set_num_threads(settings.torch_threads)
     source = resolve_source(settings.model)
-    kwargs: dict[str, object] = {}
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
-        if source.gguf_file:
-            model = load_gguf_model(
-                Path(source.directory) / source.gguf_file, PRECISION_DTYPES[settings.resolved_precision],
-                quantize_int8=settings.resolved_precision == "int8",
-            )
-        else:
-            model = load_folder_model(Path(source.directory), settings)
+        weights_fingerprint = fingerprint(source.weights)
+        model, tokenizer = load_weights(source, settings, weights_fingerprint)
     except (OSError, ValueError, KeyError, RuntimeError, ImportError, NotImplementedError) as exc:
         raise ModelLoadError(f"cannot load model from {settings.model}: {_first_line(exc)}") from exc
     model.eval()
@@ -255,7 +223,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         settings.model, type(model).__name__, settings.resolved_precision, settings.torch_threads, elapsed,
     )
     return LoadedModel(
-        paths, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed, fingerprint(source.weights)
+        paths, tokenizer, settings.model, stop_token_ids(model, tokenizer), elapsed, weights_fingerprint
     )
 
 
