@@ -1,6 +1,7 @@
 """moodbot's shared model, behind one small API: :func:`create_engine`, the :class:`Engine` protocol, the values and
-errors it speaks in, :class:`EngineSettings`, and :func:`script_of` (which script a message is written in, as the
-analyst calibrates by it). Knows nothing of Telegram or SQL.
+errors it speaks in, :class:`EngineSettings`, :func:`script_of` (which script a message is written in, as the
+analyst calibrates by it), and :func:`prepared_weights_state` (whether a start will find its prepared weights
+cached). Knows nothing of Telegram or SQL.
 
 The rooms inside: ``roles/`` (what both backends share: prompts, chat format, verdict, care phrases, guard, history,
 language), ``local/`` (the in-process backend), ``loading/`` (checkpoint to model), ``kernels/`` (fast paths that know
@@ -19,6 +20,7 @@ from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
 from engine.values import LABELS, ChatTurn, Sentiment
 
 if TYPE_CHECKING:
+    from engine.loading.prepared_files import PreparedWeights
     from engine.local.engine import LocalEngine
     from engine.remote.backend import OpenAIEngine
 
@@ -35,6 +37,15 @@ def create_engine(settings: EngineSettings) -> Engine:
     from engine.local.engine import LocalEngine
 
     return LocalEngine(settings)
+
+
+def prepared_weights_state(settings: EngineSettings) -> PreparedWeights:
+    """Whether a start with ``settings`` finds its prepared int8 weights cached (reads file headers, loads nothing,
+    downloads nothing): ``state`` is "cached", "not yet", "off" or "not used", with ``path``, ``size_bytes`` and
+    ``detail``."""
+    from engine.loading.prepared_files import prepared_weights_state as state
+
+    return state(settings)
 
 
 def __getattr__(name: str) -> Any:
@@ -63,5 +74,6 @@ __all__ = [
     "Sentiment",
     "ServerUnavailable",
     "create_engine",
+    "prepared_weights_state",
     "script_of",
 ]

@@ -1,4 +1,5 @@
-"""``moodbot doctor``: check the config, the token, the database and the model, one line each.
+"""``moodbot doctor``: check the config, the token, the database and the model, one line each (and say whether the
+model's prepared weights are cached, so the start will be quick).
 
 Meant for a self-hoster before ``systemctl enable --now``: every check runs the way ``moodbot run`` would (same
 config, same Bot API URL, same database path, same model loading), prints ``ok  NAME: …`` or ``FAIL NAME: …`` (or
@@ -22,7 +23,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from bot.config import OPEN_BOT_WARNING, Config, ConfigError, load_config
 from bot.logs import configure_logging, redact
-from engine import EngineError, create_engine
+from engine import EngineError, create_engine, prepared_weights_state
 from storage import Store
 
 PROBE_TABLE = "moodbot_doctor_probe"
@@ -60,7 +61,7 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
         print(check.line(), file=out, flush=True)
 
     async def run_checks() -> None:
-        for check in (check_token, check_database, check_model):
+        for check in (check_token, check_database, check_prepared_weights, check_model):
             result = await check(config)
             checks.append(result)
             print(redact(result.line(), secrets), file=out, flush=True)
@@ -127,6 +128,17 @@ async def _probe_write(path: Path) -> None:
             await db.execute(f"INSERT INTO {PROBE_TABLE} VALUES (1)")
         finally:
             await db.execute("ROLLBACK")
+
+
+async def check_prepared_weights(config: Config) -> Check:
+    """Whether the model's prepared int8 weights are cached (before the model check, which prepares them if not)."""
+    state = await asyncio.to_thread(prepared_weights_state, config.engine)  # reads ~2 MB of the checkpoint
+    if state.state == "cached":
+        return Check("prepared weights", True, f"cached: {state.path} ({state.size_bytes / 2**20:.0f} MB)")
+    if state.state == "not yet":
+        where = f" in {state.path.parent}" if state.path is not None else ""
+        return Check("prepared weights", True, f"not yet: the first start prepares them{where}")
+    return Check("prepared weights", True, f"{state.state}: {state.detail}")
 
 
 async def check_model(config: Config) -> Check:

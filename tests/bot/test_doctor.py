@@ -19,11 +19,11 @@ from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 WRONG_TOKEN = "777:AAWrongTokenThatTheServerRejects-0123456"
 
 
-def write_config(tmp_path: Path, base_url: str, model: Path, database: Path) -> Path:
+def write_config(tmp_path: Path, base_url: str, model: Path, database: Path, precision: str = "fp32") -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         f'[telegram]\nbase_url = "{base_url}"\n'
-        f'[engine]\nmodel = "{model}"\nprecision = "fp32"\nthreads = 1\n'
+        f'[engine]\nmodel = "{model}"\nprecision = "{precision}"\nthreads = 1\n'
         f'[storage]\npath = "{database}"\n',
         encoding="utf-8",
     )
@@ -49,9 +49,10 @@ async def test_all_checks_pass(strict_api: FakeBotApi, tiny_model_dir: Path, tmp
     code, lines = await run_doctor(write_config(tmp_path, strict_api.base_url, tiny_model_dir, database))
     assert code == 0, lines  # an open bot is a warning, not a failure
     assert [line.split(":")[0] for line in lines] == [
-        "ok  config", "warn access", "ok  token", "ok  database", "ok  model"
+        "ok  config", "warn access", "ok  token", "ok  database", "ok  prepared weights", "ok  model"
     ]
     assert lines[1] == f"warn access: {OPEN_BOT_WARNING}"
+    assert lines[4] == "ok  prepared weights: not used: fp32 weights load straight from the checkpoint"
     assert "@moodbot_test_bot (id 777)" in lines[2]
     assert strict_api.calls_of("getMe"), "the token is checked through the configured base_url"
     with sqlite3.connect(database) as db:  # created and migrated; the write probe left nothing behind
@@ -124,9 +125,23 @@ async def test_missing_model_is_one_fail_line(strict_api: FakeBotApi, tmp_path: 
     code, lines = await run_doctor(write_config(tmp_path, strict_api.base_url, model, tmp_path / "moodbot.db"))
     assert code == 1
     assert [line.split(":")[0] for line in lines] == [
-        "ok  config", "warn access", "ok  token", "ok  database", "FAIL model"
+        "ok  config", "warn access", "ok  token", "ok  database", "ok  prepared weights", "FAIL model"
     ]
-    assert "model file not found" in lines[4]
+    assert "model file not found" in lines[5]
+
+
+async def test_prepared_weights_line_says_whether_the_start_will_be_quick(
+    strict_api: FakeBotApi, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, strict_api.base_url, tiny_model_dir, tmp_path / "moodbot.db", precision="int8")
+    folder = tmp_path / "xdg-cache" / "moodbot" / "prepared"  # $XDG_CACHE_HOME (tests/conftest.py)
+    code, lines = await run_doctor(config)
+    assert code == 0, lines
+    assert lines[4] == f"ok  prepared weights: not yet: the first start prepares them in {folder}"
+    [prepared] = folder.glob("*.safetensors")  # the model check loaded the model, which prepared them
+    code, lines = await run_doctor(config)
+    size_mb = prepared.stat().st_size / 2**20
+    assert lines[4] == f"ok  prepared weights: cached: {prepared} ({size_mb:.0f} MB)"
 
 
 def test_access_line_warns_only_when_anyone_may_use_the_bot() -> None:
@@ -161,5 +176,5 @@ async def test_cli_wires_doctor_and_exits_1(
     out = capsys.readouterr().out
     assert code == 1
     statuses = [line.split(":")[0] for line in out.splitlines()]
-    assert statuses == ["ok  config", "warn access", "FAIL token", "ok  database", "FAIL model"]
+    assert statuses == ["ok  config", "warn access", "FAIL token", "ok  database", "ok  prepared weights", "FAIL model"]
     assert WRONG_TOKEN not in out

@@ -17,7 +17,8 @@ ENGINE = ROOT / "engine"
 PUBLIC = {"engine", "engine.base", "engine.errors", "engine.settings", "engine.values"}
 
 # What each room may import besides itself. The public modules take nothing from the rooms, but engine/__init__
-# re-exports roles.language's script_of and imports the two backends lazily, when asked for one.
+# re-exports roles.language's script_of, imports the two backends lazily, when asked for one, and asks loading's
+# prepared_files (no torch) whether prepared weights are cached.
 ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
@@ -26,7 +27,7 @@ ALLOWED = {
     "local": {"public", "roles", "kernels", "loading"},
     "remote": {"public", "roles"},
 }
-PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote")}
+PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "loading")}
 
 MAX_MODULE_LINES = 400
 
