@@ -38,7 +38,15 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from engine.kernels.int8 import COMPUTE_DTYPE, Int8Embedding, Int8Linear
 from engine.loading.memory import release_freed_memory
-from engine.loading.prepared_files import Header, PreparedFile, PreparedFileError, mismatch, read_header, remove_stale
+from engine.loading.prepared_files import (
+    PARTIAL_SUFFIX,
+    Header,
+    PreparedFile,
+    PreparedFileError,
+    mismatch,
+    read_header,
+    remove_stale,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +160,7 @@ def write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
     from safetensors.torch import save_file
 
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
     os.close(descriptor)  # mkstemp made it 0600; safetensors reopens it by name
     try:
         save_file(tensors, temporary, metadata=metadata)

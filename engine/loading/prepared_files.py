@@ -13,11 +13,13 @@ torch, transformers or gguf is prepared again, since their arithmetic made the n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import struct
+import time
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -35,6 +37,8 @@ FORMAT_NAME = "moodbot-prepared-weights"
 CACHED_PRECISIONS = frozenset({"int8"})  # fp32 and bf16 load straight from the checkpoint: nothing to prepare
 OFF = "off"
 SUFFIX = ".safetensors"
+PARTIAL_SUFFIX = ".partial"  # a file being written: ".<name>.<random>.partial", renamed to <name> when complete
+PARTIAL_MAX_AGE_S = 3600
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 LIBRARIES = ("torch", "transformers", "gguf")  # whose arithmetic produced the prepared numbers
 
@@ -183,8 +187,14 @@ def mismatch(header: Header, expected: dict[str, str]) -> str | None:
 
 def remove_stale(file: PreparedFile) -> list[Path]:
     """Remove the other prepared files of the same model (or the same weights): earlier fingerprints, precisions or
-    format versions, which no start will read again. Returns the paths removed."""
+    format versions, which no start will read again; and temporary files a killed writer left (an hour old: a live
+    one finishes in seconds). Returns the paths removed."""
     removed = []
+    for partial in file.path.parent.glob(f".*{PARTIAL_SUFFIX}"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            if time.time() - partial.stat().st_mtime > PARTIAL_MAX_AGE_S:
+                partial.unlink()
+                removed.append(partial)
     for candidate in sorted(file.path.parent.glob(f"*{SUFFIX}")):
         if candidate == file.path:
             continue
