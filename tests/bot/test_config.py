@@ -23,6 +23,7 @@ def test_example_config_loads_with_documented_defaults() -> None:
     config = load_config(ROOT / "config.example.toml", environ={})
     assert config.engine.model == "Qwen/Qwen2.5-0.5B-Instruct"
     assert config.engine.precision == "auto"
+    assert config.engine.prepared_cache_dir == ""  # the default folder under $XDG_CACHE_HOME
     assert config.telegram.base_url == DEFAULT_BASE_URL
     assert config.telegram.allowed_user_ids == ()
     assert config.storage.path.endswith("moodbot.db")
