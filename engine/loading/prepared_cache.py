@@ -221,11 +221,13 @@ def read_tensors(path: Path, header: Header) -> dict[str, torch.Tensor]:
     with path.open("rb") as handle:
         for name, entry in header.tensors.items():
             dtype, nbytes = TORCH_DTYPES[entry.dtype], entry.end - entry.start
+            tensor = None
             if nbytes == 0:
                 tensor = torch.empty(entry.shape, dtype=dtype)
             elif nbytes >= MAP_MIN_BYTES:
-                tensor = mapped_tensor(handle, entry.start, nbytes, dtype)
-            else:
+                with contextlib.suppress(OSError):  # out of file handles or mappings: read it instead
+                    tensor = mapped_tensor(handle, entry.start, nbytes, dtype)
+            if tensor is None:
                 handle.seek(entry.start)
                 tensor = torch.frombuffer(bytearray(handle.read(nbytes)), dtype=dtype)
             tensors[name] = tensor.view(entry.shape)
@@ -234,7 +236,9 @@ def read_tensors(path: Path, header: Header) -> dict[str, torch.Tensor]:
 
 def mapped_tensor(handle: BinaryIO, start: int, nbytes: int, dtype: torch.dtype) -> torch.Tensor:
     """The ``nbytes`` at ``start`` of the open file as a 1-D tensor on a private mapping of just those pages; the
-    mapping lives as long as the tensor (torch holds the mmap object) and is read on first touch."""
+    mapping lives as long as the tensor (torch holds the mmap object) and is read on first touch. Each mapping holds
+    a file handle (Python's mmap keeps a duplicate) until its tensor goes: 122 at once for Qwen2.5 0.5B, 2 once the
+    fast paths are built."""
     aligned = start - start % mmap.ALLOCATIONGRANULARITY
     mapped = mmap.mmap(handle.fileno(), start + nbytes - aligned, offset=aligned, access=mmap.ACCESS_COPY)
     return torch.frombuffer(mapped, dtype=dtype, count=nbytes // dtype.itemsize, offset=start - aligned)

@@ -155,6 +155,21 @@ def test_large_tensors_are_mapped_from_the_file_and_small_ones_read(
     assert str(path) not in Path("/proc/self/maps").read_text()  # unmapped with its tensor
 
 
+def test_tensors_are_read_when_they_cannot_be_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    load_model(settings_for(build_tiny_qwen(tmp_path / "model"), tmp_path / "cache"))
+    [path] = prepared_in(tmp_path / "cache")
+    header = read_header(path)
+    expected = prepared_cache.read_tensors(path, header)
+
+    def out_of_handles(*args: object, **kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(prepared_cache, "MAP_MIN_BYTES", 1)
+    monkeypatch.setattr(prepared_cache.mmap, "mmap", out_of_handles)
+    tensors = prepared_cache.read_tensors(path, header)
+    assert all(torch.equal(tensors[name], expected[name]) for name in expected)
+
+
 # -- what is not used ------------------------------------------------------------------------------------------
 
 
