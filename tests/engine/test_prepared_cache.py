@@ -264,6 +264,7 @@ def test_files_are_private_and_written_whole(tmp_path: Path, tiny_model_dir: Pat
     assert metadata["format_version"] == str(prepared_files.FORMAT_VERSION)
     assert "torch=" in metadata["versions"] and "transformers=" in metadata["versions"]
     assert metadata["model"] == str(tiny_model_dir.resolve())
+    assert not any(key.startswith("tokenizer/") for key in metadata)  # a folder's own tokenizer files load fast
 
 
 def test_a_killed_writers_temporary_file_is_removed_once_old(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -345,13 +346,22 @@ def test_state_for_doctor(tmp_path: Path, tiny_model_dir: Path) -> None:
 
 @pytest.mark.real_model
 def test_real_gguf_warm_load_equals_the_cold_one(
-    smollm2_gguf: Path, tmp_path: Path, before_fast_paths: list[Snapshot], checkpoint_loads: list[str]
+    smollm2_gguf: Path, tmp_path: Path, before_fast_paths: list[Snapshot], checkpoint_loads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2,
                               prepared_cache_dir=str(tmp_path / "cache"))
+    tokenizer_loads: list[str] = []
+    original = loading.load_tokenizer
+
+    def counting_tokenizer_loads(source):
+        tokenizer_loads.append(str(source.weights))
+        return original(source)
+
+    monkeypatch.setattr(loading, "load_tokenizer", counting_tokenizer_loads)
     cold = load_model(settings)
     warm = load_model(settings)
-    assert len(checkpoint_loads) == 1
+    assert len(checkpoint_loads) == 1 and len(tokenizer_loads) == 1  # neither read the GGUF file a second time
     assert_identical(before_fast_paths[1], before_fast_paths[0])
     assert_same_logits(warm, cold)
     # The tokenizer came from the prepared file, not from the GGUF vocabulary: it must tokenise the same.
