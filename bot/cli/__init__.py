@@ -1,4 +1,5 @@
-"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``, ``eval``, ``doctor``.
+"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``, ``eval``, ``labels``,
+``doctor``.
 
 Each sub-command lives in a module of its own here; this one parses the command line and turns errors into one
 line on stderr.
@@ -12,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.cli import classify, doctor, evaluation, run, terminal
+from bot.cli import classify, doctor, evaluation, labels, run, terminal
 from bot.config import ConfigError, load_config
 from bot.logs import configure_logging, redact
 from engine import EngineError
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0, help="use only the first N rows (0 = all)")
     evaluate.add_argument("--no-injection", action="store_true", help="skip the injected copy")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
+    labelled = commands.add_parser(
+        "labels", help="write the messages people gave a mood themselves as a text<TAB>label file (owner-only)"
+    )
+    labelled.add_argument("--out", type=Path, required=True, help="the TSV file to write (1 pos, 0 neg, 2 neutral)")
+    labelled.add_argument("--user", type=int, default=None, help="only this Telegram user id's messages")
     commands.add_parser("doctor", help="check config, token, database and model; one line each, exit 1 on a FAIL")
     for sub in commands.choices.values():  # accept --config after the sub-command too
         sub.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(terminal.chat(config))
         elif args.command == "classify":
             asyncio.run(classify.classify_text(config, " ".join(args.text)))
+        elif args.command == "labels":
+            asyncio.run(labels.write_labels(config, args.out, args.user))
         elif args.command == "eval":
             asyncio.run(
                 evaluation.evaluate_file(config, args.data, args.limit, not args.no_injection, args.json)
