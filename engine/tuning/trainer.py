@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -127,7 +128,10 @@ class AdapterTrainer:
             r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=0.0, target_modules=list(PROJECTIONS),
             layers_to_transform=list(range(self.first, count)), bias="none",
         )
-        self.peft_model = get_peft_model(training.model, config)
+        with warnings.catch_warnings():
+            # peft asks transformers about gradient checkpointing through a name transformers deprecated.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.peft_model = get_peft_model(training.model, config)
         self.parameters = [p for p in self.peft_model.parameters() if p.requires_grad]
         self.stage = Stage(training.model, training.layers[self.first:])
         head = training.model.get_output_embeddings()
@@ -196,13 +200,13 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     recipe = job.recipe
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
-    training = load_training_model(job.model)
-    layout = adapted_prompt_layout(training.tokenizer, ADAPTED_LABEL_WORDS)
-    rows = [example for path in job.data for example in read_labelled(path)]
+    rows = [example for path in job.data for example in read_labelled(path)]  # bad data fails before loading
     if job.dev:
         train, dev = rows, [example for path in job.dev for example in read_labelled(path)]
     else:
         train, dev = split_off_dev(rows, recipe.dev_per_file, recipe.seed)
+    training = load_training_model(job.model)
+    layout = adapted_prompt_layout(training.tokenizer, ADAPTED_LABEL_WORDS)
     examples = training_examples(train, recipe)
     workdir = job.workdir or job.out.with_name(job.out.stem + ".work")
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -23,10 +23,12 @@ ALLOWED = {
     "roles": {"public"},
     "kernels": {"public"},  # the settings' CPU checks
     "loading": {"public", "roles", "kernels"},
-    "local": {"public", "roles", "kernels", "loading"},
+    "adapters": {"public", "roles"},  # the adapter file and the adapted prompt's layout
+    "local": {"public", "roles", "kernels", "loading", "adapters"},
     "remote": {"public", "roles"},
+    "tuning": {"public", "roles", "kernels", "loading", "adapters"},  # trains what local/ runs
 }
-PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote")}
+PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "tuning")}
 
 MAX_MODULE_LINES = 400
 
