@@ -25,7 +25,7 @@ class Recipe:
     eval_every: int = 50  # steps between dev evaluations (and checkpoints)
     patience: int = 4  # evaluations without a better dev score before stopping early
     max_message_tokens: int = 128  # longer training messages are cut (inference reads up to 512)
-    max_minutes: float = 120.0  # training stops here, keeping the best adapter so far
+    max_minutes: float = 110.0  # the run (loading and preparing included) stops here, keeping the best adapter
     seed: int = 0
 
     def with_overrides(self, **overrides: object) -> Recipe:
@@ -35,7 +35,10 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # About half an hour on a 2-core CPU, preparation included.
-    "quick": Recipe(layers=4, rank=8, alpha=16.0, examples=800, epochs=1, max_minutes=25.0, eval_every=40),
+    "quick": Recipe(
+        layers=4, rank=8, alpha=16.0, examples=640, epochs=1, dev_per_file=100, eval_every=25, max_message_tokens=96,
+        max_minutes=28.0,
+    ),
     # About two hours on a 2-core CPU.
-    "default": Recipe(),
+    "default": Recipe(examples=1600, epochs=2, eval_every=50),
 }

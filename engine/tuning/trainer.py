@@ -234,11 +234,11 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             schedule.load_state_dict(saved["schedule"])
             step, best_score, best_state = saved["step"], saved["best_score"], saved["best_state"]
             stale, history, spent_before = saved["stale"], saved["history"], saved["seconds"]
+            started = clock()  # the time limit counts the earlier run's time plus this one's
             logger.info("resuming from step %d of %d", step, total_steps)
     lengths = [f.shape[0] for f in train_set.features]
     stopped = "done"
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
-    loop_started = clock()
     while step < total_steps:
         epoch, within = divmod(step, steps_per_epoch)
         batch = _batches(len(lengths), recipe.batch_size, lengths, recipe.seed + epoch)[within]
@@ -252,7 +252,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best_score:.3f}" if best_score >= 0 else "-")
-        minutes = (spent_before + clock() - loop_started) / 60
+        minutes = (spent_before + clock() - started) / 60  # loading and preparing count too
         if step % recipe.eval_every == 0 or step == total_steps or minutes >= recipe.max_minutes:
             scores = dev_scores(trainer, prefix_hidden, dev_set)
             history.append({"step": step, "minutes": round(minutes, 2), "mean": round(scores["mean"], 4)})
@@ -263,7 +263,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             _save_checkpoint(checkpoint, {
                 "run_key": run_key, "lora": trainer.lora_state(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "step": step, "best_score": best_score, "best_state": best_state,
-                "stale": stale, "history": history, "seconds": spent_before + clock() - loop_started,
+                "stale": stale, "history": history, "seconds": spent_before + clock() - started,
             })
             if stale >= recipe.patience:
                 stopped = "early stop"
@@ -272,7 +272,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
                 stopped = "time limit"
                 break
     bar.close()
-    seconds = clock() - started
+    seconds = spent_before + clock() - started
     trainer.load_lora_state(best_state)
     final = dev_scores(trainer, prefix_hidden, dev_set)
     notes: dict[str, object] = {
