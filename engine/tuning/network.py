@@ -126,6 +126,8 @@ class Stage:
     def after_prefix(self, hidden: torch.Tensor, prefix: list[KeysValues]) -> torch.Tensor:
         """States (batch, tokens, hidden) of right-padded rows that follow the prefix, after these layers
         (padding comes last in a row, so causal attention keeps it out of every real token's view)."""
+        if not self.layers:  # no frozen layers below the adapted ones: the embeddings go up as they are
+            return hidden
         prefix_len = prefix[0][0].shape[2]
         positions = torch.arange(prefix_len, prefix_len + hidden.shape[1])[None]
         rotary = self.rotary_emb(hidden, positions)

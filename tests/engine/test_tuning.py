@@ -180,3 +180,10 @@ def test_moodbot_tune_with_a_bad_file_is_one_line_and_exit_2(tiny_model_dir: Pat
     assert main(["tune", "--model", str(tiny_model_dir), "--data", str(bad), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("moodbot: error:") and "bad.tsv:3" in err and "\n" not in err
+
+
+def test_every_layer_may_carry_the_adapter(tiny_model_dir: Path, data_files: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "all-layers.safetensors"
+    recipe = TINY_RECIPE.with_overrides(layers=2, epochs=1)  # the tiny model has two layers: none stays frozen
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=recipe), progress=False)
+    assert load_adapter(out).layers == [0, 1]
