@@ -22,8 +22,9 @@ ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
     "kernels": {"public"},  # the settings' CPU checks
+    "adapters": {"public"},
     "loading": {"public", "roles", "kernels"},
-    "local": {"public", "roles", "kernels", "loading"},
+    "local": {"public", "roles", "kernels", "loading", "adapters"},
     "remote": {"public", "roles"},
 }
 PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote")}
