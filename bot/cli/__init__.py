@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from bot.cli import classify, doctor, evaluation, run, terminal
-from bot.config import ConfigError, load_config
+from bot.config import ConfigError, load_config, with_engine
 from bot.logs import configure_logging, redact
 from engine import EngineError
 
 logger = logging.getLogger("moodbot")
 
 DEFAULT_CONFIG = Path("config.toml")
+ADAPTER_HELP = "classify with this trained analyst adapter (overrides engine.analyst_adapter)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("chat", help="talk to the bot in this terminal, no Telegram needed")
     classify = commands.add_parser("classify", help="print the sentiment label and score of TEXT")
     classify.add_argument("text", nargs="+", help="the message to classify")
+    classify.add_argument("--adapter", type=Path, default=None, help=ADAPTER_HELP)
     evaluate = commands.add_parser(
         "eval", help="accuracy, macro-F1, confusion, speed and injection flip rate on a text<TAB>label file"
     )
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0, help="use only the first N rows (0 = all)")
     evaluate.add_argument("--no-injection", action="store_true", help="skip the injected copy")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
+    evaluate.add_argument("--adapter", type=Path, default=None, help=ADAPTER_HELP)
     commands.add_parser("doctor", help="check config, token, database and model; one line each, exit 1 on a FAIL")
     for sub in commands.choices.values():  # accept --config after the sub-command too
         sub.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "doctor":  # reports a bad config as its own FAIL line
             return doctor.doctor(_config_path(args.config))
         config = load_config(_config_path(args.config))
+        if getattr(args, "adapter", None) is not None:
+            config = with_engine(config, analyst_adapter=str(args.adapter))
         secrets = config.secrets()
         configure_logging(config.logging.level, secrets=secrets)
         if args.command == "run":
