@@ -249,3 +249,33 @@ async def test_replies_are_bit_identical_with_and_without_an_adapter(
         EngineSettings(**{**settings.__dict__, "analyst_adapter": str(path)}))
     assert adapted_reply == plain_reply
     assert adapted_verdicts != plain_verdicts  # the analyst did change: the adapter was in use
+
+
+REAL_TEXTS = [
+    "What a wonderful surprise, thank you so much!",
+    "I failed the exam again and I feel awful.",
+    "The bus was late, as usual.",
+    "The meeting moved to Thursday at three.",
+    "We adopted a puppy this weekend and the kids can't stop laughing.",
+    "这家酒店的服务非常好，下次还会再来。",
+    "房间又小又脏，非常失望。",
+    "快递又丢了，真让人生气。",
+]
+
+
+@pytest.mark.real_model
+def test_real_model_int8_loads_an_adapter_and_classifies(smollm2_gguf: Path) -> None:
+    fp32 = load_model(EngineSettings(model=str(smollm2_gguf), precision="fp32", threads=2))
+    layers = range(fp32.model.config.num_hidden_layers)
+    adapter = random_adapter(smollm2_gguf, fp32.model, {i: ("q_proj", "v_proj", "down_proj") for i in layers},
+                             rank=8, std=0.05)
+    expected = adapted_analyst(fp32, adapter, care_question=False).label_logits(REAL_TEXTS)
+    del fp32
+    loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2))
+    analyst = adapted_analyst(loaded, adapter, care_question=False)
+    assert (analyst.prompt_pass.arithmetic.inner is PACKED_ROWS) == quantize.onednn_int8_available()
+    verdicts = analyst.classify_batch(REAL_TEXTS)
+    assert all(v.label in LABELS and sum(v.probs.values()) == pytest.approx(1.0) for v in verdicts)
+    same, gap = _agreement(analyst.label_logits(REAL_TEXTS), expected)
+    print(f"SmolLM2 int8 with an adapter on every layer: same label as fp32 on {same:.0%}, mean |P - P_fp32| {gap:.4f}")
+    assert same >= 0.75 and gap < 0.06  # measured 100% and 0.028
