@@ -2,10 +2,11 @@
 
 Like the base analyst (engine/local/analyst.py) it classifies each message in an isolated prompt over a cached
 prefix and reads next-token logits after the answer's opening, never generating text. What differs: the prompt is
-the adapter's own short one (engine.roles.prompts.adapted_analyst_messages), every projection the adapter names
-adds its low-rank update, in the prefix's keys and values as in the messages' pass (engine/kernels/low_rank.py),
-and the verdict is a softmax over the adapter's label words (positive, neutral, negative), with no calibration and
-no neutral margin. The care question, when asked, still goes to the base model through the base analyst.
+the adapter's own short one, laid out as training lays it out (engine/adapters/layout.py); every projection the
+adapter names adds its low-rank update, in the prefix's keys and values as in the messages' pass
+(engine/kernels/low_rank.py); and the verdict is a softmax over the adapter's label words (positive, neutral,
+negative), with no calibration and no neutral margin. The care question, when asked, still goes to the base model
+through the base analyst.
 
 The adapted layers are a second view of the same modules: the model holds its weights once, and replies never pass
 through an update.
@@ -20,15 +21,15 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from engine.adapters.file import AdapterError, AnalystAdapter, check_base, load_adapter
+from engine.adapters.layout import AdaptedPromptLayout, adapted_prompt_layout
 from engine.errors import ModelLoadError
 from engine.kernels.paths import FastPaths
 from engine.loading.fingerprint import fingerprint
 from engine.loading.model import LoadedModel, resolve_source
 from engine.local.analyst import Analyst, AnswerHead
-from engine.local.prompt_rows import BATCH_TOKENS, length_groups, message_ids, padded_rows
+from engine.local.prompt_rows import BATCH_TOKENS, length_groups, padded_rows
 from engine.roles.care_phrases import with_phrase_floor
-from engine.roles.chat_format import SLOT, split_prompt
-from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ANALYST_ANSWER_PREFIX, adapted_analyst_messages
+from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION
 from engine.roles.verdict import care_from_logprobs, sentiment_from_label_logits
 from engine.settings import EngineSettings
 from engine.values import LABELS, Sentiment
@@ -47,11 +48,11 @@ class AdaptedAnalyst:
         None: explicit crisis phrases only."""
         self.tokenizer, self.care = tokenizer, care
         self.labels = adapter.labels
-        self.label_ids = self._label_token_ids(adapter)
-        prefix_text, tail = split_prompt(tokenizer, adapted_analyst_messages(SLOT))
-        self.tail_ids = self._encode(tail + ANALYST_ANSWER_PREFIX)
+        self.layout = self._layout(adapter)  # the prompt exactly as training built it
+        self.label_ids = [self.layout.label_ids[label] for label in self.labels]
+        self.tail_ids = self.layout.tail_ids
         try:
-            prompt_pass = paths.adapted_prompt_pass(self._encode(prefix_text), adapter.pairs, adapter.scaling)
+            prompt_pass = paths.adapted_prompt_pass(self.layout.prefix_ids, adapter.pairs, adapter.scaling)
         except ValueError as exc:
             raise AdapterError(f"the analyst adapter does not fit this model: {exc}") from None
         if prompt_pass is None:
@@ -63,31 +64,35 @@ class AdaptedAnalyst:
         self.head = AnswerHead(paths, self.label_ids)
         self.columns = [self.head.column[token_id] for token_id in self.label_ids]  # head order -> label order
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _label_token_ids(self, adapter: AnalystAdapter) -> list[int]:
-        """The first token of each label's word, in label order: distinct, or the readout could not tell them
-        apart."""
+    def _layout(self, adapter: AnalystAdapter) -> AdaptedPromptLayout:
+        """The prompt's token ids, after checking the adapter's labels are moodbot's and their words' first tokens
+        are distinct (else the readout could not tell them apart)."""
         unknown = [label for label in adapter.labels if label not in LABELS]
         if unknown or not {"positive", "negative"} <= set(adapter.labels):
             raise AdapterError(
                 f"the analyst adapter's labels {', '.join(adapter.labels)} are not moodbot's "
                 f"({', '.join(LABELS)}; positive and negative at least)"
             )
-        ids = [(self._encode(adapter.label_words[label]) or [-1])[0] for label in adapter.labels]
-        if -1 in ids or len(set(ids)) != len(ids):
-            words = ", ".join(repr(adapter.label_words[label]) for label in adapter.labels)
-            raise AdapterError(f"the analyst adapter's label words {words} have no distinct first tokens here")
-        return ids
+        words = {label: adapter.label_words[label] for label in adapter.labels}
+        try:
+            return adapted_prompt_layout(self.tokenizer, words)
+        except (ValueError, IndexError):
+            shown = ", ".join(repr(word) for word in words.values())
+            raise AdapterError(
+                f"the analyst adapter's label words {shown} have no distinct first tokens here"
+            ) from None
+
+    def message_ids(self, text: str) -> list[int]:
+        """The message's own tokens as plain text, cut to its beginning."""
+        return self.layout.message_ids(self.tokenizer, text)
 
     def prompt_ids(self, text: str) -> list[int]:
         """Token ids of the whole isolated prompt for one message, ending where the label word comes."""
-        return self.prefix.prefix_ids + message_ids(self.tokenizer, text) + self.tail_ids
+        return self.prefix.prefix_ids + self.message_ids(text) + self.tail_ids
 
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         """Classify several messages, each seeing only its own message, in passes grouped by length."""
-        lengths = [len(message_ids(self.tokenizer, text)) for text in texts]
+        lengths = [len(self.message_ids(text)) for text in texts]
         logits: dict[int, list[float]] = {}
         for group in length_groups(lengths, len(self.tail_ids), BATCH_TOKENS):
             for index, row in zip(group, self.label_logits([texts[i] for i in group]).tolist(), strict=True):
@@ -106,7 +111,7 @@ class AdaptedAnalyst:
         """Logits (batch, labels) of the label words' first tokens, in ``labels`` order, for one padded batch."""
         if not texts:
             return torch.zeros(0, len(self.labels))
-        rows = [message_ids(self.tokenizer, text) for text in texts]
+        rows = [self.message_ids(text) for text in texts]
         batch = padded_rows(rows, len(self.prefix), self.tail_ids, [], self.tokenizer.pad_token_id or 0)
         hidden = self.prompt_pass.hidden_at(batch.input_ids, batch.positions, batch.mask, batch.answer_columns[:1])
         return self.head(hidden[:, 0])[:, self.columns]

@@ -22,7 +22,7 @@ ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
     "kernels": {"public"},  # the settings' CPU checks
-    "adapters": {"public"},
+    "adapters": {"public", "roles"},
     "loading": {"public", "roles", "kernels"},
     "local": {"public", "roles", "kernels", "loading", "adapters"},
     "remote": {"public", "roles"},
