@@ -210,15 +210,6 @@ def load_config(path: str | Path | None, environ: dict[str, str] | None = None) 
     return config
 
 
-def with_engine(config: Config, **changes: Any) -> Config:
-    """``config`` with some ``[engine]`` keys replaced (a command-line override), checked as the file's are: a
-    ConfigError names the key."""
-    try:
-        return replace(config, engine=replace(config.engine, **changes))
-    except ValueError as exc:  # EngineSettings' own checks
-        raise _naming_the_key("engine", exc) from None
-
-
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build a Config from parsed TOML, refusing unknown sections/keys, wrong types and values out of range."""
     sections: dict[str, Any] = {}

@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bot.cli import classify, doctor, evaluation, run, terminal
-from bot.config import ConfigError, load_config, with_engine
+from bot.config import Config, ConfigError, load_config
 from bot.logs import configure_logging, redact
 from engine import EngineError
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             return doctor.doctor(_config_path(args.config))
         config = load_config(_config_path(args.config))
         if getattr(args, "adapter", None) is not None:
-            config = with_engine(config, analyst_adapter=str(args.adapter))
+            config = with_adapter(config, args.adapter)
         secrets = config.secrets()
         configure_logging(config.logging.level, secrets=secrets)
         if args.command == "run":
@@ -81,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.critical("moodbot stopped on an unexpected error", exc_info=True)
         return 1
     return 0
+
+
+def with_adapter(config: Config, adapter: Path) -> Config:
+    """``config`` with ``--adapter`` in place of engine.analyst_adapter, checked as the file's key is."""
+    try:
+        return replace(config, engine=replace(config.engine, analyst_adapter=str(adapter)))
+    except ValueError as exc:  # EngineSettings' own check, whose message starts with the key's name
+        raise ConfigError(f"engine.{exc}") from None
 
 
 def _config_path(explicit: Path | None) -> Path | None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli import main, with_adapter
 from bot.cli.doctor import check_adapter, doctor
-from bot.config import ConfigError, config_from_dict, load_config, with_engine
+from bot.config import ConfigError, config_from_dict, load_config
 from tests.support.adapters import MIXED, plain_model, random_adapter
 
 THREE_WAY = (
@@ -49,7 +49,7 @@ def test_the_config_key_and_its_refusal_with_a_remote_backend() -> None:
         config_from_dict({"engine": remote})
     openai = config_from_dict({"engine": {"backend": "openai"}})
     with pytest.raises(ConfigError, match=r"^engine\.analyst_adapter: "):
-        with_engine(openai, analyst_adapter="a.safetensors")
+        with_adapter(openai, Path("a.safetensors"))
 
 
 def test_adapter_flag_with_a_remote_backend_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
