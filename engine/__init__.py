@@ -22,8 +22,15 @@ if TYPE_CHECKING:
     from engine.local.engine import LocalEngine
     from engine.remote.backend import OpenAIEngine
 
-# The backends by name, imported on first use: the local one brings torch and transformers.
-_BACKENDS = {"LocalEngine": "engine.local.engine", "OpenAIEngine": "engine.remote.backend"}
+# Imported on first use: the local backend and the trainer bring torch and transformers.
+_LAZY = {
+    "LocalEngine": "engine.local.engine",
+    "OpenAIEngine": "engine.remote.backend",
+    "tune": "engine.tuning.trainer",  # train an analyst adapter (``moodbot tune``)
+    "TuneJob": "engine.tuning.trainer",
+    "RECIPES": "engine.tuning.recipes",
+    "TrainingDataError": "engine.tuning.data",
+}
 
 
 def create_engine(settings: EngineSettings) -> Engine:
@@ -47,11 +54,11 @@ def describe_analyst_adapter(settings: EngineSettings) -> str:
 
 
 def __getattr__(name: str) -> Any:
-    """``LocalEngine`` and ``OpenAIEngine``, imported when first asked for."""
-    if name in _BACKENDS:
+    """The backends and the trainer (see ``_LAZY``), imported when first asked for."""
+    if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_BACKENDS[name]), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 

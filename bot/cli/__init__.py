@@ -1,4 +1,5 @@
-"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``, ``eval``, ``doctor``.
+"""The ``moodbot`` command: ``run`` (Telegram), ``chat`` (terminal try-out), ``classify TEXT``, ``eval``, ``labels``,
+``tune`` (train an analyst adapter), ``doctor``.
 
 Each sub-command lives in a module of its own here; this one parses the command line and turns errors into one
 line on stderr.
@@ -13,10 +14,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bot.cli import classify, doctor, evaluation, run, terminal
+from bot.cli import classify, doctor, evaluation, labels, run, terminal, tune
 from bot.config import Config, ConfigError, load_config
 from bot.logs import configure_logging, redact
-from engine import EngineError
+from engine import EngineError, TrainingDataError
 
 logger = logging.getLogger("moodbot")
 
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-injection", action="store_true", help="skip the injected copy")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this file")
     evaluate.add_argument("--adapter", type=Path, default=None, help=ADAPTER_HELP)
+    labelled = commands.add_parser(
+        "labels", help="write the messages people gave a mood themselves as a text<TAB>label file (owner-only)"
+    )
+    labelled.add_argument("--out", type=Path, required=True, help="the TSV file to write (1 pos, 0 neg, 2 neutral)")
+    labelled.add_argument("--user", type=int, default=None, help="only this Telegram user id's messages")
+    tune.add_arguments(commands.add_parser(
+        "tune", help="train an analyst adapter on this CPU from labelled files (resumable)"
+    ))
     commands.add_parser("doctor", help="check config, token, database and model; one line each, exit 1 on a FAIL")
     for sub in commands.choices.values():  # accept --config after the sub-command too
         sub.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -69,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(terminal.chat(config))
         elif args.command == "classify":
             asyncio.run(classify.classify_text(config, " ".join(args.text)))
+        elif args.command == "tune":
+            tune.tune_command(config, args)
+        elif args.command == "labels":
+            asyncio.run(labels.write_labels(config, args.out, args.user))
         elif args.command == "eval":
             asyncio.run(
                 evaluation.evaluate_file(config, args.data, args.limit, not args.no_injection, args.json)
             )
-    except (ConfigError, EngineError, evaluation.EvalDataError, OSError) as exc:
+    except (ConfigError, EngineError, evaluation.EvalDataError, TrainingDataError, OSError) as exc:
         print(redact(f"moodbot: error: {exc}", secrets), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

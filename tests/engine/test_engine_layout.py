@@ -26,8 +26,9 @@ ALLOWED = {
     "loading": {"public", "roles", "kernels"},
     "local": {"public", "roles", "kernels", "loading", "adapters"},
     "remote": {"public", "roles"},
+    "tuning": {"public", "roles", "kernels", "loading", "adapters"},  # trains what local/ runs
 }
-PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote")}
+PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "tuning")}
 
 MAX_MODULE_LINES = 400
 
