@@ -251,6 +251,28 @@ async def test_replies_are_bit_identical_with_and_without_an_adapter(
     assert adapted_verdicts != plain_verdicts  # the analyst did change: the adapter was in use
 
 
+def test_an_adapter_moodbot_tune_wrote_runs_as_merged(tmp_path: Path) -> None:
+    """The trainer's file, prompt layout and labels are what this runtime reads: a freshly trained adapter's
+    readout equals the base model with its matrices merged."""
+    from engine.adapters.file import load_adapter
+    from engine.tuning.recipes import Recipe
+    from engine.tuning.trainer import TuneJob, tune
+
+    model_dir = build_tiny_qwen(tmp_path / "model")
+    rows = [(f"I love this great day {i}", 1) for i in range(8)] + [(f"I hate it {i}", 0) for i in range(8)] + [
+        (f"The meeting is at {i}", 2) for i in range(8)]
+    data = tmp_path / "data.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows), encoding="utf-8")
+    recipe = Recipe(layers=1, rank=4, alpha=8.0, learning_rate=5e-3, batch_size=4, examples=16, epochs=1,
+                    dev_per_file=4, eval_every=2, patience=100, max_message_tokens=32, max_minutes=30.0, seed=1)
+    out = tmp_path / "analyst.safetensors"
+    tune(TuneJob(model=str(model_dir), data=[data], out=out, recipe=recipe), progress=False)
+    adapter = load_adapter(out)
+    analyst = adapted_analyst(load(model_dir, "fp32"), adapter, care_question=False)
+    expected = reference_logits(analyst, merge(plain_model(model_dir), adapter), TEXTS)
+    torch.testing.assert_close(analyst.label_logits(TEXTS), expected, atol=2e-5, rtol=1e-4)
+
+
 REAL_TEXTS = [
     "What a wonderful surprise, thank you so much!",
     "I failed the exam again and I feel awful.",
