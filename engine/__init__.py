@@ -1,11 +1,11 @@
 """moodbot's shared model, behind one small API: :func:`create_engine`, the :class:`Engine` protocol, the values and
-errors it speaks in, :class:`EngineSettings`, and :func:`script_of` (which script a message is written in, as the
-analyst calibrates by it). Knows nothing of Telegram or SQL.
+errors it speaks in, :class:`EngineSettings`, :func:`script_of` (which script a message is written in, as the
+analyst calibrates by it) and :func:`describe_analyst_adapter`. Knows nothing of Telegram or SQL.
 
 The rooms inside: ``roles/`` (what both backends share: prompts, chat format, verdict, care phrases, guard, history,
 language), ``local/`` (the in-process backend), ``loading/`` (checkpoint to model), ``kernels/`` (fast paths that know
-nothing of roles), ``remote/`` (the OpenAI-compatible backend). Importing this package never imports torch: the
-backends are imported when asked for.
+nothing of roles), ``adapters/`` (trained analyst adapters' files), ``remote/`` (the OpenAI-compatible backend).
+Importing this package never imports torch: the backends are imported when asked for.
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def create_engine(settings: EngineSettings) -> Engine:
     return LocalEngine(settings)
 
 
+def describe_analyst_adapter(settings: EngineSettings) -> str:
+    """One line on ``settings.analyst_adapter`` (what it was trained on, its labels, rank and size), checked against
+    the configured model's weights without loading them; an EngineError with a one-line reason when it does not
+    fit. For ``moodbot doctor``."""
+    from engine.local.adapted_analyst import describe_adapter
+
+    return describe_adapter(settings)
+
+
 def __getattr__(name: str) -> Any:
     """The backends and the trainer (see ``_LAZY``), imported when first asked for."""
     if name in _LAZY:
@@ -70,5 +79,6 @@ __all__ = [
     "Sentiment",
     "ServerUnavailable",
     "create_engine",
+    "describe_analyst_adapter",
     "script_of",
 ]

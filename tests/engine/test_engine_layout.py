@@ -22,8 +22,8 @@ ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
     "kernels": {"public"},  # the settings' CPU checks
+    "adapters": {"public", "roles"},
     "loading": {"public", "roles", "kernels"},
-    "adapters": {"public", "roles"},  # the adapter file and the adapted prompt's layout
     "local": {"public", "roles", "kernels", "loading", "adapters"},
     "remote": {"public", "roles"},
     "tuning": {"public", "roles", "kernels", "loading", "adapters"},  # trains what local/ runs
