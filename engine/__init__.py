@@ -1,12 +1,12 @@
 """moodbot's shared model, behind one small API: :func:`create_engine`, the :class:`Engine` protocol, the values and
 errors it speaks in, :class:`EngineSettings`, :func:`script_of` (which script a message is written in, as the
-analyst calibrates by it), and :func:`prepared_weights_state` (whether a start will find its prepared weights
-cached). Knows nothing of Telegram or SQL.
+analyst calibrates by it), :func:`describe_analyst_adapter`, and :func:`prepared_weights_state` (whether a
+start will find its prepared weights cached). Knows nothing of Telegram or SQL.
 
 The rooms inside: ``roles/`` (what both backends share: prompts, chat format, verdict, care phrases, guard, history,
 language), ``local/`` (the in-process backend), ``loading/`` (checkpoint to model), ``kernels/`` (fast paths that know
-nothing of roles), ``remote/`` (the OpenAI-compatible backend). Importing this package never imports torch: the
-backends are imported when asked for.
+nothing of roles), ``adapters/`` (trained analyst adapters' files), ``remote/`` (the OpenAI-compatible backend).
+Importing this package never imports torch: the backends are imported when asked for.
 """
 
 from __future__ import annotations
@@ -24,8 +24,15 @@ if TYPE_CHECKING:
     from engine.local.engine import LocalEngine
     from engine.remote.backend import OpenAIEngine
 
-# The backends by name, imported on first use: the local one brings torch and transformers.
-_BACKENDS = {"LocalEngine": "engine.local.engine", "OpenAIEngine": "engine.remote.backend"}
+# Imported on first use: the local backend and the trainer bring torch and transformers.
+_LAZY = {
+    "LocalEngine": "engine.local.engine",
+    "OpenAIEngine": "engine.remote.backend",
+    "tune": "engine.tuning.trainer",  # train an analyst adapter (``moodbot tune``)
+    "TuneJob": "engine.tuning.trainer",
+    "RECIPES": "engine.tuning.recipes",
+    "TrainingDataError": "engine.tuning.data",
+}
 
 
 def create_engine(settings: EngineSettings) -> Engine:
@@ -39,6 +46,15 @@ def create_engine(settings: EngineSettings) -> Engine:
     return LocalEngine(settings)
 
 
+def describe_analyst_adapter(settings: EngineSettings) -> str:
+    """One line on ``settings.analyst_adapter`` (what it was trained on, its labels, rank and size), checked against
+    the configured model's weights without loading them; an EngineError with a one-line reason when it does not
+    fit. For ``moodbot doctor``."""
+    from engine.local.adapted_analyst import describe_adapter
+
+    return describe_adapter(settings)
+
+
 def prepared_weights_state(settings: EngineSettings) -> PreparedWeights:
     """Whether a start with ``settings`` finds its prepared int8 weights cached (reads file headers, loads nothing,
     downloads nothing): ``state`` is "cached", "not yet", "off" or "not used", with ``path``, ``size_bytes`` and
@@ -49,11 +65,11 @@ def prepared_weights_state(settings: EngineSettings) -> PreparedWeights:
 
 
 def __getattr__(name: str) -> Any:
-    """``LocalEngine`` and ``OpenAIEngine``, imported when first asked for."""
-    if name in _BACKENDS:
+    """The backends and the trainer (see ``_LAZY``), imported when first asked for."""
+    if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_BACKENDS[name]), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
@@ -74,6 +90,7 @@ __all__ = [
     "Sentiment",
     "ServerUnavailable",
     "create_engine",
+    "describe_analyst_adapter",
     "prepared_weights_state",
     "script_of",
 ]

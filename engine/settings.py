@@ -100,6 +100,9 @@ class EngineSettings:
     # Off by default: on Qwen2.5 0.5B the model's answer never reached the 0.9 threshold, so it changed nothing
     # while costing a third of each classification (README, Care).
     care_question: bool = False
+    # A trained analyst adapter (a file from `moodbot tune`): the analyst then labels positive/neutral/negative with
+    # it (calibrate and neutral_margin no longer apply). Empty: the base model's prompt. Local backend only.
+    analyst_adapter: str = ""
     backend: str = "local"  # "local" (the model in this process) or "openai" (an OpenAI-compatible server)
     # backend = "openai" only:
     base_url: str = DEFAULT_BASE_URL  # up to and including /v1
@@ -122,6 +125,11 @@ class EngineSettings:
             raise ValueError("request_timeout_s must be more than 0")
         if self.max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
+        if self.backend == "openai" and self.analyst_adapter:
+            raise ValueError(
+                'analyst_adapter: an adapter runs only in the local model (backend = "local"), not with '
+                'backend = "openai": leave analyst_adapter empty or use the local backend'
+            )
         # Plain http to another machine would hand the key to anyone on the path (and to whoever can redirect the
         # name): refuse it here, before any request is sent.
         if self.backend == "openai" and self.api_key and not key_travels_safely(self.base_url):

@@ -1,12 +1,28 @@
 """SQLite storage for moodbot: the ``Store`` and the values it returns."""
 
 from .migrations import MigrationRegistry, migrate
-from .models import DayMood, HistoryTurn, MoodSummary, OwedReply, SentimentRecord, StoredMessage, UserMood
+from .models import (
+    LABELS,
+    CorrectedExample,
+    CorrectionOutcome,
+    DayMood,
+    HistoryTurn,
+    LabelledMessage,
+    MoodSummary,
+    OwedReply,
+    SentimentRecord,
+    StoredMessage,
+    UserMood,
+)
 from .store import Store
 
 __all__ = [
+    "LABELS",
+    "CorrectedExample",
+    "CorrectionOutcome",
     "DayMood",
     "HistoryTurn",
+    "LabelledMessage",
     "MigrationRegistry",
     "MoodSummary",
     "OwedReply",

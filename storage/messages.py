@@ -117,7 +117,9 @@ class Messages(Database):
         """Replace the text of an edited user message; None if that Telegram message is not stored.
 
         The old sentiment described the old text and is dropped: classify the returned message again, or let
-        ``unclassified_messages`` pick it up (its failed attempts start again from 0).
+        ``unclassified_messages`` pick it up (its failed attempts start again from 0). The label the person gave the
+        message themselves stays (an edit mostly fixes words, not the mood meant; they can fix it again, and
+        ``export_user`` says it was given before the edit).
         """
         async with self._transaction() as db:
             row = await fetch_one(

@@ -254,3 +254,19 @@ async def m004_conversations_user(db: aiosqlite.Connection) -> None:
     """Index the conversations -> users foreign key: deleting a user (/forget) looks up their /reset markers by
     user_id, which the (chat_id, user_id) primary key cannot serve."""
     await db.execute("CREATE INDEX conversations_user ON conversations (user_id)")
+
+
+@migration
+async def m005_corrections(db: aiosqlite.Connection) -> None:
+    """The mood a person gave one of their own messages ("Fix a mood"), kept apart from the model's sentiment: one
+    row per message, the latest correction wins. The person is the message's author (``messages.user_id``), so it is
+    not stored twice; the row goes with its message (/forget, retention)."""
+    await db.execute(
+        """
+        CREATE TABLE corrections (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            label TEXT NOT NULL CHECK (label IN ('positive', 'neutral', 'negative')),
+            corrected_at REAL NOT NULL  -- unix seconds, UTC
+        )
+        """
+    )

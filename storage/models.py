@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 Role = Literal["user", "assistant"]
+
+# The labels a person may give a message, as the analyst names them.
+LABELS = ("positive", "neutral", "negative")
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,41 @@ class UserMood:
     user_id: int
     display_name: str
     summary: MoodSummary
+
+
+@dataclass(frozen=True)
+class LabelledMessage:
+    """One of a person's messages with the model's label and the label they gave it themselves (None where not
+    given), and the chat it was written in."""
+
+    id: int
+    chat_id: int
+    chat_kind: str
+    chat_title: str | None
+    text: str
+    created_at: float  # unix seconds, UTC
+    model_label: str | None  # None: not classified (yet)
+    person_label: str | None
+
+    @property
+    def label(self) -> str | None:
+        """The label /mood counts: the person's where they gave one, else the model's."""
+        return self.person_label or self.model_label
+
+
+class CorrectionOutcome(StrEnum):
+    """What became of a correction: stored, refused (the message is someone else's), or its message is gone."""
+
+    SAVED = "saved"
+    NOT_YOURS = "not_yours"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class CorrectedExample:
+    """A message's text with the label its author gave it: one row of ``moodbot labels``."""
+
+    message_id: int
+    user_id: int
+    text: str
+    label: str

@@ -136,21 +136,25 @@ async def _day_rows(
     """The per-day aggregate: the user messages of ``chat_id`` in [since, until) (only ``user_id``'s unless None),
     per local day (``day``: a ``day_modifier``) and, with ``per_member``, per member (``member`` is NULL without).
 
-    ``messages`` counts the classified ones; a day whose messages are all unclassified has a row with 0, so that
-    members who only wrote such messages are still seen.
+    A message's mood is the label its author gave it ("Fix a mood") where there is one, scored as certain (+1, 0,
+    −1: the analyst's P(positive) − P(negative) for that label alone), else the model's label and score.
+    ``messages`` counts the messages with a mood; a day whose messages have none has a row with 0, so that members
+    who only wrote such messages are still seen.
     """
     return await fetch_all(
         db,
         """
         SELECT CASE WHEN :per_member THEN m.user_id END AS member,
                date(m.created_at, 'unixepoch', :day) AS day,
-               COUNT(s.message_id) AS messages,
-               AVG(s.score) AS average_score,
-               COUNT(*) FILTER (WHERE s.label = 'positive') AS positive,
-               COUNT(*) FILTER (WHERE s.label = 'neutral') AS neutral,
-               COUNT(*) FILTER (WHERE s.label = 'negative') AS negative
+               COUNT(COALESCE(c.message_id, s.message_id)) AS messages,
+               AVG(CASE c.label WHEN 'positive' THEN 1.0 WHEN 'neutral' THEN 0.0 WHEN 'negative' THEN -1.0
+                   ELSE s.score END) AS average_score,
+               COUNT(*) FILTER (WHERE COALESCE(c.label, s.label) = 'positive') AS positive,
+               COUNT(*) FILTER (WHERE COALESCE(c.label, s.label) = 'neutral') AS neutral,
+               COUNT(*) FILTER (WHERE COALESCE(c.label, s.label) = 'negative') AS negative
         FROM messages AS m
         LEFT JOIN sentiments AS s ON s.message_id = m.id
+        LEFT JOIN corrections AS c ON c.message_id = m.id
         WHERE m.chat_id = :chat_id
           AND m.created_at >= :since
           AND (:until IS NULL OR m.created_at < :until)

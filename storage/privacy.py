@@ -16,9 +16,9 @@ class Privacy(Database):
     async def forget(self, *, chat_id: int, user_id: int) -> int:
         """Delete everything about this user in this chat; return the number of messages deleted.
 
-        Their messages, the bot's replies to them, the sentiments and the /reset marker go; the user row goes
-        when they have no messages left anywhere, the chat row when it has no messages left. The write-ahead log
-        is emptied afterwards, so no file in the database's folder holds their words any more.
+        Their messages, the bot's replies to them, the sentiments, their own labels and the /reset marker go; the
+        user row goes when they have no messages left anywhere, the chat row when it has no messages left. The
+        write-ahead log is emptied afterwards, so no file in the database's folder holds their words any more.
         """
         params = {"chat_id": chat_id, "user_id": user_id}
         async with self._transaction() as db:
@@ -47,7 +47,8 @@ class Privacy(Database):
         return int(counted["n"])
 
     async def purge_older_than(self, cutoff: float) -> int:
-        """Delete messages created before ``cutoff`` (unix seconds), the replies to them and their sentiments;
+        """Delete messages created before ``cutoff`` (unix seconds), the replies to them, their sentiments and
+        their authors' own labels;
         return the number of messages deleted. The write-ahead log is emptied afterwards, as after ``forget``."""
         params = {"cutoff": cutoff}
         async with self._transaction() as db:
@@ -69,10 +70,12 @@ class Privacy(Database):
                 db,
                 """
                 SELECT m.id, m.role, m.text, m.created_at, m.edited_at, m.telegram_message_id, m.reply_to,
-                       s.label, s.score, s.probs, s.model, s.care, c.created_at AS care_offered_at
+                       s.label, s.score, s.probs, s.model, s.care, c.created_at AS care_offered_at,
+                       own.label AS own_label, own.corrected_at
                 FROM messages AS m
                 LEFT JOIN sentiments AS s ON s.message_id = m.id
                 LEFT JOIN care_events AS c ON c.message_id = m.id
+                LEFT JOIN corrections AS own ON own.message_id = m.id
                 WHERE m.user_id = :user_id AND m.chat_id = :chat_id
                 ORDER BY m.id
                 """,
@@ -105,8 +108,18 @@ def _export_message(row: sqlite3.Row) -> dict[str, Any]:
         "telegram_message_id": row["telegram_message_id"],
         "reply_to": row["reply_to"],
         "sentiment": sentiment,
+        "your_label": _own_label(row),
         "help_offered_at": _iso(row["care_offered_at"]),
     }
+
+
+def _own_label(row: sqlite3.Row) -> dict[str, Any] | None:
+    """The label the person gave the message themselves, beside the model's ``sentiment``: when, and whether the
+    message was edited after it (the label stays with the message through edits)."""
+    if row["own_label"] is None:
+        return None
+    edited_after = row["edited_at"] is not None and row["edited_at"] > row["corrected_at"]
+    return {"label": row["own_label"], "set_at": _iso(row["corrected_at"]), "message_edited_since": edited_after}
 
 
 def _iso(timestamp: float | None) -> str | None:

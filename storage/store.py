@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from .connection import Database, fetch_one
+from .corrections import Corrections
 from .messages import Messages
 from .mood import Mood
 from .pending import PendingWork
 from .privacy import Privacy
 
 
-class Store(Messages, PendingWork, Mood, Privacy, Database):
+class Store(Messages, PendingWork, Mood, Corrections, Privacy, Database):
     """Chats, users, messages, sentiments, the work still owed for them, and /reset markers, in one SQLite file.
 
     ``Store.open(path)`` opens and migrates it. All methods are coroutines serialised on the one connection; every
     write is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) committed before the method returns. Where each
     operation lives: ``connection`` (open, close, checkpoint, pragmas), ``messages`` (chats, users, messages,
     replies, edits, history, /reset), ``pending`` (replies and moods still owed), ``mood`` (sentiments, care events,
-    the mood log), ``privacy`` (forget, retention, export).
+    the mood log), ``corrections`` (the labels people give their own messages), ``privacy`` (forget, retention,
+    export).
     """
 
     async def counts(self) -> dict[str, int]:
@@ -30,7 +32,8 @@ class Store(Messages, PendingWork, Mood, Privacy, Database):
                        (SELECT COUNT(*) FROM messages) AS messages,
                        (SELECT COUNT(*) FROM sentiments) AS sentiments,
                        (SELECT COUNT(*) FROM conversations) AS conversations,
-                       (SELECT COUNT(*) FROM care_events) AS care_events
+                       (SELECT COUNT(*) FROM care_events) AS care_events,
+                       (SELECT COUNT(*) FROM corrections) AS corrections
                 """,
             )
         assert row is not None

@@ -1,10 +1,10 @@
-"""``moodbot doctor``: check the config, the token, the database and the model, one line each (and say whether the
-model's prepared weights are cached, so the start will be quick).
+"""``moodbot doctor``: check the config, the token, the database, the analyst adapter and the model, one line each
+(and say whether the model's prepared weights are cached, so the start will be quick).
 
 Meant for a self-hoster before ``systemctl enable --now``: every check runs the way ``moodbot run`` would (same
-config, same Bot API URL, same database path, same model loading), prints ``ok  NAME: …`` or ``FAIL NAME: …`` (or
-``warn NAME: …`` for a setting that works but deserves a second look), and the exit code is 0 only when none
-failed. The token and other secrets never appear in the output.
+config, same Bot API URL, same database path, same model loading, the analyst adapter when one is configured),
+prints ``ok  NAME: …`` or ``FAIL NAME: …`` (or ``warn NAME: …`` for a setting that works but deserves a second
+look), and the exit code is 0 only when none failed. The token and other secrets never appear in the output.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -23,7 +23,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from bot.config import OPEN_BOT_WARNING, Config, ConfigError, load_config
 from bot.logs import configure_logging, redact
-from engine import EngineError, create_engine, prepared_weights_state
+from engine import EngineError, create_engine, describe_analyst_adapter, prepared_weights_state
 from storage import Store
 
 PROBE_TABLE = "moodbot_doctor_probe"
@@ -60,11 +60,17 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
     for check in checks:
         print(check.line(), file=out, flush=True)
 
+    def report(result: Check) -> None:
+        checks.append(result)
+        print(redact(result.line(), secrets), file=out, flush=True)
+
     async def run_checks() -> None:
-        for check in (check_token, check_database, check_prepared_weights, check_model):
-            result = await check(config)
-            checks.append(result)
-            print(redact(result.line(), secrets), file=out, flush=True)
+        for check in (check_token, check_database, check_prepared_weights):
+            report(await check(config))
+        adapter = await check_adapter(config)
+        if adapter is not None:
+            report(adapter)
+        report(await check_model(config, with_adapter=adapter is None or adapter.ok))
 
     asyncio.run(run_checks())
     return 0 if all(check.ok for check in checks) else 1
@@ -141,9 +147,24 @@ async def check_prepared_weights(config: Config) -> Check:
     return Check("prepared weights", True, f"{state.state}: {state.detail}")
 
 
-async def check_model(config: Config) -> Check:
-    """Start the engine (load the model, or whatever a remote backend checks at start), then close it."""
-    engine = create_engine(config.engine)
+async def check_adapter(config: Config) -> Check | None:
+    """The trained analyst adapter, when one is configured: readable, and made for the configured model's weights
+    and this moodbot's analyst prompt (read without loading the model). None when there is none."""
+    if not config.engine.analyst_adapter:
+        return None
+    try:
+        detail = await asyncio.to_thread(describe_analyst_adapter, config.engine)
+    except EngineError as exc:
+        return Check("adapter", False, str(exc))
+    return Check("adapter", True, detail)
+
+
+async def check_model(config: Config, *, with_adapter: bool = True) -> Check:
+    """Start the engine (load the model, or whatever a remote backend checks at start), then close it. A configured
+    analyst adapter is applied too, unless ``with_adapter`` is False (its own line failed: this line is then about
+    the model alone)."""
+    settings = config.engine if with_adapter else replace(config.engine, analyst_adapter="")
+    engine = create_engine(settings)
     try:
         await engine.start()
         name = engine.model_name
@@ -153,4 +174,5 @@ async def check_model(config: Config) -> Check:
         return Check("model", False, f"{type(exc).__name__}: {exc}")
     finally:
         await engine.close()
-    return Check("model", True, f"{name} loaded and closed")
+    adapted = " with the analyst adapter" if settings.analyst_adapter else ""
+    return Check("model", True, f"{name} loaded{adapted} and closed")

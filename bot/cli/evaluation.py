@@ -2,7 +2,8 @@
 
 The file holds ``text<TAB>label`` rows (1 = positive, 0 = negative, optionally 2 = neutral; a header line is
 allowed). A binary file is scored positive vs negative on the sign of the score; a file with neutral rows is
-scored three-way with the engine's labels (neutral comes from ``engine.neutral_margin``). Every message is also
+scored three-way with the engine's labels (neutral comes from ``engine.neutral_margin``, or, with a trained analyst
+adapter, from the adapter itself). Every message is also
 classified with an instruction appended that pushes for the opposite label, in the message's own language; the
 flip rate is the share of messages whose label that changes.
 """
@@ -71,6 +72,7 @@ class EvalReport:
     care_flags: int  # messages whose care probability reached the threshold
     injected: Scores | None = None
     flip_rate: float | None = None
+    adapter: str = ""  # the trained analyst adapter classified with (engine.analyst_adapter or --adapter)
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -174,7 +176,7 @@ def render_report(report: EvalReport) -> str:
     """The report as a few aligned lines of text for the terminal."""
     lines = [
         f"data       {report.data} ({report.messages} messages, labels: {', '.join(report.labels)})",
-        f"model      {report.model}",
+        f"model      {report.model}" + (f" with analyst adapter {report.adapter}" if report.adapter else ""),
         f"accuracy   {report.clean.accuracy:.1%}   macro-F1 {report.clean.macro_f1:.3f}",
         f"speed      {report.ms_per_message:.1f} ms/message batched, p50 {report.latency_p50_ms:.0f} ms one at a time",
         f"care flags {report.care_flags} of {report.messages}",
@@ -207,6 +209,7 @@ async def evaluate_file(config: Config, data: Path, limit: int, injection: bool,
         report = await evaluate(
             engine, examples, data=str(data), care_threshold=config.care.threshold, injection=injection
         )
+        report.adapter = config.engine.analyst_adapter
     finally:
         await engine.close()
     print(render_report(report))

@@ -19,7 +19,7 @@ from telegram.ext import (
 
 from bot.config import OPEN_BOT_WARNING, Config
 from bot.flow import Conversations
-from bot.telegram import commands, jobs, messages
+from bot.telegram import commands, fix_mood, jobs, messages
 from bot.telegram.access import check_access
 from bot.telegram.context import SERVICES_KEY, MoodContext, Services
 from bot.telegram.intake import EDITED_TEXT, NEW_TEXT, ArrivalQueue, Intake
@@ -123,6 +123,9 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
     application.add_handler(CommandHandler("export", commands.export))
     application.add_handler(CommandHandler("privacy", commands.privacy))
     application.add_handler(CallbackQueryHandler(commands.forget_answer, pattern=f"^{commands.FORGET_PREFIX}"))
+    # /mood's "Fix a mood" button, and the face buttons of the list it sends privately.
+    application.add_handler(CallbackQueryHandler(fix_mood.fix_list, pattern=f"^{fix_mood.FIX_LIST_PREFIX}"))
+    application.add_handler(CallbackQueryHandler(fix_mood.fix_label, pattern=f"^{fix_mood.FIX_PREFIX}"))
     # Admins only (not in the command menu): counts, engine queue, database size.
     application.add_handler(CommandHandler("stats", commands.stats))
     # Conversation: new text messages get a reply; edits update the log quietly.

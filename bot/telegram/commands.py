@@ -9,13 +9,15 @@ from pathlib import Path
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest
 from telegram.ext import ExtBot
 
 from bot.flow import MoodChart
 from bot.telegram import identity
 from bot.telegram.context import MoodContext
+from bot.telegram.fix_mood import fix_button
 from bot.telegram.identity import Person
+from bot.telegram.replies import sent_privately
 from bot.views import privacy as privacy_view
 from bot.views import texts
 from bot.views.charts import render_mood_chart
@@ -48,7 +50,8 @@ async def mood(update: Update, context: MoodContext) -> None:
     if report.chart is None:
         await message.reply_text(report.text)
         return
-    await send_mood_answer(message, report.text, report.chart)
+    # "Fix a mood" lists the asker's own messages only, privately; in a group only the asker can use it.
+    await send_mood_answer(message, report.text, report.chart, fix_button(identity.person(update).id))
 
 
 async def reset(update: Update, context: MoodContext) -> None:
@@ -93,7 +96,7 @@ async def export(update: Update, context: MoodContext) -> None:
     if not data["messages"]:
         await message.reply_text(texts.EXPORT_NOTHING_TEXT)
         return
-    content = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+    content = json.dumps({"about": texts.EXPORT_ABOUT, **data}, ensure_ascii=False, indent=2).encode("utf-8")
     filename = texts.export_filename(chat.id, person.id)
     if chat.type == ChatType.PRIVATE:
         await message.reply_document(document=content, filename=filename, caption=texts.EXPORT_CAPTION)
@@ -134,9 +137,11 @@ async def reply_formatted(message: Message, html_text: str) -> Message:
         return await message.reply_text(html_to_plain(html_text))
 
 
-async def send_mood_answer(message: Message, text: str, chart: MoodChart) -> None:
+async def send_mood_answer(
+    message: Message, text: str, chart: MoodChart, buttons: InlineKeyboardMarkup | None = None
+) -> None:
     """The chart with the summary as its caption (or a short caption and the summary after it, when too long);
-    the summary alone when the chart can't be drawn or Telegram refuses it."""
+    the summary alone when the chart can't be drawn or Telegram refuses it. ``buttons`` go under the last part."""
     try:
         png = await asyncio.to_thread(
             render_mood_chart, chart.days, chart.first_day, chart.last_day, title=chart.title
@@ -147,31 +152,25 @@ async def send_mood_answer(message: Message, text: str, chart: MoodChart) -> Non
     if png is not None:
         caption, rest = photo_caption(text)
         try:
-            await message.reply_photo(photo=png, caption=caption)
+            await message.reply_photo(photo=png, caption=caption, reply_markup=buttons if rest is None else None)
         except BadRequest as exc:
             logger.warning("Telegram refused the /mood chart (%s); sending the summary as text", exc.message)
         else:
             if rest is None:
                 return
-    for piece in split_for_telegram(text):
-        await message.reply_text(piece)
+    pieces = split_for_telegram(text)
+    for number, piece in enumerate(pieces, start=1):
+        await message.reply_text(piece, reply_markup=buttons if number == len(pieces) else None)
 
 
 async def export_privately(bot: ExtBot[None], asked: Message, person: Person, content: bytes, filename: str) -> None:
     """Send a group member's export to their private chat with the bot, then say in the group where it went; when
     Telegram won't let the bot write to them first, say in the group how to open that chat. The group never gets
     the file or any of its text."""
-    try:
-        await bot.send_document(
-            person.id, document=content, filename=filename, caption=texts.export_group_caption(asked.chat.title)
-        )
-    except Forbidden as exc:  # they never started the bot, or blocked it
-        logger.info("could not send user %s their export privately: %s", person.id, exc.message)
-    except BadRequest as exc:
-        if "chat not found" not in exc.message.lower():
-            raise
-        logger.info("could not send user %s their export privately: %s", person.id, exc.message)
-    else:
+    sending = bot.send_document(
+        person.id, document=content, filename=filename, caption=texts.export_group_caption(asked.chat.title)
+    )
+    if await sent_privately(sending, person.id):
         await asked.reply_text(texts.EXPORT_SENT_PRIVATELY_TEXT)
         return
     await asked.reply_text(texts.export_open_private_chat_text(bot.username))

@@ -3,15 +3,19 @@ turn, which streams the flow's reply into the chat."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from telegram import Bot, ReplyParameters
+from telegram.error import BadRequest, Forbidden
 
 from bot.flow import Conversations, Turn
 from bot.telegram.streaming import StreamedReply
 from engine import Sentiment
 from storage import StoredMessage
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,22 @@ class ReplyTarget:
     chat_id: int
     quote: int | None = None
     thread_id: int | None = None
+
+
+async def sent_privately(sending: Awaitable[object], person_id: int) -> bool:
+    """Await ``sending`` (a message to ``person_id``'s private chat with the bot); False when Telegram won't let the
+    bot write there (they never started it, or blocked it)."""
+    try:
+        await sending
+    except Forbidden as exc:
+        logger.info("could not write to user %s privately: %s", person_id, exc.message)
+        return False
+    except BadRequest as exc:
+        if "chat not found" not in exc.message.lower():
+            raise
+        logger.info("could not write to user %s privately: %s", person_id, exc.message)
+        return False
+    return True
 
 
 async def send(bot: Bot, target: ReplyTarget, text: str) -> None:

@@ -20,6 +20,11 @@ GROUP_POSTED_AS_CHAT_TEXT = (
     "Messages sent as a channel or as an anonymous admin are neither kept nor answered: they don't say whose "
     "they are."
 )
+CORRECTIONS_TEXT = (
+    "the moods you set yourself with “Fix a mood” (the button under your mood chart) are kept apart from my "
+    "estimates. The person who runs this bot may use them, with the words of those messages, to improve the mood "
+    "analysis (they export them with <code>moodbot labels</code>). /forget deletes them along with your messages."
+)
 BACKUPS_TEXT = (
     "the database file holds all of the above, and so does every backup of it that the person who runs this bot "
     "makes. /forget and the automatic deletion can't reach those copies."
@@ -41,11 +46,13 @@ def privacy_html(retention_days: int, log_all_group_messages: bool = False, mode
         "<b>🔒 What I keep</b>\n"
         "• your messages to me and my replies\n"
         "• a mood estimate (sentiment) for each of your messages\n"
+        "• the moods you set yourself with “Fix a mood”\n"
         "• your name, username and Telegram ids (yours and the chat's)\n\n"
         f"<b>Where:</b> in one SQLite database on the server of the person who runs this bot. {model_where(model_host)}"
         "\n\n"
         f"<b>How long:</b> {how_long}\n\n"
         f"<b>Groups:</b> {groups} {GROUP_POSTED_AS_CHAT_TEXT}\n\n"
+        f"<b>Your corrections:</b> {CORRECTIONS_TEXT}\n\n"
         f"<b>Backups:</b> {BACKUPS_TEXT}\n\n"
         "/export – download everything I stored about you in this chat (a JSON file; asked in a group, it "
         "arrives in a private chat with me, never in the group)\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 HELP_HTML = (
     "<b>I'm Moodbot</b>, a friendly ear. Write to me about anything and I'll answer with care. "
     "I also keep a private mood log, so you can see how your days have been.\n\n"
-    "/mood [7d|30d|90d|all] – how your mood moved (default: last 7 days)\n"
+    "/mood [7d|30d|90d|all] – how your mood moved (default: last 7 days); “Fix a mood” there corrects my guesses\n"
     "/reset – start our conversation fresh (your mood log stays)\n"
     "/forget – delete everything I stored about you in this chat\n"
     "/export – download everything I stored about you in this chat (a JSON file, sent to you privately)\n"
@@ -42,6 +42,41 @@ EXPORT_OPEN_PRIVATE_CHAT_TEXT = (
     "I only send exports in a private chat, and I can't write to you there yet. Open a chat with me ({bot}), "
     "press Start, then send /export here again. 📬"
 )
+# /export: what the two labels of a message are, at the top of the file.
+EXPORT_ABOUT = {
+    "sentiment": "the mood the bot's language model estimated for the message",
+    "your_label": (
+        "the mood you set yourself with “Fix a mood” (under /mood); /mood counts it instead of the estimate. It stays "
+        "when you edit the message (message_edited_since says whether you did after setting it)"
+    ),
+}
+
+# "Fix a mood": the button under /mood, the list of someone's last messages with a face button each, the answers.
+FIX_MOOD_BUTTON = "✏️ Fix a mood"
+FIX_LIST_HEADER = (
+    "✏️ Fix a mood – your last messages here, each with the mood I count for it. Tap a face to set it yourself; "
+    "/mood then counts yours."
+)
+FIX_LIST_GROUP_HEADER = (
+    "✏️ Fix a mood – your last messages in {chat}, each with the mood I count for it. Tap a face to set it "
+    "yourself; /mood there then counts yours."
+)
+FIX_LIST_EMPTY_TEXT = "✏️ None of these messages is stored any more."
+FIX_LIST_LINE = "{number}. “{preview}” – {mood}"
+FIX_MOOD_YOURS = "{face} {label} (set by you)"
+FIX_MOOD_MODELS = "{face} {label} (my guess)"
+FIX_MOOD_NONE = "not rated yet"
+FIX_NOTHING_TEXT = "You have no messages here to fix yet. 🙂"
+FIX_LIST_NOT_YOURS_TEXT = "This button is for the person who asked for /mood. Send /mood yourself to fix your own."
+FIX_NOT_YOURS_TEXT = "Only the person who wrote these messages can set their mood. Send /mood to fix your own."
+FIX_GONE_TEXT = "That message isn't stored any more (deleted with /forget or by the automatic clean-up)."
+FIX_SAVED_TEXT = "Saved: {face} {label}. /mood counts it from now on."
+FIX_SENT_PRIVATELY_TEXT = "I've sent you the list in our private chat. 📬"
+FIX_OPEN_PRIVATE_CHAT_TEXT = (
+    "I only show your messages in a private chat, and I can't write to you there yet. Open a chat with me ({bot}), "
+    "press Start, then tap “Fix a mood” again."
+)
+
 # Said only after the message is committed to the database (see bot.flow and new_message_saved).
 EMPTY_REPLY_FALLBACK = "I'm here with you. Tell me a little more?"  # the model said nothing
 BUSY_TEXT = "I'm talking with a lot of people right now 😅 Your message is saved – please try again in a moment."
@@ -109,3 +144,8 @@ def export_open_private_chat_text(bot_username: str | None) -> str:
 def export_filename(chat_id: int, user_id: int) -> str:
     """The file name of an ``/export`` download."""
     return f"moodbot-export-{chat_id}-{user_id}.json"
+
+
+def fix_open_private_chat_text(bot_username: str | None) -> str:
+    """The alert when a "Fix a mood" list can't be sent privately: open a private chat with the bot first."""
+    return FIX_OPEN_PRIVATE_CHAT_TEXT.format(bot=f"@{bot_username}" if bot_username else "tap my name")

@@ -11,6 +11,9 @@ a projection, an input quantised for a projection, and the projection itself.
   scale, which the int8 kernel applies anyway (:class:`FoldedNorm`). PACKED_ROW is the same arithmetic for a
   single row with its scale and zero point as Python numbers, which a single chat's decode step pays less for than
   for the small tensors of PACKED_ROWS.
+- :class:`FloatStreamArithmetic`: the model's own modules (any precision) on a float32 residual stream, each
+  projection's input cast to the modules' dtype and its output back to float32 (a prompt pass over a stack that is
+  not packed: an adapted analyst's, engine/kernels/low_rank.py).
 """
 
 from __future__ import annotations
@@ -89,6 +92,25 @@ class ModuleArithmetic:
     @staticmethod
     def project(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return linear(x)
+
+
+class FloatStreamArithmetic:
+    """The model's own modules on a float32 residual stream: norms compute in float32 (as transformers' RMSNorm
+    does inside), projections take their input in ``dtype`` (the weights') and give float32 back."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    @staticmethod
+    def normed(hidden: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        return norm(hidden)
+
+    @staticmethod
+    def quantized(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def project(self, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return linear(x.to(self.dtype)).float()
 
 
 class PackedRowsArithmetic:

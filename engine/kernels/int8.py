@@ -81,6 +81,14 @@ class QuantizedActivations:
     zero_points: torch.Tensor | None = None  # float32 (rows, 1), whole numbers in [0, ACTIVATION_MAX]
     single_row: tuple[float, int] | None = None  # (scale, zero point) as Python numbers when there is one row
 
+    def dequantized(self) -> torch.Tensor:
+        """The rows these values stand for, (rows, in) in float32: what a projection of them multiplies."""
+        if self.single_row is not None:
+            scale, zero_point = self.single_row
+            return self.values.float().sub_(zero_point).mul_(scale)
+        assert self.scales is not None and self.zero_points is not None
+        return self.values.float().sub_(self.zero_points).mul_(self.scales)
+
 
 def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
     """Asymmetric uint8 quantisation of each row of ``flat`` (rows, in) on its own (range widened to include 0).

@@ -5,29 +5,35 @@ Which computation runs where is decided here and nowhere else:
 - a prompt (reply prefill): transformers' forward, weight-only int8 where the model is int8;
 - one new token per chat (decoding): a single chat on packed int8 layers takes engine.kernels.decode's
   PackedRowDecodeStep, other batches and precisions its DecodeStep; models of other shapes transformers' forward;
-- many new tokens over a fixed prefix (classification): engine.kernels.prompt_pass's PackedPromptPass on packed
+- many new tokens over a fixed prefix (classification): engine.kernels.prompt_pass's StackPromptPass on packed
   int8 layers, else its ForwardPromptPass; both quantise activations per row where the model is int8 (the copy of
-  the model that engine.kernels.int8.with_int8_activations makes once).
+  the model that engine.kernels.int8.with_int8_activations makes once);
+- the same with a trained low-rank adapter (an adapted analyst): StackPromptPass over an adapted copy of the stack
+  (engine/kernels/low_rank.py), packed int8 where the layers are, else the model's own modules on a float32
+  residual stream, int8 ones quantising their activations per row as above.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
+from engine.kernels.arithmetic import PACKED_ROWS, FloatStreamArithmetic
 from engine.kernels.decode import DecodeStep, PackedRowDecodeStep
 from engine.kernels.int8 import Int8Linear, pack_linears, with_int8_activations
 from engine.kernels.layer import Stack, model_stack, packed_stack
+from engine.kernels.low_rank import FUSED_PROJECTIONS, LowRankArithmetic, LowRankPair, adapted_stack
 from engine.kernels.prefix import PrefixCache
-from engine.kernels.prompt_pass import ForwardPromptPass, PackedPromptPass
+from engine.kernels.prompt_pass import ForwardPromptPass, StackPromptPass
 
 logger = logging.getLogger(__name__)
 
-PromptPass = ForwardPromptPass | PackedPromptPass
+PromptPass = ForwardPromptPass | StackPromptPass
 
 
 class FastPaths:
@@ -37,6 +43,7 @@ class FastPaths:
         """``general``: the model's layers as its own modules (no decode step for other shapes when None);
         ``packed``: the same layers packed int8 with folded norms, when every projection is packed."""
         self.model = model
+        self.general = general
         self.int8_activation_model = with_int8_activations(model)  # what prompt passes run through transformers
         self.decode_step = DecodeStep(general) if general is not None else None
         self.packed = packed
@@ -73,14 +80,34 @@ class FastPaths:
 
     def prefix(self, prefix_ids: list[int]) -> PrefixCache:
         """The keys and values of a fixed prompt beginning that decoding continues (computed as prompts are)."""
-        return PrefixCache(self.model, prefix_ids)
+        return PrefixCache.prefilled(self.model, prefix_ids)
 
     def prompt_pass(self, prefix_ids: list[int]) -> PromptPass:
         """A pass for batches of new tokens over the fixed prompt beginning ``prefix_ids``, computed once here."""
-        prefix = PrefixCache(self.int8_activation_model, prefix_ids)
+        prefix = PrefixCache.prefilled(self.int8_activation_model, prefix_ids)
         if self.packed is not None:
-            return PackedPromptPass(self.packed, prefix)
+            return StackPromptPass(self.packed, prefix)
         return ForwardPromptPass(self.int8_activation_model, prefix)
+
+    def adapted_prompt_pass(
+        self, prefix_ids: list[int], pairs: Mapping[tuple[int, str], LowRankPair], scaling: float
+    ) -> StackPromptPass | None:
+        """A prompt pass over ``prefix_ids`` with low-rank updates on the projections ``pairs`` names ((layer,
+        projection) -> matrices; engine/kernels/low_rank.py), the prefix computed through them too; None for a
+        model of another shape (no stack). ValueError names a pair that does not fit the model."""
+        if self.packed is not None:
+            stack, arithmetic = self.packed, LowRankArithmetic(PACKED_ROWS)
+        elif self.general is not None:
+            # As classification computes them: int8 layers quantise their activations per row (a copy sharing the
+            # weights), float layers are the model's own.
+            stack = Stack(self.general.inner, self.general.head, [
+                replace(layer, **{name: with_int8_activations(getattr(layer, name)) for name in FUSED_PROJECTIONS})
+                for layer in self.general.layers
+            ], self.general.shape)
+            arithmetic = LowRankArithmetic(FloatStreamArithmetic(self.model.dtype))
+        else:
+            return None
+        return StackPromptPass.over_own_prefix(adapted_stack(stack, pairs, scaling), prefix_ids, arithmetic)
 
     @torch.inference_mode()
     def prompt_logits(self, input_ids: list[int]) -> torch.Tensor:

@@ -14,13 +14,18 @@ from transformers import DynamicCache, PreTrainedModel
 class PrefixCache:
     """Keys and values of ``prefix_ids`` for every layer, computed once."""
 
-    def __init__(self, model: PreTrainedModel, prefix_ids: list[int]) -> None:
+    def __init__(self, prefix_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """``layers``: each layer's keys and values, (1, kv_heads, prefix_len, head_dim) each."""
         self.prefix_ids = list(prefix_ids)
+        self.layers = layers
+
+    @classmethod
+    def prefilled(cls, model: PreTrainedModel, prefix_ids: list[int]) -> PrefixCache:
+        """The keys and values transformers' forward of ``model`` computes for ``prefix_ids``."""
         cache = DynamicCache()
         with torch.inference_mode():
-            model(input_ids=torch.tensor([self.prefix_ids]), cache=cache, use_cache=True, logits_to_keep=1)
-        # Each (1, kv_heads, prefix_len, head_dim).
-        self.layers = [(layer.keys, layer.values) for layer in cache.layers]
+            model(input_ids=torch.tensor([list(prefix_ids)]), cache=cache, use_cache=True, logits_to_keep=1)
+        return cls(prefix_ids, [(layer.keys, layer.values) for layer in cache.layers])
 
     def __len__(self) -> int:
         return len(self.prefix_ids)

@@ -5,7 +5,7 @@ and reads the hidden state at one or two positions. Both kinds here take the sam
 up to int8 rounding; the model's fast paths pick one at load time (engine/kernels/paths.py):
 
 - :class:`ForwardPromptPass`: transformers' forward over the prefix's cache, on the model's int8-activation copy.
-- :class:`PackedPromptPass`, when every projection is packed int8: transformers' forward spent about as long around
+- :class:`StackPromptPass`, when every projection is packed int8: transformers' forward spent about as long around
   the matmuls as in them (~40 ms for a 10-token message on 2 cores, ~21 in projections and attention): module calls
   and hooks, mask preparation, a per-request copy of the prefix cache, bf16 <-> fp32 conversions around every norm
   and projection, SDPA. This pass runs the decoder layer of engine/kernels/layer.py on packed rows (float32 residual
@@ -15,6 +15,11 @@ up to int8 rounding; the model's fast paths pick one at load time (engine/kernel
   takes only the rows whose hidden state is asked for past the keys and values.
 
 Nothing is cached: a pass's own keys and values are dropped with it.
+
+:class:`StackPromptPass` takes its arithmetic as a parameter, so it also runs a stack that is not packed (the
+model's own modules on a float32 residual stream) and an adapted analyst's stack (engine/kernels/low_rank.py), whose
+prefix it computes itself, through the same layers (:meth:`StackPromptPass.over_own_prefix`): the prefix's keys and
+values then carry the adapter's updates too.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from engine.kernels.arithmetic import PACKED_ROWS
+from engine.kernels.arithmetic import PACKED_ROWS, Arithmetic
 from engine.kernels.attention import prompt_attention
 from engine.kernels.layer import AttentionShape, Stack, run_layer
 from engine.kernels.prefix import PrefixCache
@@ -58,9 +63,12 @@ class PrefixAttention:
     def __init__(
         self, prefix: list[tuple[torch.Tensor, torch.Tensor]], shape: AttentionShape, rotate: MultiplyAdd,
         bias: torch.Tensor, batch: int, width: int, keep: Sequence[int],
+        record: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
+        """``record``: when given, each layer's keys and values (batch, kv_heads, prefix + width, head_dim) are
+        appended to it."""
         self.prefix, self.shape, self.rotate, self.bias = prefix, shape, rotate, bias
-        self.batch, self.width, self.keep = batch, width, keep
+        self.batch, self.width, self.keep, self.record = batch, width, keep, record
         self.last = len(prefix) - 1
         self.queries = width  # rows per sequence still going on
 
@@ -77,18 +85,37 @@ class PrefixAttention:
         prefix_keys, prefix_values = self.prefix[index]
         keys = _append(prefix_keys, query_key[:, :, heads:], batch)  # (batch, kv_heads, prefix + width, head_dim)
         values = _append(prefix_values, qkv[:, split:].view(batch, width, kv_heads, head_dim), batch)
+        if self.record is not None:
+            self.record.append((keys, values))
         attended = prompt_attention(query, keys, values, bias)  # (batch, queries, heads, head_dim)
         return attended.reshape(batch * self.queries, heads * head_dim), hidden
 
 
-class PackedPromptPass:
-    """Hidden states of new tokens over a fixed prefix, for a model whose projections are all packed int8."""
+class StackPromptPass:
+    """Hidden states of new tokens over a fixed prefix, through a stack's layers in the given arithmetic: packed
+    int8 (the default), or any other with a float32 residual stream."""
 
-    def __init__(self, stack: Stack, prefix: PrefixCache) -> None:
-        """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack)."""
-        self.stack, self.prefix = stack, prefix
+    def __init__(self, stack: Stack, prefix: PrefixCache, arithmetic: Arithmetic = PACKED_ROWS) -> None:
+        """``stack``: the layers in the form ``arithmetic`` computes them (for PACKED_ROWS folded norms and packed
+        layers, engine.kernels.layer.packed_stack)."""
+        self.stack, self.prefix, self.arithmetic = stack, prefix, arithmetic
         # Each (kv_heads, prefix_len, head_dim) in float32: ~3.4 MB for the 0.5B model's 276-token analyst prefix.
         self.prefix_float = [(keys[0].float(), values[0].float()) for keys, values in prefix.layers]
+
+    @classmethod
+    @torch.inference_mode()
+    def over_own_prefix(cls, stack: Stack, prefix_ids: list[int], arithmetic: Arithmetic) -> StackPromptPass:
+        """A pass whose prefix's keys and values are computed by this same stack and arithmetic (one causal pass
+        over ``prefix_ids``)."""
+        shape = stack.shape
+        empty = torch.zeros(1, shape.kv_heads, 0, shape.head_dim)
+        bare = cls(stack, PrefixCache([], [(empty, empty)] * len(stack.layers)), arithmetic)
+        width = len(prefix_ids)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        bias = torch.zeros(1, 1, width, width).masked_fill_(~causal, float("-inf"))
+        recorded: list[tuple[torch.Tensor, torch.Tensor]] = []  # each (1, kv_heads, prefix_len, head_dim)
+        bare(torch.tensor([prefix_ids]), torch.arange(width)[None], bias, keep=[width - 1], record=recorded)
+        return cls(stack, PrefixCache(prefix_ids, recorded), arithmetic)
 
     @torch.inference_mode()
     def hidden_at(
@@ -102,12 +129,13 @@ class PackedPromptPass:
 
     @torch.inference_mode()
     def __call__(
-        self, input_ids: torch.Tensor, position_ids: torch.Tensor, bias: torch.Tensor, keep: Sequence[int]
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, bias: torch.Tensor, keep: Sequence[int],
+        record: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """Final-norm hidden states (batch, len(keep), hidden) at columns ``keep`` of ``input_ids`` (batch, width).
 
         ``position_ids`` (batch, width); ``bias`` (batch, 1, width, prefix + width) float32, added to the attention
-        scores (``-inf`` hides a key from a query).
+        scores (``-inf`` hides a key from a query). ``record``: see :class:`PrefixAttention`.
         """
         batch, width = input_ids.shape
         inner, shape = self.stack.inner, self.stack.shape
@@ -117,9 +145,9 @@ class PackedPromptPass:
         cos, sin = (c.view(batch * width, -1, shape.head_dim) for c in scaled_for_queries(
             cos, sin, shape.heads, shape.kv_heads, shape.scaling))
         rotate = MultiplyAdd(cos, sin, shape.head_dim)
-        attention = PrefixAttention(self.prefix_float, shape, rotate, bias, batch, width, keep)
+        attention = PrefixAttention(self.prefix_float, shape, rotate, bias, batch, width, keep, record)
         for index, layer in enumerate(self.stack.layers):
-            hidden = run_layer(layer, PACKED_ROWS, index, hidden, attention)
+            hidden = run_layer(layer, self.arithmetic, index, hidden, attention)
         return inner.norm(hidden).float().view(batch, attention.queries, -1)
 
 

@@ -20,8 +20,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from engine.kernels.paths import FastPaths
+from engine.local.prompt_rows import BATCH_TOKENS, length_groups, message_ids, padded_rows
 from engine.roles.care_phrases import with_phrase_floor
-from engine.roles.chat_format import SLOT, encode_text, split_prompt
+from engine.roles.chat_format import SLOT, split_prompt
 from engine.roles.language import Script, script_of
 from engine.roles.prompts import (
     ANALYST_ANSWER_PREFIX,
@@ -33,12 +34,6 @@ from engine.roles.prompts import (
 )
 from engine.roles.verdict import care_from_logprobs, sentiment_from_logprobs
 from engine.values import Sentiment
-
-MAX_MESSAGE_TOKENS = 512  # longer messages are classified on their beginning
-BATCH_TOKENS = 2048  # padded tokens per classification forward pass (a bigger batch is split by length)
-
-# Token kinds in a classification row.
-_PAD, _MESSAGE, _SENTIMENT_TAIL, _CARE_TAIL = 0, 1, 2, 3
 
 # (positive, negative, yes, no) log-scores for one message: log-probabilities up to one shared constant per
 # question, so only the differences (log-odds) mean anything, and only they are used.
@@ -131,7 +126,7 @@ class Analyst:
 
     def message_ids(self, text: str) -> list[int]:
         """The message's own tokens as plain text (cut to its beginning): it cannot forge the prompt's turns."""
-        return encode_text(self.tokenizer, text)[:MAX_MESSAGE_TOKENS]
+        return message_ids(self.tokenizer, text)
 
     def prompt_ids(self, text: str) -> list[int]:
         """Token ids of the whole isolated sentiment prompt for one message, ending where the label comes."""
@@ -142,29 +137,20 @@ class Analyst:
         return self.prefix.prefix_ids + self.message_ids(text) + self.care_question_ids
 
     def classify_batch(self, texts: Sequence[str]) -> list[Sentiment]:
-        """Classify several messages over the cached prefix, each seeing only its own message.
+        """Classify several messages over the cached prefix, each seeing only its own message."""
+        return [self.verdict(text, answers) for text, answers in zip(texts, self.answers(texts), strict=True)]
 
-        Messages are grouped by length so short ones are not padded to a long one's width: each group is one
-        forward pass of at most ``BATCH_TOKENS`` (padded) tokens.
-        """
+    def answers(self, texts: Sequence[str]) -> list[AnswerLogprobs]:
+        """:meth:`answer_logprobs` of any number of messages, in their order. Messages are grouped by length so
+        short ones are not padded to a long one's width: each group is one forward pass of at most
+        ``BATCH_TOKENS`` (padded) tokens."""
         lengths = [len(self.message_ids(text)) for text in texts]
+        tails = len(self.sentiment_tail_ids) + len(self.care_tail_ids)
         answers: dict[int, AnswerLogprobs] = {}
-        for group in self._length_groups(lengths):
+        for group in length_groups(lengths, tails, BATCH_TOKENS):
             for index, result in zip(group, self.answer_logprobs([texts[i] for i in group]), strict=True):
                 answers[index] = result
-        return [self.verdict(text, answers[i]) for i, text in enumerate(texts)]
-
-    def _length_groups(self, lengths: list[int]) -> list[list[int]]:
-        """Message indices, shortest first, in groups whose padded size stays within BATCH_TOKENS."""
-        tails = len(self.sentiment_tail_ids) + len(self.care_tail_ids)
-        groups: list[list[int]] = []
-        for index in sorted(range(len(lengths)), key=lengths.__getitem__):
-            width = lengths[index] + tails  # the group's widest so far: indices come shortest first
-            if groups and width * (len(groups[-1]) + 1) <= BATCH_TOKENS:
-                groups[-1].append(index)
-            else:
-                groups.append([index])
-        return groups
+        return [answers[i] for i in range(len(texts))]
 
     def verdict(self, text: str, answers: AnswerLogprobs) -> Sentiment:
         """The Sentiment for one message's answer log-probabilities, calibrated for its script."""
@@ -198,34 +184,9 @@ class Analyst:
         """Final hidden states (batch, 2, hidden) where the sentiment and the care answers come, for one padded
         batch of messages over the cached prefix (without the care question, both are the sentiment answer's)."""
         rows = [self.message_ids(text) for text in texts]
-        sentiment_tail, care_tail = self.sentiment_tail_ids, self.care_tail_ids
-        batch, prefix_len = len(rows), len(self.prefix)
-        width = max(len(r) for r in rows) + len(sentiment_tail) + len(care_tail)
         pad_id = self.tokenizer.pad_token_id or 0
-        input_ids, positions, kinds = [], [], []
-        for message in rows:
-            padding = width - len(message) - len(sentiment_tail) - len(care_tail)
-            input_ids.append([pad_id] * padding + message + sentiment_tail + care_tail)
-            through_sentiment = len(message) + len(sentiment_tail)
-            # The care tail continues from the message, as if the sentiment tail were not there.
-            positions.append(
-                [prefix_len] * padding
-                + [prefix_len + i for i in range(through_sentiment)]
-                + [prefix_len + len(message) + i for i in range(len(care_tail))]
-            )
-            kinds.append(
-                [_PAD] * padding + [_MESSAGE] * len(message)
-                + [_SENTIMENT_TAIL] * len(sentiment_tail) + [_CARE_TAIL] * len(care_tail)
-            )
-        kind = torch.tensor(kinds)  # (batch, width)
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        visible = causal & (kind[:, None, :] != _PAD)  # (batch, query, key)
-        visible &= ~((kind[:, :, None] == _CARE_TAIL) & (kind[:, None, :] == _SENTIMENT_TAIL))
-        # Every query sees the whole prefix, so no row of the mask is empty (padding queries included).
-        mask = torch.cat([torch.ones(batch, width, prefix_len, dtype=torch.bool), visible], dim=2)[:, None]
-        assert mask.shape == (batch, 1, width, prefix_len + width)
-        answer_columns = [width - len(care_tail) - 1, width - 1]  # where each answer comes (the same without care)
-        return self.prompt_pass.hidden_at(torch.tensor(input_ids), torch.tensor(positions), mask, answer_columns)
+        batch = padded_rows(rows, len(self.prefix), self.sentiment_tail_ids, self.care_tail_ids, pad_id)
+        return self.prompt_pass.hidden_at(batch.input_ids, batch.positions, batch.mask, batch.answer_columns)
 
     @torch.inference_mode()
     def classify_uncached(self, text: str) -> Sentiment:

@@ -10,9 +10,11 @@ from typing import Any, TypeVar
 
 import torch
 
+from engine.adapters.file import load_adapter
 from engine.errors import EngineBusy, EngineClosed
 from engine.loading.memory import release_freed_memory
 from engine.loading.model import LoadedModel, load_model
+from engine.local.adapted_analyst import AdaptedAnalyst, adapted_analyst
 from engine.local.analyst import Analyst
 from engine.local.companion import ReplyStream, SamplingSettings, pinned_system_prefix, reply_prompt_ids
 from engine.local.prompt_cache import PromptCache
@@ -78,14 +80,20 @@ class LocalEngine:
 
     def _load_on_worker(self) -> None:
         assert self._worker is not None
+        # The adapter file is read first: a missing or broken one fails before the model's load time is spent.
+        adapter = load_adapter(self.settings.analyst_adapter) if self.settings.analyst_adapter else None
         self._loaded = load_model(self.settings)
         if self.settings.seed is not None:
             self._generator = torch.Generator().manual_seed(self.settings.seed)
-        analyst = Analyst(
-            self._loaded.paths, self._loaded.tokenizer,
-            calibrate=self.settings.calibrate, neutral_margin=self.settings.neutral_margin,
-            care_question=self.settings.care_question,
-        )
+        analyst: Analyst | AdaptedAnalyst
+        if adapter is not None:
+            analyst = adapted_analyst(self._loaded, adapter, care_question=self.settings.care_question)
+        else:
+            analyst = Analyst(
+                self._loaded.paths, self._loaded.tokenizer,
+                calibrate=self.settings.calibrate, neutral_margin=self.settings.neutral_margin,
+                care_question=self.settings.care_question,
+            )
         self._worker.classify_batch = analyst.classify_batch
         if self.settings.prompt_cache_mb > 0:
             self.prompt_cache.pin(pinned_system_prefix(self._loaded.paths, self._loaded.tokenizer))

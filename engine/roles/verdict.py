@@ -2,12 +2,14 @@
 
 Shared by every backend, so a local model and a remote server turn the same numbers into the same verdict.
 The model is asked a two-way question (positive or negative). ``score`` = P(positive) − P(negative) after
-calibration, in [-1, 1]; a message whose |score| is under ``neutral_margin`` is labelled neutral.
+calibration, in [-1, 1]; a message whose |score| is under ``neutral_margin`` is labelled neutral. A trained analyst
+adapter reads its own labels (three-way) instead: :func:`sentiment_from_label_logits`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from engine.values import Label, Sentiment
 
@@ -41,3 +43,16 @@ def sentiment_from_logprobs(
 def care_from_logprobs(yes: float, no: float) -> float:
     """P(crisis) from the care question's yes/no log-probabilities, renormalised over the two."""
     return sigmoid(yes - no)
+
+
+def sentiment_from_label_logits(labels: Sequence[str], logits: Sequence[float], *, care: float = 0.0) -> Sentiment:
+    """Verdict of a trained (adapted) analyst from its label words' logits, in ``labels`` order: softmax over them,
+    the likeliest label, ``score`` = P(positive) − P(negative). No calibration and no neutral margin: an adapter
+    learned where neutral lies."""
+    top = max(logits)
+    weights = [math.exp(logit - top) for logit in logits]
+    total = sum(weights)
+    probs = {label: weight / total for label, weight in zip(labels, weights, strict=True)}
+    label = max(probs, key=probs.__getitem__)
+    score = max(-1.0, min(1.0, probs.get("positive", 0.0) - probs.get("negative", 0.0)))
+    return Sentiment(label=label, score=score, probs=probs, care=care)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.telegram import access, commands, messages
+from bot.telegram import access, commands, fix_mood, messages
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT = ROOT / "bot"
@@ -124,7 +124,8 @@ def test_modules_stay_small(module: str) -> None:
 
 HANDLERS = [
     access.check_access, commands.start, commands.help_command, commands.mood, commands.reset, commands.forget,
-    commands.forget_answer, commands.export, commands.privacy, commands.stats, messages.text_message,
+    commands.forget_answer, commands.export, commands.privacy, commands.stats, fix_mood.fix_list, fix_mood.fix_label,
+    messages.text_message,
     messages.edited_text, messages.non_text, messages.error_handler,
 ]
 

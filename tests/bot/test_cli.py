@@ -1,17 +1,21 @@
-"""The ``moodbot`` command, run in-process: classify, the terminal chat, and one-line errors."""
+"""The ``moodbot`` command, run in-process: classify, the terminal chat, labels, and one-line errors."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
+from bot.cli.evaluation import Example, read_examples
 from bot.cli.terminal import chat
 from bot.config import DEFAULT_CARE_MESSAGE, Config, StorageConfig, load_config
 from bot.views.texts import BUSY_TEXT
+from storage import SentimentRecord, Store
 from tests.support.fakeengine import ScriptedEngine
 
 
@@ -94,3 +98,61 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+# -- moodbot labels ------------------------------------------------------------------------------------------------
+
+
+async def _corrected_database(path: Path) -> None:
+    """Alice labelled two of her messages (one with a tab and line breaks), Bob one; one message only has the model's
+    label."""
+    async with await Store.open(path) as store:
+        texts = ["a good\tday\nreally", "so-so", "not labelled by anyone", "bob's bad night\r\n\u2028end"]
+        authors = [1, 1, 1, 2]
+        stored = [
+            await store.add_user_message(chat_id=user, user_id=user, text=text, telegram_message_id=None)
+            for text, user in zip(texts, authors, strict=True)
+        ]
+        await store.add_sentiment(stored[2].id, SentimentRecord("positive", 0.5, {"positive": 0.75}, "m"))
+        await store.set_label(message_id=stored[0].id, user_id=1, label="positive")
+        await store.set_label(message_id=stored[1].id, user_id=1, label="neutral")
+        await store.set_label(message_id=stored[3].id, user_id=2, label="negative")
+
+
+def test_labels_writes_corrected_messages_as_an_owner_only_eval_file(tmp_path: Path, capsys) -> None:
+    database = tmp_path / "data" / "moodbot.db"
+    asyncio.run(_corrected_database(database))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\npath = "{database}"\n', encoding="utf-8")
+    out = tmp_path / "labels.tsv"
+    out.write_text("old contents\n", encoding="utf-8")
+    out.chmod(0o644)  # an existing file is made owner-only too
+
+    assert main(["--config", str(config), "labels", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote 3 labelled messages to {out}\n"
+    assert out.read_bytes().decode("utf-8") == (
+        "text\tlabel\n"
+        "a good day really\t1\n"
+        "so-so\t2\n"
+        "bob's bad night   end\t0\n"
+    )
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert read_examples(out) == [
+        Example("a good day really", "positive"),
+        Example("so-so", "neutral"),
+        Example("bob's bad night   end", "negative"),
+    ], "moodbot eval reads it back as written"
+
+    only_bob = tmp_path / "bob.tsv"
+    assert main(["--config", str(config), "labels", "--out", str(only_bob), "--user", "2"]) == 0
+    assert capsys.readouterr().out == f"wrote 1 labelled message to {only_bob}\n"
+    assert only_bob.read_text(encoding="utf-8") == "text\tlabel\nbob's bad night   end\t0\n"
+    assert stat.S_IMODE(only_bob.stat().st_mode) == 0o600
+
+
+def test_labels_without_a_database_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "nowhere.db"}"\n', encoding="utf-8")
+    assert main(["--config", str(config), "labels", "--out", str(tmp_path / "labels.tsv")]) == 2
+    assert capsys.readouterr().err == f"moodbot: error: no database at {tmp_path / 'nowhere.db'}\n"
+    assert not (tmp_path / "labels.tsv").exists() and not (tmp_path / "nowhere.db").exists()

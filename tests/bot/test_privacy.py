@@ -389,6 +389,14 @@ async def test_the_retention_purge_leaves_old_words_in_no_file_and_not_in_the_pr
 # -- /privacy with a remote model server, and backups ------------------------------------------------------------
 
 
+def test_privacy_text_says_corrections_are_kept_may_improve_the_analysis_and_go_with_forget() -> None:
+    text = privacy_view.privacy_text(0)
+    assert "• the moods you set yourself with “Fix a mood”" in text
+    assert "kept apart from my estimates" in text
+    assert "may use them, with the words of those messages, to improve the mood analysis" in text
+    assert "moodbot labels" in text and "/forget deletes them along with your messages" in text
+
+
 def test_privacy_text_says_where_the_model_runs_and_what_backups_hold() -> None:
     local = privacy_view.privacy_text(0)
     assert "nothing leaves that server – the language model runs there too" in local

@@ -23,11 +23,15 @@ ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
     "kernels": {"public"},  # the settings' CPU checks
+    "adapters": {"public", "roles"},
     "loading": {"public", "roles", "kernels"},
-    "local": {"public", "roles", "kernels", "loading"},
+    "local": {"public", "roles", "kernels", "loading", "adapters"},
     "remote": {"public", "roles"},
+    "tuning": {"public", "roles", "kernels", "loading", "adapters"},  # trains what local/ runs
 }
-PUBLIC_API_REACHES = {("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "loading")}
+PUBLIC_API_REACHES = {
+    ("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "tuning"), ("engine", "loading")
+}
 
 MAX_MODULE_LINES = 400
 

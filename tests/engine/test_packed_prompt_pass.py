@@ -10,7 +10,7 @@ import torch
 
 from engine.kernels import attention
 from engine.kernels import int8 as quantize
-from engine.kernels.prompt_pass import ForwardPromptPass, PackedPromptPass
+from engine.kernels.prompt_pass import ForwardPromptPass, StackPromptPass
 from engine.loading.model import LoadedModel, load_model
 from engine.local.analyst import Analyst
 from engine.settings import EngineSettings
@@ -47,7 +47,7 @@ def test_int8_classification_takes_the_packed_pass_and_is_as_close_to_fp32_as_tr
     reference = load_model(EngineSettings(model=str(sharp_model_dir), precision="fp32", threads=1))
     expected = Analyst(reference.paths, reference.tokenizer, calibrate=False, care_question=care_question)
     analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False, care_question=care_question)
-    assert isinstance(analyst.prompt_pass, PackedPromptPass)
+    assert isinstance(analyst.prompt_pass, StackPromptPass)
     # One padded batch of four lengths: padding, and with the care question the tail hidden from the other tail.
     truth = expected.hidden_at_answers(TEXTS)
     lean = analyst.hidden_at_answers(TEXTS)
@@ -94,7 +94,7 @@ def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
 def test_last_layer_computes_only_the_rows_asked_for(tiny_int8: LoadedModel) -> None:
     analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False)
     packed_pass = analyst.prompt_pass
-    assert isinstance(packed_pass, PackedPromptPass)
+    assert isinstance(packed_pass, StackPromptPass)
     ids = torch.tensor([[5, 17, 42, 99, 7, 3], [8, 8, 64, 12, 31, 2]])
     width, start = ids.shape[1], len(analyst.prefix)
     positions = torch.arange(start, start + width).expand(2, -1)
@@ -150,7 +150,7 @@ def test_real_model_packed_pass_is_as_close_to_fp32_as_transformers_forward(smol
     del reference
     loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2))
     analyst = Analyst(loaded.paths, loaded.tokenizer, calibrate=False)
-    assert isinstance(analyst.prompt_pass, PackedPromptPass)
+    assert isinstance(analyst.prompt_pass, StackPromptPass)
     lean = torch.tensor(analyst.answer_logprobs(REAL_TEXTS))
     analyst.prompt_pass = ForwardPromptPass(loaded.paths.int8_activation_model, analyst.prefix)  # transformers' forward
     general = torch.tensor(analyst.answer_logprobs(REAL_TEXTS))

@@ -283,7 +283,8 @@ async def test_forget_deletes_only_that_users_rows(store: Store) -> None:
 
     assert await store.forget(chat_id=GROUP, user_id=ALICE) == 6  # 3 messages + 3 replies
     assert await store.counts() == {
-        "chats": 1, "users": 1, "messages": 7, "sentiments": 3, "conversations": 1, "care_events": 0
+        "chats": 1, "users": 1, "messages": 7, "sentiments": 3, "conversations": 1, "care_events": 0,
+        "corrections": 0,
     }
     assert not await store.add_care_event(1, 0.9), "a forgotten message can't get a care event"
     assert await store.history(chat_id=GROUP, user_id=ALICE) == []
@@ -311,7 +312,8 @@ async def test_forget_keeps_user_row_while_they_have_other_chats(store: Store) -
 
     assert await store.forget(chat_id=ALICE, user_id=ALICE) == 2
     assert await store.counts() == {
-        "chats": 0, "users": 0, "messages": 0, "sentiments": 0, "conversations": 0, "care_events": 0
+        "chats": 0, "users": 0, "messages": 0, "sentiments": 0, "conversations": 0, "care_events": 0,
+        "corrections": 0,
     }
 
 
@@ -528,6 +530,7 @@ async def test_export_user(store: Store) -> None:
                 "sentiment": {
                     "label": "positive", "score": 0.6, "probs": {"positive": 0.9}, "model": "test-model", "care": 0.0
                 },
+                "your_label": None,
                 "help_offered_at": None,
             },
             {
@@ -539,6 +542,7 @@ async def test_export_user(store: Store) -> None:
                 "telegram_message_id": 11,
                 "reply_to": question.id,
                 "sentiment": None,
+                "your_label": None,
                 "help_offered_at": None,
             },
         ],

@@ -15,9 +15,9 @@ GROUP = -100123
 ALICE = 11
 BOB = 22
 
-# What a query may read whole: the queue of owed replies (``owed_replies`` wants all of it; "p" is its alias there)
-# and json_each (the ids a query was handed).
-WHOLE_READS_ALLOWED = {"pending_replies", "p", "json_each"}
+# What a query may read whole: the queue of owed replies (``owed_replies`` wants all of it; "p" is its alias there),
+# json_each (the ids a query was handed) and the corrections ``corrected_examples`` writes out ("corrected").
+WHOLE_READS_ALLOWED = {"pending_replies", "p", "json_each", "corrected"}
 
 
 @pytest.fixture
@@ -71,6 +71,10 @@ async def every_operation(store: Store) -> None:
     await store.mood_summary(chat_id=GROUP, user_id=ALICE, since=0, until=2e9, utc_offset_minutes=60)
     await store.mood_by_day(chat_id=GROUP, user_id=None, since=0)
     await store.mood_by_user(chat_id=GROUP, since=0)
+    await store.set_label(message_id=first.id, user_id=ALICE, label="negative")
+    await store.recent_labelled(chat_id=GROUP, user_id=ALICE)
+    await store.labelled_messages(user_id=ALICE, message_ids=[first.id, second.id])
+    await store.corrected_examples(user_id=ALICE)
     await store.export_user(chat_id=GROUP, user_id=ALICE)
     await store.purge_older_than(0)
     await store.forget(chat_id=GROUP, user_id=ALICE)
@@ -130,6 +134,7 @@ WRITES: dict[str, Callable[[Store, StoredMessage], Awaitable[object]]] = {
     "update_user_message_text": lambda s, m: s.update_user_message_text(chat_id=GROUP, telegram_message_id=7, text="y"),
     "record_classify_failure": lambda s, m: s.record_classify_failure(m.id),
     "reset_context": lambda s, m: s.reset_context(chat_id=GROUP, user_id=ALICE),
+    "set_label": lambda s, m: s.set_label(message_id=m.id, user_id=ALICE, label="neutral"),
     "forget": lambda s, m: s.forget(chat_id=GROUP, user_id=ALICE),
     "purge_older_than": lambda s, m: s.purge_older_than(2e9),
 }

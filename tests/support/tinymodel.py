@@ -1,4 +1,4 @@
-"""A tiny, randomly initialised Qwen2 model with a small BPE tokenizer, built offline in a few seconds.
+"""Tiny, randomly initialised Qwen2 and Llama models with a small BPE tokenizer, built offline in a few seconds.
 
 It exercises the real loading, analyst, companion and worker code paths; its words are nonsense by design.
 The tokenizer ships WITHOUT a chat template, so loading it also tests the ChatML fallback.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
@@ -69,6 +69,30 @@ def build_tiny_qwen(
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_tiny_llama(directory: Path, *, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """Save a tiny random Llama (grouped-query attention, no q/k/v biases, like SmolLM2) with the same tokenizer."""
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=initializer_range,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -1,0 +1,56 @@
+"""``moodbot tune``: train an analyst adapter on this CPU from labelled files, then say how to use and check it.
+
+The model is the configured one (``engine.model``) unless ``--model`` names another; the adapter only works on the
+model it was trained on. Training runs in this process (no bot needed) and can be stopped and started again: it
+resumes from the last checkpoint in the work folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from bot.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tune`` sub-command's options."""
+    parser.add_argument("--data", type=Path, action="append", required=True,
+                        help="labelled TSV file (text<TAB>label: 1 pos, 0 neg, 2 neutral); repeat for several")
+    parser.add_argument("--dev", type=Path, action="append", default=[],
+                        help="labelled file(s) for early stopping (default: a held-out part of each --data file)")
+    parser.add_argument("--out", type=Path, required=True, help="the adapter file to write (.safetensors)")
+    parser.add_argument("--recipe", choices=("quick", "default"), default="default",
+                        help="quick: about half an hour on 2 cores; default: about two hours")
+    parser.add_argument("--model", default=None, help="base model (default: engine.model from the config)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="checkpoints and cached features (default: OUT's name + .work, next to it)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--examples", type=int, default=None, help="balanced training examples per epoch")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--layers", type=int, default=None, help="adapt the top N decoder layers")
+    parser.add_argument("--rank", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+
+
+def tune_command(config: Config, args: argparse.Namespace) -> None:
+    """Run ``moodbot tune`` with parsed ``args`` and print the result."""
+    from engine import RECIPES, TuneJob, tune
+
+    recipe = RECIPES[args.recipe].with_overrides(
+        seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers, rank=args.rank,
+        max_minutes=args.max_minutes,
+    )
+    job = TuneJob(
+        model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,
+        workdir=args.workdir,
+    )
+    result = tune(job)
+    scores = ", ".join(f"{name} {value:.1%}" for name, value in result.dev_scores.items() if name != "mean")
+    print(f"wrote {result.out} after {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped})")
+    print(f"dev accuracy: {scores}; mean {result.dev_scores['mean']:.1%}")
+    print(f"use it: [engine] analyst_adapter = \"{result.out}\"; check it: moodbot eval --adapter {result.out} "
+          "--data FILE")

@@ -1,0 +1,99 @@
+"""Labelled training files: reading them, holding out a dev split, balancing labels and files.
+
+A file holds ``text<TAB>label`` lines (1 positive, 0 negative, 2 neutral; a header line is allowed), the format
+``moodbot eval`` reads and ``moodbot labels`` writes. A file with no neutral row is two-way: its labels say
+"positive rather than negative", not "not neutral", so its examples are trained to choose between those two only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LABEL_CODES = {"0": "negative", "1": "positive", "2": "neutral"}
+
+
+class TrainingDataError(ValueError):
+    """A problem with a labelled file, naming the file and line."""
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """One training or dev example."""
+
+    text: str
+    label: str  # positive | negative | neutral
+    source: str  # the file it came from (its name), for balancing and per-file scores
+    choices: tuple[str, ...]  # the labels this example chooses between: its file's labels
+
+
+def read_labelled(path: Path) -> list[LabelledText]:
+    """Every example of one file; TrainingDataError names the line of a malformed row."""
+    rows: list[tuple[str, str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            text, tab, code = line.rpartition("\t")
+            code = code.strip()
+            if number == 1 and not code.isdigit():
+                continue  # header
+            if not tab or code not in LABEL_CODES or not text.strip():
+                raise TrainingDataError(f"{path}:{number}: expected text<TAB>label with label 0, 1 or 2")
+            rows.append((text, LABEL_CODES[code]))
+    if not rows:
+        raise TrainingDataError(f"{path}: no labelled rows")
+    labels = {label for _, label in rows}
+    choices = ("positive", "neutral", "negative") if "neutral" in labels else ("positive", "negative")
+    return [LabelledText(text, label, path.name, choices) for text, label in rows]
+
+
+def split_off_dev(
+    examples: Sequence[LabelledText], per_file: int, seed: int
+) -> tuple[list[LabelledText], list[LabelledText]]:
+    """(train, dev): ``per_file`` examples of each file held out for early stopping, stratified by label."""
+    rng = random.Random(seed)
+    by_group: dict[tuple[str, str], list[LabelledText]] = defaultdict(list)
+    for example in examples:
+        by_group[(example.source, example.label)].append(example)
+    files = {source for source, _ in by_group}
+    train: list[LabelledText] = []
+    dev: list[LabelledText] = []
+    for source in sorted(files):
+        groups = {label: rows for (s, label), rows in by_group.items() if s == source}
+        total = sum(len(rows) for rows in groups.values())
+        for label in sorted(groups):
+            rows = groups[label][:]
+            rng.shuffle(rows)
+            take = min(len(rows) // 2, round(per_file * len(rows) / total))
+            dev += rows[:take]
+            train += rows[take:]
+    return train, dev
+
+
+def balanced(examples: Sequence[LabelledText], count: int, seed: int) -> list[LabelledText]:
+    """``count`` examples with every file given an equal share and, within a file, every label an equal share.
+
+    A group with fewer rows than its share is repeated (its rows cycle in a shuffled order) rather than left
+    under-represented; a bigger group is sampled without repetition. The result is shuffled.
+    """
+    rng = random.Random(seed)
+    by_file: dict[str, dict[str, list[LabelledText]]] = defaultdict(lambda: defaultdict(list))
+    for example in examples:
+        by_file[example.source][example.label].append(example)
+    chosen: list[LabelledText] = []
+    files = sorted(by_file)
+    for file_index, source in enumerate(files):
+        file_share = count // len(files) + (1 if file_index < count % len(files) else 0)
+        labels = sorted(by_file[source])
+        for label_index, label in enumerate(labels):
+            share = file_share // len(labels) + (1 if label_index < file_share % len(labels) else 0)
+            rows = by_file[source][label][:]
+            rng.shuffle(rows)
+            chosen += [rows[i % len(rows)] for i in range(share)]
+    rng.shuffle(chosen)
+    return chosen

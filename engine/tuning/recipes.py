@@ -1,0 +1,44 @@
+"""Named training recipes: how many layers carry the adapter, its rank, the data and the time it may take.
+
+The numbers behind each choice (accuracy against training time on a 2-core CPU) are in the README's Analyst
+adapters section and bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything about a training run except its data and files."""
+
+    layers: int = 8  # the top N decoder layers carry the adapter (the frozen ones below are computed once)
+    rank: int = 16
+    alpha: float = 32.0  # LoRA scaling = alpha / rank
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    examples: int = 1200  # balanced training examples per epoch (before the injected copies)
+    epochs: int = 2
+    injected_share: float = 0.25  # this share of the examples also get an injected copy, with the true label
+    dev_per_file: int = 150  # held out from each file for early stopping when no --dev is given
+    eval_every: int = 50  # steps between dev evaluations (and checkpoints)
+    patience: int = 4  # evaluations without a better dev score before stopping early
+    max_message_tokens: int = 128  # longer training messages are cut (inference reads up to 512)
+    max_minutes: float = 110.0  # the run (loading and preparing included) stops here, keeping the best adapter
+    seed: int = 0
+
+    def with_overrides(self, **overrides: object) -> Recipe:
+        """A copy with the given fields changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+RECIPES: dict[str, Recipe] = {
+    # About half an hour on a 2-core CPU, preparation included.
+    "quick": Recipe(
+        layers=4, rank=8, alpha=16.0, examples=640, epochs=1, dev_per_file=100, eval_every=25, max_message_tokens=96,
+        max_minutes=28.0,
+    ),
+    # About two hours on a 2-core CPU.
+    "default": Recipe(examples=1600, epochs=2, eval_every=50),
+}

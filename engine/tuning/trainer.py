@@ -1,0 +1,322 @@
+"""The training loop of ``moodbot tune``: balanced data, injected copies, cached lower layers, LoRA on the upper
+layers (peft), early stopping on a dev split, resumable checkpoints, one small adapter file at the end.
+
+The loss is cross-entropy on the label tokens' logits at the answer position, over the labels the example's file
+uses: a two-way file's example chooses between positive and negative only (its label never said "not neutral"),
+a three-way file's among all three.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from engine.adapters.file import PROJECTIONS, AnalystAdapter, LoraPair
+from engine.adapters.layout import AdaptedPromptLayout, adapted_prompt_layout
+from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
+from engine.tuning.data import LabelledText, balanced, read_labelled, split_off_dev
+from engine.tuning.injections import inject
+from engine.tuning.network import Stage, TrainingModel, load_training_model, lower_features, pad_right
+from engine.tuning.recipes import Recipe
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("positive", "neutral", "negative")
+CHECKPOINT = "checkpoint.pt"
+FEATURES = "features.pt"
+
+
+@dataclass
+class TuneJob:
+    """What to train on and where the result goes."""
+
+    model: str
+    data: list[Path]
+    out: Path
+    recipe: Recipe
+    dev: list[Path] = field(default_factory=list)  # empty: hold out recipe.dev_per_file rows of each data file
+    workdir: Path | None = None  # checkpoints and cached features (default: next to ``out``)
+
+
+@dataclass
+class TuneResult:
+    """What a finished run reports."""
+
+    out: Path
+    steps: int
+    seconds: float
+    dev_scores: dict[str, float]  # per dev file accuracy of the saved adapter, and their mean under "mean"
+    stopped: str  # "done" | "early stop" | "time limit"
+    history: list[dict[str, float]]  # per evaluation: step, minutes, mean
+
+
+@dataclass
+class Encoded:
+    """Examples as the loop uses them: lower-layer features, gold label index, allowed label mask."""
+
+    features: list[torch.Tensor]
+    gold: torch.Tensor  # (n,) index into LABELS
+    allowed: torch.Tensor  # (n, 3) bool
+    sources: list[str]
+
+
+def _allowed(example: LabelledText) -> list[bool]:
+    return [label in example.choices for label in LABELS]
+
+
+def training_examples(train: Sequence[LabelledText], recipe: Recipe) -> list[LabelledText]:
+    """The balanced examples of one run, plus an injected copy (true label kept) of ``injected_share`` of them."""
+    rng = random.Random(recipe.seed + 1)
+    chosen = balanced(train, recipe.examples, recipe.seed)
+    copies = [
+        LabelledText(inject(e.text, e.label, e.choices, rng), e.label, e.source, e.choices)
+        for e in chosen[: round(len(chosen) * recipe.injected_share)]
+    ]
+    examples = chosen + copies
+    rng.shuffle(examples)
+    return examples
+
+
+def _run_key(
+    job: TuneJob, training: TrainingModel, examples: Sequence[LabelledText], dev: Sequence[LabelledText]
+) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, asdict(job.recipe)]).encode())
+    for example in (*examples, *dev):
+        digest.update(f"{example.label}\t{example.text}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _batches(count: int, batch_size: int, lengths: Sequence[int], seed: int) -> list[list[int]]:
+    """One epoch's batches: shuffled, then sorted by length within windows of 16 batches (less padding)."""
+    rng = random.Random(seed)
+    order = list(range(count))
+    rng.shuffle(order)
+    window = batch_size * 16
+    batches = []
+    for start in range(0, count, window):
+        chunk = sorted(order[start : start + window], key=lengths.__getitem__)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class AdapterTrainer:
+    """The peft-wrapped upper layers of one base model and the computations a step needs."""
+
+    def __init__(self, training: TrainingModel, layout: AdaptedPromptLayout, recipe: Recipe) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        self.training, self.layout, self.recipe = training, layout, recipe
+        count = len(training.layers)
+        self.first = max(0, count - recipe.layers)
+        torch.manual_seed(recipe.seed)
+        config = LoraConfig(
+            r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=0.0, target_modules=list(PROJECTIONS),
+            layers_to_transform=list(range(self.first, count)), bias="none",
+        )
+        with warnings.catch_warnings():
+            # peft asks transformers about gradient checkpointing through a name transformers deprecated.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.peft_model = get_peft_model(training.model, config)
+        self.parameters = [p for p in self.peft_model.parameters() if p.requires_grad]
+        self.stage = Stage(training.model, training.layers[self.first:])
+        head = training.model.get_output_embeddings()
+        self.label_rows = head.weight[[layout.label_ids[label] for label in LABELS]].detach().float()
+        self.norm = training.model.model.norm
+
+    def logits(self, prefix_hidden: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(batch, 3) label logits for a batch of examples' lower features."""
+        _, prefix_kv = self.stage.prefix(prefix_hidden)
+        hidden = self.stage.after_prefix(pad_right([f.float() for f in features]), prefix_kv)
+        last = torch.tensor([f.shape[0] - 1 for f in features])
+        answers = self.norm(hidden[torch.arange(len(features)), last])
+        return answers @ self.label_rows.T
+
+    def lora_state(self) -> dict[str, torch.Tensor]:
+        """Copies of the trainable LoRA matrices by parameter name."""
+        return {n: p.detach().clone() for n, p in self.peft_model.named_parameters() if p.requires_grad}
+
+    def load_lora_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put saved LoRA matrices back."""
+        named = dict(self.peft_model.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                named[name].copy_(value)
+
+    def export(self, state: dict[str, torch.Tensor], recipe_notes: dict[str, object]) -> AnalystAdapter:
+        """The adapter file's contents for LoRA matrices ``state``."""
+        self.load_lora_state(state)
+        pairs: dict[tuple[int, str], LoraPair] = {}
+        scaling = None
+        for index in range(self.first, len(self.training.layers)):
+            layer = self.training.layers[index]
+            for projection in PROJECTIONS:
+                parent = layer.self_attn if projection.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else layer.mlp
+                module = getattr(parent, projection)
+                pairs[(index, projection)] = LoraPair(
+                    module.lora_A["default"].weight.detach().clone(), module.lora_B["default"].weight.detach().clone()
+                )
+                scaling = module.scaling["default"]
+        return AnalystAdapter(
+            base_model=self.training.name, base_fingerprint=self.training.fingerprint,
+            prompt_version=ADAPTED_ANALYST_PROMPT_VERSION, labels=LABELS,
+            label_words={label: ADAPTED_LABEL_WORDS[label] for label in LABELS}, scaling=float(scaling or 0.0),
+            pairs=pairs, recipe=recipe_notes,
+        )
+
+
+def dev_scores(trainer: AdapterTrainer, prefix_hidden: torch.Tensor, dev: Encoded) -> dict[str, float]:
+    """Accuracy per dev file (among each file's own labels) and their mean."""
+    correct: dict[str, list[bool]] = {}
+    with torch.no_grad():
+        for start in range(0, len(dev.features), 32):
+            logits = trainer.logits(prefix_hidden, dev.features[start : start + 32])
+            allowed = dev.allowed[start : start + 32]
+            predicted = logits.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
+            for i, hit in enumerate((predicted == dev.gold[start : start + 32]).tolist()):
+                correct.setdefault(dev.sources[start + i], []).append(hit)
+    scores = {source: sum(hits) / len(hits) for source, hits in sorted(correct.items())}
+    scores["mean"] = sum(scores.values()) / len(scores)
+    return scores
+
+
+def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = time.monotonic) -> TuneResult:
+    """Train an analyst adapter as ``job`` says and save it to ``job.out``; resumes from a matching checkpoint."""
+    started = clock()
+    recipe = job.recipe
+    random.seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    rows = [example for path in job.data for example in read_labelled(path)]  # bad data fails before loading
+    if job.dev:
+        train, dev = rows, [example for path in job.dev for example in read_labelled(path)]
+    else:
+        train, dev = split_off_dev(rows, recipe.dev_per_file, recipe.seed)
+    training = load_training_model(job.model)
+    layout = adapted_prompt_layout(training.tokenizer, ADAPTED_LABEL_WORDS)
+    examples = training_examples(train, recipe)
+    workdir = job.workdir or job.out.with_name(job.out.stem + ".work")
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run_key = _run_key(job, training, examples, dev)
+
+    trainer = AdapterTrainer(training, layout, recipe)
+    prefix_hidden, train_set, dev_set = _features(trainer, examples, dev, workdir / FEATURES, run_key, progress)
+    optimizer = torch.optim.AdamW(trainer.parameters, lr=recipe.learning_rate, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(train_set.features) / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    warmup = max(1, total_steps // 20)
+
+    def rate(step: int) -> float:  # linear warm-up, then cosine down to a tenth
+        return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total_steps)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    step, best_score, best_state, stale, history = 0, -1.0, trainer.lora_state(), 0, []
+    spent_before = 0.0
+    checkpoint = workdir / CHECKPOINT
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved.get("run_key") == run_key:
+            trainer.load_lora_state(saved["lora"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            step, best_score, best_state = saved["step"], saved["best_score"], saved["best_state"]
+            stale, history, spent_before = saved["stale"], saved["history"], saved["seconds"]
+            started = clock()  # the time limit counts the earlier run's time plus this one's
+            logger.info("resuming from step %d of %d", step, total_steps)
+    lengths = [f.shape[0] for f in train_set.features]
+    stopped = "done"
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    while step < total_steps:
+        epoch, within = divmod(step, steps_per_epoch)
+        batch = _batches(len(lengths), recipe.batch_size, lengths, recipe.seed + epoch)[within]
+        logits = trainer.logits(prefix_hidden, [train_set.features[i] for i in batch])
+        logits = logits.masked_fill(~train_set.allowed[batch], float("-inf"))
+        loss = torch.nn.functional.cross_entropy(logits, train_set.gold[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best_score:.3f}" if best_score >= 0 else "-")
+        minutes = (spent_before + clock() - started) / 60  # loading and preparing count too
+        if step % recipe.eval_every == 0 or step == total_steps or minutes >= recipe.max_minutes:
+            scores = dev_scores(trainer, prefix_hidden, dev_set)
+            history.append({"step": step, "minutes": round(minutes, 2), "mean": round(scores["mean"], 4)})
+            if scores["mean"] > best_score:
+                best_score, best_state, stale = scores["mean"], trainer.lora_state(), 0
+            else:
+                stale += 1
+            _save_checkpoint(checkpoint, {
+                "run_key": run_key, "lora": trainer.lora_state(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "step": step, "best_score": best_score, "best_state": best_state,
+                "stale": stale, "history": history, "seconds": spent_before + clock() - started,
+            })
+            if stale >= recipe.patience:
+                stopped = "early stop"
+                break
+            if minutes >= recipe.max_minutes:
+                stopped = "time limit"
+                break
+    bar.close()
+    seconds = spent_before + clock() - started
+    trainer.load_lora_state(best_state)
+    final = dev_scores(trainer, prefix_hidden, dev_set)
+    notes: dict[str, object] = {
+        "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",
+        "examples": len(train_set.features), "steps": step, "stopped": stopped, "minutes": round(seconds / 60, 1),
+        "dev_scores": {k: round(v, 4) for k, v in final.items()}, "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+    trainer.export(best_state, notes).save(job.out)
+    return TuneResult(job.out, step, seconds, final, stopped, history)
+
+
+def _save_checkpoint(path: Path, state: dict[str, object]) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def _encode(
+    trainer: AdapterTrainer, examples: Sequence[LabelledText], features: list[torch.Tensor]
+) -> Encoded:
+    return Encoded(
+        features=features,
+        gold=torch.tensor([LABELS.index(e.label) for e in examples]),
+        allowed=torch.tensor([_allowed(e) for e in examples]),
+        sources=[e.source for e in examples],
+    )
+
+
+def _features(
+    trainer: AdapterTrainer, examples: Sequence[LabelledText], dev: Sequence[LabelledText], path: Path, run_key: str,
+    progress: bool,
+) -> tuple[torch.Tensor, Encoded, Encoded]:
+    """Lower-layer features of the training and dev examples, computed once per run (kept in the work folder so a
+    resumed run does not compute them again)."""
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("run_key") == run_key:
+            return saved["prefix"], _encode(trainer, examples, saved["train"]), _encode(trainer, dev, saved["dev"])
+    tokenizer, layout, limit = trainer.training.tokenizer, trainer.layout, trainer.recipe.max_message_tokens
+    everything = [*examples, *dev]
+    ids = [layout.message_ids(tokenizer, e.text, limit) for e in everything]
+    with tqdm(total=len(ids), desc="preparing", unit="msg", disable=not progress) as bar:
+        prefix, features = lower_features(trainer.training, layout, ids, trainer.first, progress=bar.update)
+    train_features, dev_features = features[: len(examples)], features[len(examples):]
+    _save_checkpoint(path, {"run_key": run_key, "prefix": prefix, "train": train_features, "dev": dev_features})
+    return prefix, _encode(trainer, examples, train_features), _encode(trainer, dev, dev_features)

@@ -1,0 +1,189 @@
+"""``moodbot tune``: balanced data, injected copies, a correct adapter file, early stopping and resumable runs."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+# The wordings `moodbot eval` appends to measure the flip rate: training must never use them.
+from bot.cli.evaluation import INJECTIONS as EVAL_INJECTIONS
+from engine.adapters.file import load_adapter
+from engine.adapters.layout import adapted_prompt_layout
+from engine.loading.fingerprint import fingerprint
+from engine.tuning.data import TrainingDataError, balanced, read_labelled, split_off_dev
+from engine.tuning.injections import inject
+from engine.tuning.network import load_training_model
+from engine.tuning.recipes import Recipe
+from engine.tuning.trainer import TuneJob, tune
+
+TINY_RECIPE = Recipe(
+    layers=1, rank=4, alpha=8.0, learning_rate=5e-3, batch_size=4, examples=24, epochs=2, dev_per_file=4,
+    eval_every=2, patience=100, max_message_tokens=32, max_minutes=30.0, seed=3,
+)
+
+
+def write_tsv(path: Path, rows: list[tuple[str, int]]) -> Path:
+    path.write_text("text\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def data_files(tmp_path: Path) -> list[Path]:
+    english = [(f"I love this great day number {i}", 1) for i in range(12)] + [
+        (f"This is terrible, I hate it {i}", 0) for i in range(12)]
+    chinese = [(f"今天很开心 第{i}天", 1) for i in range(10)] + [(f"这家酒店太差了 第{i}次", 0) for i in range(6)]
+    chat = [(f"The meeting is at {i}", 2) for i in range(8)] + [(f"I feel happy {i}", 1) for i in range(8)] + [
+        (f"I feel sad and lonely {i}", 0) for i in range(8)]
+    return [write_tsv(tmp_path / "en.tsv", english), write_tsv(tmp_path / "zh.tsv", chinese),
+            write_tsv(tmp_path / "chat.tsv", chat)]
+
+
+def test_two_way_files_choose_between_positive_and_negative_only(data_files: list[Path]) -> None:
+    assert {e.choices for e in read_labelled(data_files[0])} == {("positive", "negative")}
+    assert {e.choices for e in read_labelled(data_files[2])} == {("positive", "neutral", "negative")}
+
+
+def test_a_malformed_row_names_its_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\nfine\t1\nno label here\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"bad.tsv:3"):
+        read_labelled(bad)
+
+
+def test_balancing_gives_every_file_and_every_label_within_it_an_equal_share(data_files: list[Path]) -> None:
+    rows = [e for path in data_files for e in read_labelled(path)]
+    chosen = balanced(rows, 120, seed=1)
+    per_file = Counter(e.source for e in chosen)
+    assert per_file == {"en.tsv": 40, "zh.tsv": 40, "chat.tsv": 40}
+    per_group = Counter((e.source, e.label) for e in chosen)
+    assert per_group[("zh.tsv", "negative")] == per_group[("zh.tsv", "positive")] == 20  # 6 rows, repeated
+    assert {per_group[("chat.tsv", label)] for label in ("positive", "neutral", "negative")} in ({13, 14}, {14, 13})
+
+
+def test_the_dev_split_is_held_out_and_stratified(data_files: list[Path]) -> None:
+    rows = [e for path in data_files for e in read_labelled(path)]
+    train, dev = split_off_dev(rows, per_file=6, seed=0)
+    assert not {e.text for e in train} & {e.text for e in dev}
+    assert len(train) + len(dev) == len(rows)
+    assert {(e.source, e.label) for e in dev} == {(e.source, e.label) for e in rows}  # every group held out from
+
+
+def test_injected_copies_push_for_a_wrong_label_in_words_moodbot_eval_never_uses() -> None:
+    rng = random.Random(0)
+    eval_wordings = {text.strip() for by_label in EVAL_INJECTIONS.values() for text in by_label.values()}
+    for text, label in [("I love it", "positive"), ("房间很脏", "negative"), ("It is Tuesday", "neutral")]:
+        for _ in range(30):
+            injected = inject(text, label, ("positive", "neutral", "negative"), rng)
+            added = injected[len(text):]
+            assert injected.startswith(text) and added.strip()
+            assert added.strip() not in eval_wordings
+            named = [w for w in ("positive", "neutral", "negative", "正面", "积极", "负面", "消极", "中性")
+                     if w in added.lower()]
+            assert named and not any(w == label for w in named)
+
+
+def test_tune_writes_an_adapter_whose_readout_is_the_trained_one(tiny_model_dir: Path, data_files: list[Path],
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "analyst.safetensors"
+    result = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=TINY_RECIPE), progress=False)
+    adapter = load_adapter(out)
+    assert adapter.base_fingerprint == fingerprint(tiny_model_dir)
+    assert adapter.labels == ("positive", "neutral", "negative") and adapter.layers == [1]
+    assert adapter.recipe["steps"] == result.steps > 0 and set(result.dev_scores) >= {"en.tsv", "mean"}
+    assert any(pair.b.abs().sum() > 0 for pair in adapter.pairs.values()), "training moved the adapter"
+
+    # The saved matrices, merged into a plain copy of the base model, change the label logits of the full prompt
+    # the way training computed them: the file means what was trained.
+    training = load_training_model(str(tiny_model_dir))
+    layout = adapted_prompt_layout(training.tokenizer, adapter.label_words)
+    ids = torch.tensor([layout.prefix_ids + layout.message_ids(training.tokenizer, "I feel happy 3") + layout.tail_ids])
+    label_ids = [layout.label_ids[label] for label in adapter.labels]
+    with torch.no_grad():
+        before = training.model(input_ids=ids).logits[0, -1, label_ids]
+        for (index, projection), pair in adapter.pairs.items():
+            layer = training.layers[index]
+            parent = layer.self_attn if projection in ("q_proj", "k_proj", "v_proj", "o_proj") else layer.mlp
+            getattr(parent, projection).weight += adapter.scaling * pair.b @ pair.a
+        after = training.model(input_ids=ids).logits[0, -1, label_ids]
+    assert not torch.allclose(before, after, atol=1e-4)
+    from engine.tuning.trainer import AdapterTrainer  # the trainer's own readout of the same message
+    fresh = load_training_model(str(tiny_model_dir))
+    trainer = AdapterTrainer(fresh, layout, TINY_RECIPE)
+    trainer.load_lora_state({
+        name: getattr(adapter.pairs[(int(name.split(".layers.")[1].split(".")[0]), name.split(".")[-4])],
+                      "a" if ".lora_A." in name else "b")
+        for name, parameter in trainer.peft_model.named_parameters() if parameter.requires_grad
+    })
+    from engine.tuning.network import lower_features
+    prefix, features = lower_features(fresh, layout, [ids[0, len(layout.prefix_ids):-len(layout.tail_ids)].tolist()],
+                                      trainer.first)
+    with torch.no_grad():
+        trained = trainer.logits(prefix, features)[0]
+    torch.testing.assert_close(trained, after, atol=0.05, rtol=0.01)  # bf16 features between the two stages
+
+
+class Interrupt(BaseException):
+    """Stands in for Ctrl-C in the middle of a run."""
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_adapter(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    whole = tmp_path / "whole.safetensors"
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=whole, recipe=TINY_RECIPE), progress=False)
+
+    resumed = tmp_path / "resumed.safetensors"
+    job = TuneJob(model=str(tiny_model_dir), data=data_files, out=resumed, recipe=TINY_RECIPE)
+    calls = iter(range(1000))
+
+    def clock_that_stops_the_run() -> float:  # called once per step; the 10th call is after step 5
+        if next(calls) == 10:
+            raise Interrupt
+        return 0.0
+
+    with pytest.raises(Interrupt):
+        tune(job, progress=False, clock=clock_that_stops_the_run)
+    assert not resumed.exists() and (tmp_path / "resumed.work" / "checkpoint.pt").exists()
+    result = tune(job, progress=False)
+    assert result.history[0]["step"] == 2  # the history goes on from the checkpoint
+    first, second = load_adapter(whole), load_adapter(resumed)
+    for key, pair in first.pairs.items():
+        torch.testing.assert_close(second.pairs[key].a, pair.a, rtol=0, atol=0)
+        torch.testing.assert_close(second.pairs[key].b, pair.b, rtol=0, atol=0)
+
+
+def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, data_files: list[Path],
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    out = tmp_path / "a.safetensors"
+    argv = ["tune", "--model", str(tiny_model_dir), "--recipe", "quick", "--layers", "1", "--rank", "2",
+            "--examples", "12", "--epochs", "1", "--out", str(out)]
+    for path in data_files:
+        argv += ["--data", str(path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
+    assert load_adapter(out).rank == 2
+
+
+def test_moodbot_tune_with_a_bad_file_is_one_line_and_exit_2(tiny_model_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\nfine\t1\na message without a label\n", encoding="utf-8")
+    assert main(["tune", "--model", str(tiny_model_dir), "--data", str(bad), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moodbot: error:") and "bad.tsv:3" in err and "\n" not in err
+
+
+def test_every_layer_may_carry_the_adapter(tiny_model_dir: Path, data_files: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "all-layers.safetensors"
+    recipe = TINY_RECIPE.with_overrides(layers=2, epochs=1)  # the tiny model has two layers: none stays frozen
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=recipe), progress=False)
+    assert load_adapter(out).layers == [0, 1]
