@@ -40,5 +40,5 @@ RECIPES: dict[str, Recipe] = {
         max_minutes=28.0,
     ),
     # About two hours on a 2-core CPU.
-    "default": Recipe(examples=2400, epochs=1, eval_every=50),
+    "default": Recipe(examples=3200, epochs=1, eval_every=50),
 }

@@ -286,8 +286,11 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
 
 
 def _save_checkpoint(path: Path, state: dict[str, object]) -> None:
+    """Write ``state`` whole or not at all, owner-only: it is derived from the training texts (people's own words,
+    when they come from ``moodbot labels``)."""
     temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        torch.save(state, handle)
     os.replace(temporary, path)
 
 

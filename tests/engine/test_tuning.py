@@ -95,6 +95,9 @@ def test_tune_writes_an_adapter_whose_readout_is_the_trained_one(tiny_model_dir:
     assert adapter.labels == ("positive", "neutral", "negative") and adapter.layers == [1]
     assert adapter.recipe["steps"] == result.steps > 0 and set(result.dev_scores) >= {"en.tsv", "mean"}
     assert any(pair.b.abs().sum() > 0 for pair in adapter.pairs.values()), "training moved the adapter"
+    work = tmp_path / "analyst.work"  # checkpoints and features come from the training texts: owner-only
+    assert {oct(p.stat().st_mode & 0o777) for p in work.iterdir()} == {"0o600"}
+    assert work.stat().st_mode & 0o777 == 0o700
 
     # The saved matrices, merged into a plain copy of the base model, change the label logits of the full prompt
     # the way training computed them: the file means what was trained.
