@@ -217,7 +217,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     optimizer = torch.optim.AdamW(trainer.parameters, lr=recipe.learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train_set.features) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
-    warmup = max(1, total_steps // 20)
+    warmup = max(1, round(total_steps * recipe.warmup_share))
 
     def rate(step: int) -> float:  # linear warm-up, then cosine down to a tenth
         return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total_steps)))
@@ -247,6 +247,9 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         loss = torch.nn.functional.cross_entropy(logits, train_set.gold[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # A batch of injected copies can pull hard against what the model believes: clipping keeps one such batch
+        # from undoing the steps before it (without it, a rate that learns also diverged now and then).
+        torch.nn.utils.clip_grad_norm_(trainer.parameters, recipe.clip_norm)
         optimizer.step()
         schedule.step()
         step += 1
