@@ -95,7 +95,8 @@ class EngineSettings:
     # (engine/loading/prepared_files.py): "" = $XDG_CACHE_HOME/moodbot/prepared (~/.cache/...), "off" = no cache.
     prepared_cache_dir: str = ""
     calibrate: bool = True  # remove the model's lean on content-free input (measured per script at start-up)
-    neutral_margin: float = 0.2  # |score| below this is labelled neutral
+    # |score| below this is labelled neutral; fitted on three-way chat-like messages (bench/neutral_zero_shot.py)
+    neutral_margin: float = 0.42
     # Also ask the model the care (crisis) question about every message. Explicit crisis phrases count either way.
     # Off by default: on Qwen2.5 0.5B the model's answer never reached the 0.9 threshold, so it changed nothing
     # while costing a third of each classification (README, Care).
