@@ -110,7 +110,7 @@ def test_allowlists_admins_groups_and_limits_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [("fpu avx2 avx512f avx512_vnni", "int8"), ("fpu avx2 avx_vnni", "int8"), ("fpu avx2 avx512f avx512_bf16", "bf16"),
-     ("fpu avx2", "fp32")],
+     ("fpu avx2", "int8"), ("fpu sse4_2", "fp32")],
 )
 def test_auto_precision_follows_the_cpu(flags: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
