@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.adapters.layout import AdaptedPromptLayout
 from engine.errors import ModelLoadError
 from engine.kernels.layer import unsupported_reason
 from engine.loading.fingerprint import fingerprint
-from engine.loading.gguf_loader import load_gguf_model
-from engine.loading.model import resolve_source
+from engine.loading.model import load_checkpoint
+from engine.loading.source import resolve_source
 from engine.roles.chat_format import ensure_chat_template
+from engine.settings import EngineSettings
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # (1, kv_heads, prefix, head_dim) each
 
@@ -49,13 +49,8 @@ class TrainingModel:
 def load_training_model(spec: str) -> TrainingModel:
     """The model named by ``spec`` (hub id, folder or .gguf file) in float32, frozen; ModelLoadError otherwise."""
     source = resolve_source(spec)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.directory, **kwargs)
-        if source.gguf_file:
-            model = load_gguf_model(Path(source.directory) / source.gguf_file, torch.float32)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source.directory, dtype=torch.float32)
+        model, tokenizer = load_checkpoint(source, EngineSettings(model=spec, precision="fp32"))
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         raise ModelLoadError(f"cannot load model from {spec}: {str(exc).strip().splitlines()[0]}") from exc
     reason = unsupported_reason(model)
