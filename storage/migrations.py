@@ -270,3 +270,45 @@ async def m005_corrections(db: aiosqlite.Connection) -> None:
         )
         """
     )
+
+
+@migration
+async def m006_person_settings(db: aiosqlite.Connection) -> None:
+    """A person's own settings (/settings), the moods they report themselves (check-ins) and when the bot last asked.
+
+    Keyed by the Telegram user id without a foreign key to ``users``: someone may choose settings before their first
+    message is stored. They are personal (not per chat): a /forget in the private chat deletes them.
+    """
+    await _run(
+        db,
+        """
+        CREATE TABLE person_settings (
+            user_id INTEGER PRIMARY KEY,
+            language TEXT,  -- 'en' / 'zh'; NULL: follow Telegram's language_code
+            time_zone TEXT,  -- IANA name; NULL: the configured default offset
+            checkin_enabled INTEGER NOT NULL DEFAULT 0 CHECK (checkin_enabled IN (0, 1)),
+            checkin_time TEXT NOT NULL DEFAULT '20:00',  -- local HH:MM
+            quiet_start TEXT,  -- local HH:MM; both NULL: no quiet hours
+            quiet_end TEXT,
+            weekly_enabled INTEGER NOT NULL DEFAULT 0 CHECK (weekly_enabled IN (0, 1)),
+            weekly_day INTEGER NOT NULL DEFAULT 6 CHECK (weekly_day BETWEEN 0 AND 6),  -- 0 Monday ... 6 Sunday
+            weekly_time TEXT NOT NULL DEFAULT '19:00',
+            reply_length TEXT NOT NULL DEFAULT 'normal' CHECK (reply_length IN ('short', 'normal')),
+            analyse_mood INTEGER NOT NULL DEFAULT 1 CHECK (analyse_mood IN (0, 1)),
+            checkin_offered INTEGER NOT NULL DEFAULT 0 CHECK (checkin_offered IN (0, 1)),
+            last_checkin_day TEXT,  -- local 'YYYY-MM-DD' of the last check-in sent (never two a day)
+            last_weekly_day TEXT,  -- local 'YYYY-MM-DD' of the last weekly summary sent
+            updated_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE self_reports (
+            user_id INTEGER NOT NULL,
+            day TEXT NOT NULL,  -- the person's local 'YYYY-MM-DD'
+            score REAL NOT NULL CHECK (score BETWEEN -1 AND 1),
+            note TEXT,
+            reported_at REAL NOT NULL,  -- unix seconds, UTC
+            PRIMARY KEY (user_id, day)
+        )
+        """,
+    )

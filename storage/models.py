@@ -126,3 +126,39 @@ class CorrectedExample:
     user_id: int
     text: str
     label: str
+
+
+@dataclass(frozen=True)
+class PersonSettings:
+    """A person's own choices (/settings) and the schedule state of their check-ins and weekly summary.
+
+    ``language`` None follows Telegram's language code; ``time_zone`` None uses the configured default offset.
+    Times are the person's local 'HH:MM'; ``weekly_day`` 0 is Monday. ``last_checkin_day``/``last_weekly_day`` are
+    the local days the bot last asked/sent (never twice a day).
+    """
+
+    user_id: int
+    language: str | None = None
+    time_zone: str | None = None
+    checkin_enabled: bool = False
+    checkin_time: str = "20:00"
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    weekly_enabled: bool = False
+    weekly_day: int = 6
+    weekly_time: str = "19:00"
+    reply_length: Literal["short", "normal"] = "normal"
+    analyse_mood: bool = True
+    checkin_offered: bool = False
+    last_checkin_day: str | None = None
+    last_weekly_day: str | None = None
+
+
+@dataclass(frozen=True)
+class SelfReport:
+    """The mood a person reported themselves for one of their local days, in [-1, 1], with the day's note."""
+
+    day: str  # 'YYYY-MM-DD', the person's local day
+    score: float
+    note: str | None
+    reported_at: float  # unix seconds, UTC

@@ -17,7 +17,8 @@ class Privacy(Database):
         """Delete everything about this user in this chat; return the number of messages deleted.
 
         Their messages, the bot's replies to them, the sentiments, their own labels and the /reset marker go; the
-        user row goes when they have no messages left anywhere, the chat row when it has no messages left. The
+        user row goes when they have no messages left anywhere, the chat row when it has no messages left. In the
+        person's private chat (``chat_id == user_id``) their settings and self-reported moods go too. The
         write-ahead log is emptied afterwards, so no file in the database's folder holds their words any more.
         """
         params = {"chat_id": chat_id, "user_id": user_id}
@@ -29,6 +30,9 @@ class Privacy(Database):
             assert counted is not None
             await db.execute("DELETE FROM messages WHERE user_id = :user_id AND chat_id = :chat_id", params)
             await db.execute("DELETE FROM conversations WHERE chat_id = :chat_id AND user_id = :user_id", params)
+            if chat_id == user_id:  # personal data lives with the private chat
+                await db.execute("DELETE FROM person_settings WHERE user_id = :user_id", params)
+                await db.execute("DELETE FROM self_reports WHERE user_id = :user_id", params)
             await db.execute(
                 """
                 DELETE FROM users
@@ -62,7 +66,8 @@ class Privacy(Database):
         return deleted
 
     async def export_user(self, *, chat_id: int, user_id: int) -> dict[str, Any]:
-        """Everything stored about this user in this chat, JSON-ready (times as ISO-8601 UTC)."""
+        """Everything stored about this user in this chat, JSON-ready (times as ISO-8601 UTC); in the person's
+        private chat also their settings and self-reported moods."""
         params = {"chat_id": chat_id, "user_id": user_id}
         async with self._reading() as db:
             user = await fetch_one(db, "SELECT first_name, username FROM users WHERE id = :user_id", params)
@@ -81,12 +86,33 @@ class Privacy(Database):
                 """,
                 params,
             )
-        return {
+            personal = chat_id == user_id
+            settings = await fetch_one(db, "SELECT * FROM person_settings WHERE user_id = :user_id", params)
+            reports = await fetch_all(
+                db, "SELECT day, score, note, reported_at FROM self_reports WHERE user_id = :user_id ORDER BY day",
+                params,
+            )
+        document: dict[str, Any] = {
             "chat_id": chat_id,
             "user_id": user_id,
             "user": {"first_name": user["first_name"], "username": user["username"]} if user is not None else None,
             "messages": [_export_message(row) for row in rows],
         }
+        if personal:
+            document["settings"] = _export_settings(settings)
+            document["self_reports"] = [
+                {"day": r["day"], "score": r["score"], "note": r["note"], "reported_at": _iso(r["reported_at"])}
+                for r in reports
+            ]
+        return document
+
+
+def _export_settings(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    values = {key: row[key] for key in row.keys() if key not in ("user_id", "updated_at")}  # noqa: SIM118 (a Row iterates values)
+    values["updated_at"] = _iso(row["updated_at"])
+    return values
 
 
 def _export_message(row: sqlite3.Row) -> dict[str, Any]:

@@ -8,16 +8,18 @@ from .messages import Messages
 from .mood import Mood
 from .pending import PendingWork
 from .privacy import Privacy
+from .settings import Settings
 
 
-class Store(Messages, PendingWork, Mood, Corrections, Privacy, Database):
+class Store(Messages, PendingWork, Mood, Corrections, Settings, Privacy, Database):
     """Chats, users, messages, sentiments, the work still owed for them, and /reset markers, in one SQLite file.
 
     ``Store.open(path)`` opens and migrates it. All methods are coroutines serialised on the one connection; every
     write is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) committed before the method returns. Where each
     operation lives: ``connection`` (open, close, checkpoint, pragmas), ``messages`` (chats, users, messages,
     replies, edits, history, /reset), ``pending`` (replies and moods still owed), ``mood`` (sentiments, care events,
-    the mood log), ``corrections`` (the labels people give their own messages), ``privacy`` (forget, retention,
+    the mood log), ``corrections`` (the labels people give their own messages), ``settings`` (a person's /settings and
+    self-reported moods), ``privacy`` (forget, retention,
     export).
     """
 
@@ -33,7 +35,9 @@ class Store(Messages, PendingWork, Mood, Corrections, Privacy, Database):
                        (SELECT COUNT(*) FROM sentiments) AS sentiments,
                        (SELECT COUNT(*) FROM conversations) AS conversations,
                        (SELECT COUNT(*) FROM care_events) AS care_events,
-                       (SELECT COUNT(*) FROM corrections) AS corrections
+                       (SELECT COUNT(*) FROM corrections) AS corrections,
+                       (SELECT COUNT(*) FROM person_settings) AS person_settings,
+                       (SELECT COUNT(*) FROM self_reports) AS self_reports
                 """,
             )
         assert row is not None

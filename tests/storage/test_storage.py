@@ -284,7 +284,7 @@ async def test_forget_deletes_only_that_users_rows(store: Store) -> None:
     assert await store.forget(chat_id=GROUP, user_id=ALICE) == 6  # 3 messages + 3 replies
     assert await store.counts() == {
         "chats": 1, "users": 1, "messages": 7, "sentiments": 3, "conversations": 1, "care_events": 0,
-        "corrections": 0,
+        "corrections": 0, "person_settings": 0, "self_reports": 0,
     }
     assert not await store.add_care_event(1, 0.9), "a forgotten message can't get a care event"
     assert await store.history(chat_id=GROUP, user_id=ALICE) == []
@@ -313,7 +313,7 @@ async def test_forget_keeps_user_row_while_they_have_other_chats(store: Store) -
     assert await store.forget(chat_id=ALICE, user_id=ALICE) == 2
     assert await store.counts() == {
         "chats": 0, "users": 0, "messages": 0, "sentiments": 0, "conversations": 0, "care_events": 0,
-        "corrections": 0,
+        "corrections": 0, "person_settings": 0, "self_reports": 0,
     }
 
 
