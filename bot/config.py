@@ -17,10 +17,11 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from bot.toml_keys import TomlKey, keys_of
 from engine import EngineSettings
 
 TOKEN_ENV_VAR = "MOODBOT_TELEGRAM_TOKEN"
@@ -145,6 +146,13 @@ class CareConfig:
 
 
 @dataclass(frozen=True)
+class BotConfig:
+    """``[bot]``: the language of people who chose none and whose Telegram app names none the bot speaks."""
+
+    default_language: str = DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """``[logging]``: how much moodbot says about itself."""
 
@@ -164,6 +172,7 @@ class Config:
     groups: GroupsConfig = field(default_factory=GroupsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     care: CareConfig = field(default_factory=CareConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
 
     def require_token(self) -> str:
         """The Telegram token, or a ConfigError saying where to put it."""
@@ -223,53 +232,13 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 
 # -- the schema, read from the dataclasses ------------------------------------------------------------------------
-# Each section's keys and their types are the fields of its dataclass (EngineSettings for [engine]); each rule on a
-# value is written once, in _RULES, or, for [engine], left to EngineSettings' own checks where it has them.
-
-
-@dataclass(frozen=True)
-class _Key:
-    """One key of a section: the TOML types it accepts, said in words for the error message."""
-
-    accepts: Callable[[Any], bool]
-    expected: str
-    secret: bool  # kept out of repr: never echoed in an error message
-
-
-def _is(kind: type) -> Callable[[Any], bool]:
-    """A TOML value of ``kind``: bools are not ints, and an int is a fine float."""
-    if kind is bool:
-        return lambda value: isinstance(value, bool)
-    kinds = (int, float) if kind is float else (kind,)
-    return lambda value: isinstance(value, kinds) and not isinstance(value, bool)
-
-
-def _key_for(hint: Any, secret: bool) -> _Key:
-    """What a field's type hint accepts from TOML: ``int | None`` as an int (TOML has no null), ``tuple[int, ...]``
-    as an array of ints."""
-    args = [arg for arg in get_args(hint) if arg is not type(None)]
-    if get_origin(hint) in (Union, UnionType) and len(args) == 1:
-        return _key_for(args[0], secret)
-    if get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
-        item = _is(args[0])
-
-        def accepts(value: Any) -> bool:
-            return isinstance(value, list) and all(item(element) for element in value)
-
-        return _Key(accepts, f"a list of {args[0].__name__}s", secret)
-    if hint in (bool, int, float, str):
-        word = "number" if hint is float else hint.__name__
-        return _Key(_is(hint), f"an {word}" if word[0] in "aeiou" else f"a {word}", secret)
-    raise TypeError(f"no TOML type for {hint!r}")
-
-
-def _keys_of(cls: type) -> dict[str, _Key]:
-    hints = get_type_hints(cls)
-    return {f.name: _key_for(hints[f.name], secret=not f.repr) for f in fields(cls)}
+# Each section's keys and their types are the fields of its dataclass (EngineSettings for [engine]), read by
+# bot.toml_keys; each rule on a value is written once, in _RULES, or, for [engine], left to EngineSettings' own
+# checks where it has them.
 
 
 _SECTIONS: dict[str, type] = get_type_hints(Config)
-_KEYS: dict[str, dict[str, _Key]] = {section: _keys_of(cls) for section, cls in _SECTIONS.items()}
+_KEYS: dict[str, dict[str, TomlKey]] = {section: keys_of(cls) for section, cls in _SECTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -332,6 +301,7 @@ _RULES: dict[str, list[_Rule]] = {
     "mood": [_at_least("default_days", 1), _between("utc_offset_minutes", -720, 840)],
     "logging": [_Rule("level", lambda level: level.upper() in _LOG_LEVELS, f"must be one of {', '.join(_LOG_LEVELS)}")],
     "groups": [],
+    "bot": [_one_of("default_language", LANGUAGES)],
     "limits": [
         _at_least("messages_per_minute", 0, "must be 0 (no limit) or more"),
         _at_least("burst", 1),
@@ -369,7 +339,7 @@ def _build_section(section: str, values: dict[str, Any]) -> Any:
         raise _naming_the_key(section, exc) from None
 
 
-def _got(key: _Key, value: Any) -> str:
+def _got(key: TomlKey, value: Any) -> str:
     return "" if key.secret else f", got {value!r}"
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from bot.cli import classify, doctor, evaluation, labels, run, terminal, tune
 from bot.config import Config, ConfigError, load_config
+from bot.i18n import LANGUAGES
 from bot.logs import configure_logging, redact
 from engine import EngineError, TrainingDataError
 
@@ -34,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the Telegram bot (long polling, or a webhook with telegram.mode)")
-    commands.add_parser("chat", help="talk to the bot in this terminal, no Telegram needed")
+    talk = commands.add_parser("chat", help="talk to the bot in this terminal, no Telegram needed")
+    talk.add_argument(
+        "--lang", choices=LANGUAGES, default=None,
+        help="the language of the bot's own words (default: the locale, LANG, else bot.default_language)",
+    )
     classify = commands.add_parser("classify", help="print the sentiment label and score of TEXT")
     classify.add_argument("text", nargs="+", help="the message to classify")
     classify.add_argument("--adapter", type=Path, default=None, help=ADAPTER_HELP)
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             run.run_bot(config)
         elif args.command == "chat":
-            asyncio.run(terminal.chat(config))
+            language = terminal.terminal_language(args.lang, os.environ, config.bot.default_language)
+            asyncio.run(terminal.chat(config, language=language))
         elif args.command == "classify":
             asyncio.run(classify.classify_text(config, " ".join(args.text)))
         elif args.command == "tune":

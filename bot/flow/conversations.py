@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bot.config import Config
 from bot.flow.mood import MoodReport, mood_report
 from bot.flow.turn import ReplyOutput, Turn, cancelling
+from bot.i18n import DEFAULT_LANGUAGE, translate
 from bot.views import texts
 from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment, ServerUnavailable, script_of
 from storage import SentimentRecord, Store, StoredMessage
@@ -55,11 +56,12 @@ class Conversations:
         self.max_message_chars = config.telegram.max_message_chars
         self.care = config.care
 
-    async def answer(self, message: StoredMessage, out: ReplyOutput) -> Turn:
+    async def answer(self, message: StoredMessage, out: ReplyOutput, language: str = DEFAULT_LANGUAGE) -> Turn:
         """The turn for a stored message: classify it, stream the companion's reply to ``out``, store the reply
         whole, then send the help resources it calls for and a note when it was too long to read whole. The engine
-        busy: the person is told so. Afterwards the message owes no reply, whatever happened (unless cancelled: the
-        process is going down, and the next start answers it)."""
+        busy: the person is told so. The bot's own words are in ``language`` (the person's); the help resources
+        in the language the message is written in. Afterwards the message owes no reply, whatever happened
+        (unless cancelled: the process is going down, and the next start answers it)."""
         turn = Turn(message, truncated=self.is_truncated(message))
         try:
             started = time.perf_counter()
@@ -67,20 +69,20 @@ class Conversations:
             classified = time.perf_counter()
             turn.care_text = self.care_message(message, turn.sentiment)
             if turn.sentiment is None:
-                await out.finish(texts.BUSY_TEXT)  # over an unfinished reply, if there is one
+                await out.finish(translate(language, texts.BUSY_TEXT))  # over an unfinished reply, if there is one
                 return turn
             await out.heard(turn.sentiment)
             try:
-                text = await out.stream(self.reply(message)) or texts.EMPTY_REPLY_FALLBACK
+                text = await out.stream(self.reply(message)) or translate(language, texts.EMPTY_REPLY_FALLBACK)
             except EngineBusy:
-                await out.finish(texts.BUSY_TEXT)
+                await out.finish(translate(language, texts.BUSY_TEXT))
                 await self._offer_care(turn, out)
                 return turn
             await self.save_reply(message, text, await out.finish(text))  # no reply owed from here on
             turn.reply = text
             await self._offer_care(turn, out)
             if turn.truncated:
-                await out.send(texts.LONG_MESSAGE_TEXT.format(limit=self.max_message_chars))
+                await out.send(translate(language, texts.LONG_MESSAGE_TEXT, limit=self.max_message_chars))
             logger.info(
                 "chat %s: handled message %d (classify %.0f ms, reply %.0f ms, queue %d)%s",
                 message.chat_id, message.id, (classified - started) * 1000, (time.perf_counter() - classified) * 1000,
@@ -92,10 +94,14 @@ class Conversations:
             if turn.reply is None and not cancelling():
                 await self.settle(message)
 
-    async def mood_report(self, *, chat_id: int, user_id: int | None, argument: str | None) -> MoodReport:
+    async def mood_report(
+        self, *, chat_id: int, user_id: int | None, argument: str | None, language: str = DEFAULT_LANGUAGE
+    ) -> MoodReport:
         """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat, or (None) the whole
-        chat's with a line per member."""
-        return await mood_report(self.store, self.config, chat_id=chat_id, user_id=user_id, argument=argument)
+        chat's with a line per member, in ``language``."""
+        return await mood_report(
+            self.store, self.config, chat_id=chat_id, user_id=user_id, argument=argument, language=language
+        )
 
     def care_message(self, message: StoredMessage, sentiment: Sentiment | None) -> str | None:
         """The help resources to send with the reply when ``message`` signals a crisis (and care is on), in the

@@ -1,6 +1,6 @@
 """The ``/mood`` report, assembled once for every front end: the period asked for, the summary of the person (or of
 the whole group) with the period before for the trend and, in a group, each member's; then its text and what its
-chart draws."""
+chart draws, in the reader's language."""
 
 from __future__ import annotations
 
@@ -8,18 +8,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from bot.config import Config
+from bot.i18n import DEFAULT_LANGUAGE, translate
 from bot.views import mood as mood_view
 from storage import DayMood, MoodSummary, Store, UserMood
 
 
 @dataclass(frozen=True)
 class MoodChart:
-    """What the ``/mood`` chart draws: the days with data, the days the period spans, and its title."""
+    """What the ``/mood`` chart draws: the days with data, the days the period spans, whose mood (``group``: the
+    chat's) over how many days (``period``, None: all time), and the language of its words."""
 
     days: list[DayMood]
     first_day: date
     last_day: date
-    title: str
+    period: int | None
+    group: bool = False
+    language: str = DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -32,27 +36,28 @@ class MoodReport:
 
 async def mood_report(
     store: Store, config: Config, *, chat_id: int, user_id: int | None, argument: str | None,
-    today: date | None = None,
+    today: date | None = None, language: str = DEFAULT_LANGUAGE,
 ) -> MoodReport:
     """The mood in ``chat_id`` over the period ``argument`` names (``7d``, ``30d``, ``all`` …; None: the default) of
-    ``user_id``, or of everyone in the chat with a line per member (``user_id`` None: a group)."""
+    ``user_id``, or of everyone in the chat with a line per member (``user_id`` None: a group), in ``language``."""
     try:
         days = mood_view.parse_period(argument, config.mood.default_days)
     except ValueError as exc:
-        return MoodReport(str(exc))
+        return MoodReport(translate(language, str(exc)))
     offset = config.mood.utc_offset_minutes
     today = today or local_today(offset)
     in_group = user_id is None
-    who = "This chat's" if in_group else "Your"
     summary, previous, members = await load_mood(store, chat_id, user_id, days, today, offset, with_members=in_group)
     note = None
     if in_group:
         note = mood_view.GROUP_MOOD_ALL_NOTE if config.groups.log_all else mood_view.GROUP_MOOD_ADDRESSED_NOTE
-    text = mood_view.mood_summary_text(summary, days, today, who=who, previous=previous, members=members, note=note)
+    text = mood_view.mood_summary_text(
+        summary, days, today, group=in_group, previous=previous, members=members, note=note, language=language
+    )
     if summary.messages == 0:
         return MoodReport(text)  # "nothing yet", never an empty chart
     first_day, last_day = mood_view.period_days(summary, days, today)
-    return MoodReport(text, MoodChart(summary.days, first_day, last_day, mood_view.chart_title(who, days)))
+    return MoodReport(text, MoodChart(summary.days, first_day, last_day, days, in_group, language))
 
 
 async def load_mood(

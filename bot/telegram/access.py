@@ -8,6 +8,7 @@ from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop
 
+from bot.i18n import translate
 from bot.telegram import identity
 from bot.telegram.context import MoodContext
 from bot.telegram.identity import Person
@@ -38,8 +39,7 @@ async def send_refusal(update: Update, context: MoodContext, person: Person | No
     """Tell the sender once why they get no answer: a button press gets an alert for the presser alone; a message
     meant for the bot a reply (a stranger's with their user id); channels and automatic forwards nothing."""
     if update.callback_query is not None:  # a button press always comes from a person
-        text = texts.refusal_text(person.id) if person else texts.POSTED_AS_CHAT_TEXT
-        await update.callback_query.answer(text, show_alert=True)
+        await update.callback_query.answer(await refusal(update, context, person), show_alert=True)
         return
     key, message, chat = identity.sender_key(update), update.effective_message, update.effective_chat
     if (
@@ -48,8 +48,15 @@ async def send_refusal(update: Update, context: MoodContext, person: Person | No
         or not meant_for_bot(update, context.bot.id, context.bot.username)
     ):
         return
-    await message.reply_text(texts.refusal_text(person.id) if person else texts.POSTED_AS_CHAT_TEXT)
+    await message.reply_text(await refusal(update, context, person))
     context.services.refused_users.add(key)  # only once it was delivered: a lost refusal is tried again
+
+
+async def refusal(update: Update, context: MoodContext, person: Person | None) -> str:
+    """The refusal for the sender of ``update``, in their language: a stranger's with their user id, a post made
+    as a chat's with how to write as oneself."""
+    language = await context.language_of(update)
+    return texts.refusal_text(person.id, language) if person else translate(language, texts.POSTED_AS_CHAT_TEXT)
 
 
 def meant_for_bot(update: Update, bot_id: int, bot_username: str | None) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import BotCommand, Update
+from telegram import Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -23,22 +23,12 @@ from bot.telegram import commands, fix_mood, jobs, messages
 from bot.telegram.access import check_access
 from bot.telegram.context import SERVICES_KEY, MoodContext, Services
 from bot.telegram.intake import EDITED_TEXT, NEW_TEXT, ArrivalQueue, Intake
+from bot.telegram.menus import publish_menus
 from bot.telegram.ordering import PerChatUpdateProcessor
 from engine import Engine, create_engine
 from storage import Store
 
 logger = logging.getLogger(__name__)
-
-COMMANDS = [
-    BotCommand("mood", "How my mood moved (7d, 30d, 90d, all)"),
-    BotCommand("reset", "Start the conversation fresh"),
-    BotCommand("forget", "Delete everything stored about me here"),
-    BotCommand("export", "Download everything stored about me here"),
-    BotCommand("privacy", "What is kept, where, and for how long"),
-    BotCommand("help", "What this bot does"),
-    BotCommand("start", "Say hello"),
-]
-
 
 def file_url_for(base_url: str) -> str:
     """The Bot API file URL that goes with ``base_url`` (``…/bot`` → ``…/file/bot``)."""
@@ -65,7 +55,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
             raise
         services = Services(config, model, store, Conversations(store, model, config))
         application.bot_data[SERVICES_KEY] = services
-        await application.bot.set_my_commands(COMMANDS)
+        await publish_menus(application.bot, config)  # in every language; /stats for admins only
         # Before any new update: every update is checked against the rate limit and stored the moment it arrives,
         # before it is confirmed to Telegram; what a crash or restart left unanswered is queued first in its chat.
         intake = Intake(services, application.bot)

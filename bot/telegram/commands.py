@@ -13,6 +13,7 @@ from telegram.error import BadRequest
 from telegram.ext import ExtBot
 
 from bot.flow import MoodChart
+from bot.i18n import translate
 from bot.telegram import identity
 from bot.telegram.context import MoodContext
 from bot.telegram.fix_mood import fix_button
@@ -30,97 +31,104 @@ FORGET_PREFIX = "forget:"  # callback data: forget:yes:<user id> / forget:no:<us
 
 async def start(update: Update, context: MoodContext) -> None:
     """Greets the person and says what the bot keeps."""
-    person = identity.person(update)
-    await update.effective_message.reply_text(texts.START_TEXT.format(name=person.first_name or "there"))
+    person, language = identity.person(update), await context.language_of(update)
+    name = person.first_name or translate(language, texts.THERE)
+    await update.effective_message.reply_text(translate(language, texts.START_TEXT, name=name))
 
 
 async def help_command(update: Update, context: MoodContext) -> None:
     """Lists the commands."""
-    await reply_formatted(update.effective_message, texts.HELP_HTML)
+    await reply_formatted(update.effective_message, translate(await context.language_of(update), texts.HELP_HTML))
 
 
 async def mood(update: Update, context: MoodContext) -> None:
     """Shows how the mood moved, chart and summary: the person's own, or in a group the chat's and each member's."""
-    chat, message = update.effective_chat, update.effective_message
+    chat, message, language = update.effective_chat, update.effective_message, await context.language_of(update)
     in_group = chat.type != ChatType.PRIVATE
-    report = await context.services.conversations.mood_report(
+    report = await context.services.conversations.mood_report(  # a group's in the language of whoever asked
         chat_id=chat.id, user_id=None if in_group else identity.person(update).id,
-        argument=context.args[0] if context.args else None,
+        argument=context.args[0] if context.args else None, language=language,
     )
     if report.chart is None:
         await message.reply_text(report.text)
         return
     # "Fix a mood" lists the asker's own messages only, privately; in a group only the asker can use it.
-    await send_mood_answer(message, report.text, report.chart, fix_button(identity.person(update).id))
+    await send_mood_answer(message, report.text, report.chart, fix_button(identity.person(update).id, language))
 
 
 async def reset(update: Update, context: MoodContext) -> None:
     """Sets the conversation aside so replies start fresh; the mood log is kept."""
     await context.services.conversations.reset(chat_id=update.effective_chat.id, user_id=identity.person(update).id)
-    await update.effective_message.reply_text(texts.RESET_TEXT)
+    await update.effective_message.reply_text(translate(await context.language_of(update), texts.RESET_TEXT))
 
 
 async def forget(update: Update, context: MoodContext) -> None:
     """Asks, with Yes/Cancel buttons, before deleting everything stored about this person in this chat."""
-    user_id = identity.person(update).id
+    user_id, language = identity.person(update).id, await context.language_of(update)
+    yes, no = translate(language, texts.FORGET_YES_BUTTON), translate(language, texts.FORGET_NO_BUTTON)
     buttons = InlineKeyboardMarkup(
         [[
-            InlineKeyboardButton(texts.FORGET_YES_BUTTON, callback_data=f"{FORGET_PREFIX}yes:{user_id}"),
-            InlineKeyboardButton(texts.FORGET_NO_BUTTON, callback_data=f"{FORGET_PREFIX}no:{user_id}"),
+            InlineKeyboardButton(yes, callback_data=f"{FORGET_PREFIX}yes:{user_id}"),
+            InlineKeyboardButton(no, callback_data=f"{FORGET_PREFIX}no:{user_id}"),
         ]]
     )
-    await update.effective_message.reply_text(texts.FORGET_CONFIRM_TEXT, reply_markup=buttons)
+    await update.effective_message.reply_text(translate(language, texts.FORGET_CONFIRM_TEXT), reply_markup=buttons)
 
 
 async def forget_answer(update: Update, context: MoodContext) -> None:
     """Deletes everything after "Yes" from the person who asked (Cancel deletes nothing); others get an alert."""
-    query, presser = update.callback_query, identity.person(update)
+    query, presser, language = update.callback_query, identity.person(update), await context.language_of(update)
     choice, asker = parse_forget_data(query.data)
     # Only the person who asked may answer; and the deletion is always of the presser's own rows.
     if asker is None or asker != presser.id:
-        await query.answer(texts.FORGET_NOT_YOURS_TEXT, show_alert=True)
+        await query.answer(translate(language, texts.FORGET_NOT_YOURS_TEXT), show_alert=True)
         return
     if choice != "yes":
         await query.answer()
-        await query.edit_message_text(texts.FORGET_CANCELLED_TEXT)
+        await query.edit_message_text(translate(language, texts.FORGET_CANCELLED_TEXT))
         return
     count = await context.services.conversations.forget(chat_id=update.effective_chat.id, user_id=presser.id)
     await query.answer()
-    await query.edit_message_text(texts.FORGET_TEXT.format(count=count))
+    await query.edit_message_text(texts.forget_text(count, language))
 
 
 async def export(update: Update, context: MoodContext) -> None:
     """Sends this person's messages, replies and moods in this chat as a JSON file, privately when asked in a group."""
     chat, person, message = update.effective_chat, identity.person(update), update.effective_message
+    language = await context.language_of(update)
     data = await context.store.export_user(chat_id=chat.id, user_id=person.id)
     if not data["messages"]:
-        await message.reply_text(texts.EXPORT_NOTHING_TEXT)
+        await message.reply_text(translate(language, texts.EXPORT_NOTHING_TEXT))
         return
-    content = json.dumps({"about": texts.EXPORT_ABOUT, **data}, ensure_ascii=False, indent=2).encode("utf-8")
+    about = texts.export_about(language)
+    content = json.dumps({"about": about, **data}, ensure_ascii=False, indent=2).encode("utf-8")
     filename = texts.export_filename(chat.id, person.id)
     if chat.type == ChatType.PRIVATE:
-        await message.reply_document(document=content, filename=filename, caption=texts.EXPORT_CAPTION)
+        caption = translate(language, texts.EXPORT_CAPTION)
+        await message.reply_document(document=content, filename=filename, caption=caption)
         return
-    await export_privately(context.bot, message, person, content, filename)
+    await export_privately(context.bot, message, person, (content, filename), language)
 
 
 async def privacy(update: Update, context: MoodContext) -> None:
     """Says plainly what is kept, where, for how long, which group messages, and how to delete or download it."""
-    config = context.config
+    config, language = context.config, await context.language_of(update)
     text = privacy_view.privacy_html(
-        config.storage.retention_days, config.groups.log_all, privacy_view.remote_model_host(config.engine)
+        config.storage.retention_days, config.groups.log_all, privacy_view.remote_model_host(config.engine), language
     )
     await reply_formatted(update.effective_message, text)
 
 
 async def stats(update: Update, context: MoodContext) -> None:
     """For admins: how many chats, users and messages are stored, the engine's queue and the database's size."""
+    language = await context.language_of(update)
     if not context.config.telegram.is_admin(identity.person(update).id):
-        await update.effective_message.reply_text(texts.ADMIN_ONLY_TEXT)
+        await update.effective_message.reply_text(translate(language, texts.ADMIN_ONLY_TEXT))
         return
     counts = await context.store.counts()
     size = database_size(context.config.storage.database)
-    await reply_formatted(update.effective_message, privacy_view.stats_html(counts, context.engine.queue_depth, size))
+    text = privacy_view.stats_html(counts, context.engine.queue_depth, size, language)
+    await reply_formatted(update.effective_message, text)
 
 
 # -- what the commands share -------------------------------------------------------------------------------------
@@ -144,7 +152,8 @@ async def send_mood_answer(
     the summary alone when the chart can't be drawn or Telegram refuses it. ``buttons`` go under the last part."""
     try:
         png = await asyncio.to_thread(
-            render_mood_chart, chart.days, chart.first_day, chart.last_day, title=chart.title
+            render_mood_chart, chart.days, chart.first_day, chart.last_day, period=chart.period, group=chart.group,
+            language=chart.language,
         )
     except Exception:
         logger.exception("could not draw the /mood chart; sending the summary as text")
@@ -163,17 +172,19 @@ async def send_mood_answer(
         await message.reply_text(piece, reply_markup=buttons if number == len(pieces) else None)
 
 
-async def export_privately(bot: ExtBot[None], asked: Message, person: Person, content: bytes, filename: str) -> None:
-    """Send a group member's export to their private chat with the bot, then say in the group where it went; when
-    Telegram won't let the bot write to them first, say in the group how to open that chat. The group never gets
-    the file or any of its text."""
-    sending = bot.send_document(
-        person.id, document=content, filename=filename, caption=texts.export_group_caption(asked.chat.title)
-    )
+async def export_privately(
+    bot: ExtBot[None], asked: Message, person: Person, file: tuple[bytes, str], language: str
+) -> None:
+    """Send a group member's export (``file``: its content and name) to their private chat with the bot, then say
+    in the group where it went; when Telegram won't let the bot write to them first, say in the group how to open
+    that chat. The group never gets the file or any of its text."""
+    content, filename = file
+    caption = texts.export_group_caption(asked.chat.title, language)
+    sending = bot.send_document(person.id, document=content, filename=filename, caption=caption)
     if await sent_privately(sending, person.id):
-        await asked.reply_text(texts.EXPORT_SENT_PRIVATELY_TEXT)
+        await asked.reply_text(translate(language, texts.EXPORT_SENT_PRIVATELY_TEXT))
         return
-    await asked.reply_text(texts.export_open_private_chat_text(bot.username))
+    await asked.reply_text(texts.export_open_private_chat_text(bot.username, language))
 
 
 def parse_forget_data(data: str | None) -> tuple[str, int | None]:

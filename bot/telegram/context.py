@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from telegram import Update
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Config
 from bot.flow import Conversations
+from bot.telegram.language import update_language
 from bot.telegram.ratelimit import RateLimiter
 from engine import Engine
 from storage import Store, StoredMessage
@@ -35,10 +37,18 @@ class Services:
 
 
 class MoodContext(CallbackContext[ExtBot[None], dict, dict, dict]):
-    """CallbackContext with ``services``, ``store``, ``engine`` and ``config`` properties."""
+    """CallbackContext with ``services``, ``store``, ``engine`` and ``config`` properties, and the language of the
+    person behind the update (``language_of``). PTB makes one per update, shared by the handlers it runs."""
 
     def __init__(self, application: Application, chat_id: int | None = None, user_id: int | None = None):
         super().__init__(application=application, chat_id=chat_id, user_id=user_id)
+        self._languages: dict[int, str] = {}  # by update id: the store is read once per update
+
+    async def language_of(self, update: Update) -> str:
+        """The language to speak to whoever sent ``update`` (``bot.telegram.language``)."""
+        if update.update_id not in self._languages:
+            self._languages[update.update_id] = await update_language(self.store, self.config, update)
+        return self._languages[update.update_id]
 
     @property
     def services(self) -> Services:

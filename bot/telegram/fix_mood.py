@@ -16,6 +16,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
+from bot.i18n import DEFAULT_LANGUAGE, translate
 from bot.telegram import identity
 from bot.telegram.context import MoodContext
 from bot.telegram.replies import sent_privately
@@ -33,23 +34,25 @@ CALLBACK_DATA_LIMIT = 64  # bytes Telegram keeps of a button's callback data
 async def fix_list(update: Update, context: MoodContext) -> None:
     """Sends the person, privately, their last messages here with their moods and face buttons to correct them."""
     query, presser, chat = update.callback_query, identity.person(update), update.effective_chat
+    language = await context.language_of(update)  # the presser's: the list and the alerts are theirs alone
     if parse_fix_list_data(query.data) != presser.id:
-        await query.answer(texts.FIX_LIST_NOT_YOURS_TEXT, show_alert=True)
+        await query.answer(translate(language, texts.FIX_LIST_NOT_YOURS_TEXT), show_alert=True)
         return
     messages = await context.store.recent_labelled(chat_id=chat.id, user_id=presser.id, limit=fix_view.FIX_LIST_SIZE)
     if not messages:
-        await query.answer(texts.FIX_NOTHING_TEXT, show_alert=True)
+        await query.answer(translate(language, texts.FIX_NOTHING_TEXT), show_alert=True)
         return
-    text, buttons = fix_view.fix_list_text(messages), list_buttons(messages)
+    text, buttons = fix_view.fix_list_text(messages, language), list_buttons(messages)
     if not await sent_privately(context.bot.send_message(presser.id, text, reply_markup=buttons), presser.id):
-        await query.answer(texts.fix_open_private_chat_text(context.bot.username), show_alert=True)
+        await query.answer(texts.fix_open_private_chat_text(context.bot.username, language), show_alert=True)
         return
-    await query.answer(texts.FIX_SENT_PRIVATELY_TEXT if chat.type != ChatType.PRIVATE else None)
+    sent = translate(language, texts.FIX_SENT_PRIVATELY_TEXT)
+    await query.answer(sent if chat.type != ChatType.PRIVATE else None)
 
 
 async def fix_label(update: Update, context: MoodContext) -> None:
     """Sets the mood the person chose for one of their messages, and shows their list again with it."""
-    query, presser = update.callback_query, identity.person(update)
+    query, presser, language = update.callback_query, identity.person(update), await context.language_of(update)
     chosen = parse_fix_data(query.data)
     if chosen is None:
         await query.answer()
@@ -57,20 +60,21 @@ async def fix_label(update: Update, context: MoodContext) -> None:
     message_id, label = chosen
     outcome = await context.store.set_label(message_id=message_id, user_id=presser.id, label=label)
     if outcome is not CorrectionOutcome.SAVED:
-        gone = outcome is CorrectionOutcome.GONE
-        await query.answer(texts.FIX_GONE_TEXT if gone else texts.FIX_NOT_YOURS_TEXT, show_alert=True)
+        why = texts.FIX_GONE_TEXT if outcome is CorrectionOutcome.GONE else texts.FIX_NOT_YOURS_TEXT
+        await query.answer(translate(language, why), show_alert=True)
         return
-    await query.answer(fix_view.saved_text(label))
+    await query.answer(fix_view.saved_text(label, language))
     if isinstance(query.message, Message):  # older than 48 hours, Telegram no longer shows it to the bot
-        await show_list_again(query.message, context.store, presser.id)
+        await show_list_again(query.message, context.store, presser.id, language)
 
 
 # -- the buttons and what they carry ----------------------------------------------------------------------------
 
 
-def fix_button(user_id: int) -> InlineKeyboardMarkup:
-    """The "Fix a mood" button under a /mood answer asked by ``user_id``."""
-    return InlineKeyboardMarkup([[InlineKeyboardButton(texts.FIX_MOOD_BUTTON, callback_data=fix_list_data(user_id))]])
+def fix_button(user_id: int, language: str = DEFAULT_LANGUAGE) -> InlineKeyboardMarkup:
+    """The "Fix a mood" button under a /mood answer asked by ``user_id``, in their ``language``."""
+    button = InlineKeyboardButton(translate(language, texts.FIX_MOOD_BUTTON), callback_data=fix_list_data(user_id))
+    return InlineKeyboardMarkup([[button]])
 
 
 def list_buttons(messages: Sequence[LabelledMessage]) -> InlineKeyboardMarkup | None:
@@ -119,11 +123,12 @@ def listed_ids(message: Message) -> list[int]:
     return list(dict.fromkeys(found[0] for found in chosen if found is not None))
 
 
-async def show_list_again(list_message: Message, store: Store, user_id: int) -> None:
-    """Edit a list to show its messages' moods as they are now (those still stored)."""
+async def show_list_again(list_message: Message, store: Store, user_id: int, language: str) -> None:
+    """Edit a list to show its messages' moods as they are now (those still stored), in ``language``."""
     messages = await store.labelled_messages(user_id=user_id, message_ids=listed_ids(list_message))
+    text = fix_view.fix_list_text(messages, language)
     try:
-        await list_message.edit_text(fix_view.fix_list_text(messages), reply_markup=list_buttons(messages))
+        await list_message.edit_text(text, reply_markup=list_buttons(messages))
     except BadRequest as exc:
         if "not modified" not in exc.message.lower():  # the same face pressed again
             raise

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from telegram import Bot, Update
 from telegram.ext import filters
 
+from bot.i18n import translate
 from bot.telegram import identity
 from bot.telegram.access import meant_for_bot
 from bot.telegram.context import Services
+from bot.telegram.language import update_language
 from bot.telegram.messages import incoming_of
 from bot.telegram.ratelimit import Decision
 from bot.views import texts
@@ -103,8 +105,8 @@ class Intake:
             await self.arrive(update)
         arrival = self._arrived[update.update_id]
         if not arrival.limit.allowed:
-            slow_down = texts.SLOW_DOWN_TEXT.format(seconds=arrival.limit.wait_seconds)
-            await self._turn_away(update, slow_down, arrival.allowed and arrival.meant and arrival.limit.notify)
+            tell = arrival.allowed and arrival.meant and arrival.limit.notify
+            await self._turn_away(update, texts.SLOW_DOWN_TEXT, tell, seconds=arrival.limit.wait_seconds)
             return False
         if not queued:
             if arrival.stored is not None and arrival.owed and arrival.stored.is_new:
@@ -143,10 +145,14 @@ class Intake:
             chat_id=edited.chat_id, telegram_message_id=edited.message_id, text=edited.text
         )
 
-    async def _turn_away(self, update: Update, text: str, tell: bool) -> None:
-        """An update that won't be handled: ``text`` to the person when ``tell``; a button press is always answered
-        (or its button keeps spinning)."""
+    async def _turn_away(self, update: Update, message: str, tell: bool, **values: object) -> None:
+        """An update that won't be handled: ``message`` (a msgid, filled with ``values``) to the person, in their
+        language, when ``tell``; a button press is always answered (or its button keeps spinning)."""
+        text = None
+        if tell:
+            language = await update_language(self.services.store, self.services.config, update)
+            text = translate(language, message, **values)
         if update.callback_query is not None:
-            await update.callback_query.answer(text if tell else None, show_alert=tell)
-        elif tell and update.effective_message is not None:
+            await update.callback_query.answer(text, show_alert=tell)
+        elif text is not None and update.effective_message is not None:
             await update.effective_message.reply_text(text)

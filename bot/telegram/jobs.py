@@ -11,6 +11,7 @@ from telegram import Bot
 from telegram.constants import ChatType
 
 from bot.telegram.context import MoodContext, Services
+from bot.telegram.language import person_language
 from bot.telegram.ordering import PerChatUpdateProcessor
 from bot.telegram.replies import ReplyTarget, answer_message
 from storage import OwedReply
@@ -46,6 +47,7 @@ async def queue_late_replies(
             answer_message(
                 bot, services.conversations, owed_reply.message, late_reply_target(owed_reply),
                 draft_message_id=owed_reply.draft_message_id,
+                language=await person_language(services.store, services.config, owed_reply.message.user_id),
             ),
         )
         for owed_reply in late

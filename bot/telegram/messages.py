@@ -38,7 +38,7 @@ async def text_message(update: Update, context: MoodContext) -> None:
         logger.info("chat %s: message %d was already answered (re-delivered update)", chat.id, stored.id)
         return
     target = ReplyTarget(chat.id, message.message_id if in_group else None, topics.thread_id(message))
-    await answer_message(context.bot, conversations, stored, target)
+    await answer_message(context.bot, conversations, stored, target, language=await context.language_of(update))
 
 
 def incoming_of(update: Update, bot_username: str | None) -> Incoming:
@@ -71,7 +71,7 @@ async def non_text(update: Update, context: MoodContext) -> None:
     """Answers stickers, photos, voice and other non-text messages with a short, friendly note."""
     message = update.effective_message
     kind = next((k for k in texts.NON_TEXT_REPLIES if getattr(message, k, None)), None)
-    await message.reply_text(texts.NON_TEXT_REPLIES.get(kind or "", texts.DEFAULT_NON_TEXT_REPLY))
+    await message.reply_text(texts.non_text_reply(kind, await context.language_of(update)))
 
 
 async def error_handler(update: object, context: MoodContext) -> None:
@@ -79,7 +79,8 @@ async def error_handler(update: object, context: MoodContext) -> None:
     logger.error("error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
         # It says their message is saved only when the database holds it.
-        text = texts.failed_text(saved=await new_message_saved(update, context))
+        language = await context.language_of(update)  # never raises: a failing store leaves Telegram's language
+        text = texts.failed_text(await new_message_saved(update, context), language)
         try:
             await context.bot.send_message(
                 update.effective_chat.id, text, message_thread_id=topics.thread_id(update.effective_message)

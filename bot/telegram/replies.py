@@ -87,7 +87,9 @@ class ChatReply:
 
 async def answer_message(
     bot: Bot, conversations: Conversations, stored: StoredMessage, target: ReplyTarget,
-    draft_message_id: int | None = None,
+    draft_message_id: int | None = None, *, language: str,
 ) -> Turn:
-    """Answer a stored message in its chat: the flow's turn, streamed to ``target``."""
-    return await conversations.answer(stored, ChatReply(bot, target, conversations, stored, draft_message_id))
+    """Answer a stored message in its chat: the flow's turn, streamed to ``target``, the bot's own words (busy, a
+    note) in ``language``."""
+    reply = ChatReply(bot, target, conversations, stored, draft_message_id)
+    return await conversations.answer(stored, reply, language)

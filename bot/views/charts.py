@@ -11,13 +11,18 @@ What the chart shows, over every day from ``first_day`` to ``last_day``:
   (a rolling mean over the days that have data: 3 days, 7 when there are more than 31 such days);
 * the number of messages per day as light bars on a secondary axis (right);
 * a green band above 0 (positive) and a red band below 0 (negative) as background.
+
+Its words (title, legend, axes, dates) are in the reader's language, drawn with a font that has their characters
+(``bot.views.chart_fonts``); where no installed font has them, the chart is drawn in English rather than with
+empty boxes, and a hint names the package to install.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import date
+from dataclasses import astuple, dataclass
+from datetime import date, timedelta
 
 from matplotlib import dates as mdates
 from matplotlib.axes import Axes
@@ -25,8 +30,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import Formatter, MaxNLocator
 
+from bot.i18n import DEFAULT_LANGUAGE, _, format_day, ngettext_for, translate
+from bot.views import chart_fonts
+from bot.views.mood import chart_title
 from storage import DayMood
 
 WIDTH_PX, HEIGHT_PX, DPI = 1000, 560, 100
@@ -39,6 +47,46 @@ BAR_COLOUR = "#7fa7c9"
 TEXT_COLOUR = "#33373d"
 SCORE_LIMIT = 1.08  # the score axis runs from -SCORE_LIMIT to +SCORE_LIMIT, a little room around ±1
 SHORT_PERIOD_DAYS = 10  # up to this many days on the axis, every day gets a labelled tick
+# Translators: CLDR date patterns for the chart's date axis (d day, MMM month, y year, EEE weekday).
+DAY_MONTH = _("d MMM")
+# Translators: a CLDR date pattern, DAY_MONTH with the year.
+DAY_MONTH_YEAR = _("d MMM y")
+# Translators: a CLDR date pattern for a tick at the start of a month: the month and its year.
+MONTH_YEAR = _("MMM y")
+WEEKDAY = "EEE"
+
+
+@dataclass(frozen=True)
+class ChartWords:
+    """Every word on a chart, in one language."""
+
+    language: str
+    title: str
+    daily_average: str
+    trend: str
+    messages_per_day: str
+    positive: str
+    negative: str
+    score_axis: str
+    count_axis: str
+
+
+def chart_words(language: str, *, group: bool, period: int | None, window: int) -> ChartWords:
+    """The chart's words in ``language``: whose mood over which ``period`` (None: all time), the legend for a
+    trend averaged over ``window`` days, the mood bands and the axes."""
+    return ChartWords(
+        language=language,
+        title=chart_title(group, period, language),
+        daily_average=translate(language, _("daily average")),
+        trend=ngettext_for(
+            language, "{count}-day trend (days with messages)", "{count}-day trend (days with messages)", window
+        ),
+        messages_per_day=translate(language, _("messages per day")),
+        positive=translate(language, _("positive ▲")),
+        negative=translate(language, _("negative ▼")),
+        score_axis=translate(language, _("mood score")),
+        count_axis=translate(language, _("messages")),
+    )
 
 
 def rolling_mean(values: Sequence[float], window: int = 3) -> list[float]:
@@ -68,8 +116,12 @@ def score_colour(score: float) -> str:
     return NEUTRAL_COLOUR
 
 
-def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, *, title: str) -> bytes:
+def render_mood_chart(
+    days: Sequence[DayMood], first_day: date, last_day: date, *, period: int | None, group: bool = False,
+    language: str = DEFAULT_LANGUAGE,
+) -> bytes:
     """PNG bytes (1000×560 px) of the mood from ``first_day`` to ``last_day``; ``days`` holds the days with data.
+    Titled with whose mood (``group``: the chat's) over ``period`` days (None: all time), in ``language``.
 
     Raises ValueError when ``days`` is empty: an empty period gets the "nothing yet" text, never an empty chart.
     """
@@ -81,6 +133,8 @@ def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, 
     scores = [d.average_score for d in moods]
     counts = [d.messages for d in moods]
     start, end = min(first_day, when[0]), max(last_day, when[-1])
+    window = smoothing_window(len(moods))
+    words, fonts = readable_words(language, start, group=group, period=period, window=window)
 
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(figure)
@@ -92,36 +146,53 @@ def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, 
     scores_axis.patch.set_visible(False)
 
     span = (end - start).days + 1
-    _draw_counts(counts_axis, x, counts, bar_width=0.8 * min(1.0, span / 7))
-    _draw_scores(scores_axis, x, scores)
-    _format_date_axis(scores_axis, start, end)
+    _draw_counts(counts_axis, x, counts, bar_width=0.8 * min(1.0, span / 7), words=words, fonts=fonts)
+    _draw_scores(scores_axis, x, scores, words=words, fonts=fonts)
+    _format_date_axis(scores_axis, start, end, words.language, fonts)
 
-    figure.suptitle(title, x=0.075, y=0.965, ha="left", fontsize=16, fontweight="bold", color=TEXT_COLOUR)
-    window = smoothing_window(len(moods))
+    figure.suptitle(words.title, x=0.075, y=0.965, ha="left", fontsize=16, fontweight=chart_fonts.bold_weight(fonts),
+                    color=TEXT_COLOUR, fontfamily=fonts)
     legend = [
         Line2D([], [], marker="o", linestyle="", markersize=8, markerfacecolor=NEUTRAL_COLOUR,
-               markeredgecolor="white", label="daily average"),
-        Line2D([], [], color=LINE_COLOUR, linewidth=2.5, label=f"{window}-day trend (days with messages)"),
-        Patch(facecolor=BAR_COLOUR, alpha=0.6, label="messages per day"),
+               markeredgecolor="white", label=words.daily_average),
+        Line2D([], [], color=LINE_COLOUR, linewidth=2.5, label=words.trend),
+        Patch(facecolor=BAR_COLOUR, alpha=0.6, label=words.messages_per_day),
     ]
     if len(moods) < 2:
         del legend[1]  # one point draws no line
     figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.07, 0.915), ncols=3, frameon=False,
-                  fontsize=10, labelcolor=TEXT_COLOUR)
+                  prop={"family": list(fonts), "size": 10}, labelcolor=TEXT_COLOUR)
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
     return buffer.getvalue()
 
 
-def _draw_scores(axis: Axes, x: Sequence[float], scores: list[float]) -> None:
+def readable_words(
+    language: str, start: date, *, group: bool, period: int | None, window: int
+) -> tuple[ChartWords, tuple[str, ...]]:
+    """The chart's words in ``language`` and the fonts that draw them; English (with a hint, once, in the log) when
+    no installed font has their characters."""
+    words = chart_words(language, group=group, period=period, window=window)
+    week = [start + timedelta(days=offset) for offset in range(7)]  # every weekday's name, and the months' words
+    dates = [format_day(day, pattern, language) for day in week for pattern in (WEEKDAY, DAY_MONTH, MONTH_YEAR)]
+    fonts = chart_fonts.families_for("".join(map(str, astuple(words))) + "".join(dates))
+    if fonts is None:
+        chart_fonts.hint_missing_font(language)
+        return chart_words(DEFAULT_LANGUAGE, group=group, period=period, window=window), (chart_fonts.BASE_FONT,)
+    return words, fonts
+
+
+def _draw_scores(
+    axis: Axes, x: Sequence[float], scores: list[float], *, words: ChartWords, fonts: tuple[str, ...]
+) -> None:
     axis.set_ylim(-SCORE_LIMIT, SCORE_LIMIT)
     axis.axhline(0, color=NEUTRAL_COLOUR, linewidth=0.8, zorder=1)
     label_box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
-    bands = ((0.975, "top", "positive ▲", POSITIVE_COLOUR), (0.025, "bottom", "negative ▼", NEGATIVE_COLOUR))
+    bands = ((0.975, "top", words.positive, POSITIVE_COLOUR), (0.025, "bottom", words.negative, NEGATIVE_COLOUR))
     for y, va, word, colour in bands:
         axis.text(0.008, y, word, transform=axis.transAxes, va=va, fontsize=9, color=colour, bbox=label_box,
-                  zorder=5)
+                  zorder=5, fontfamily=fonts)
     if len(scores) > 1:
         trend = rolling_mean(scores, smoothing_window(len(scores)))
         axis.plot(x, trend, color=LINE_COLOUR, linewidth=2.5, alpha=0.9, solid_capstyle="round", zorder=3)
@@ -129,13 +200,16 @@ def _draw_scores(axis: Axes, x: Sequence[float], scores: list[float]) -> None:
     axis.scatter(x, scores, s=size, c=[score_colour(s) for s in scores], edgecolors="white", linewidths=1.2,
                  zorder=4)
     axis.set_yticks([-1, -0.5, 0, 0.5, 1])
-    axis.set_ylabel("mood score", color=TEXT_COLOUR)
+    axis.set_ylabel(words.score_axis, color=TEXT_COLOUR, fontfamily=fonts)
     axis.grid(axis="y", color="#d0d4da", linewidth=0.6, alpha=0.7)
     for side in ("top", "right"):
         axis.spines[side].set_visible(False)
 
 
-def _draw_counts(axis: Axes, x: Sequence[float], counts: list[int], bar_width: float) -> None:
+def _draw_counts(
+    axis: Axes, x: Sequence[float], counts: list[int], bar_width: float, *, words: ChartWords,
+    fonts: tuple[str, ...],
+) -> None:
     # The mood bands live on this, the lowest axis, so the bars sit on them and the scores above both.
     # The score axis is symmetric around 0, so its 0 is this axis' middle.
     for bottom, colour in ((0.5, POSITIVE_COLOUR), (0.0, NEGATIVE_COLOUR)):
@@ -145,20 +219,41 @@ def _draw_counts(axis: Axes, x: Sequence[float], counts: list[int], bar_width: f
     # Bars fill the lower ~40 % of the plot, so they stay a backdrop to the scores.
     axis.set_ylim(0, max(counts) * 2.5)
     axis.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
-    axis.set_ylabel("messages", color=TEXT_COLOUR)
+    axis.set_ylabel(words.count_axis, color=TEXT_COLOUR, fontfamily=fonts)
     axis.tick_params(axis="y", colors=NEUTRAL_COLOUR)
     for side in ("top", "left"):
         axis.spines[side].set_visible(False)
 
 
-def _format_date_axis(axis: Axes, start: date, end: date) -> None:
+def _format_date_axis(axis: Axes, start: date, end: date, language: str, fonts: tuple[str, ...]) -> None:
     span = (end - start).days + 1
     axis.set_xlim(mdates.date2num(start) - 0.6, mdates.date2num(end) + 0.6)
     if span <= SHORT_PERIOD_DAYS:
         axis.xaxis.set_major_locator(mdates.DayLocator())
-        axis.xaxis.set_major_formatter(mdates.DateFormatter("%a\n%d %b"))
     else:
-        locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
-        axis.xaxis.set_major_locator(locator)
-        axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    axis.tick_params(axis="x", colors=TEXT_COLOUR)
+        axis.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=9))
+    axis.xaxis.set_major_formatter(DayTicks(language, with_weekday=span <= SHORT_PERIOD_DAYS))
+    axis.tick_params(axis="x", colors=TEXT_COLOUR, labelfontfamily=list(fonts))
+
+
+class DayTicks(Formatter):
+    """Date-axis labels in ``language``: weekday over day and month for a short period; otherwise day and month,
+    with the year when the ticks span years, or month and year when every tick is the 1st of a month."""
+
+    def __init__(self, language: str, *, with_weekday: bool) -> None:
+        self.language, self.with_weekday = language, with_weekday
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        """One tick's label, seen alone."""
+        return self.format_ticks([x])[0]
+
+    def format_ticks(self, values: Sequence[float]) -> list[str]:
+        """Every tick's label, chosen together."""
+        days = [mdates.num2date(value).date() for value in values]
+        if self.with_weekday:
+            return [f"{format_day(d, WEEKDAY, self.language)}\n{format_day(d, DAY_MONTH, self.language)}" for d in days]
+        if days and all(d.day == 1 for d in days) and len(days) > 1:
+            pattern = MONTH_YEAR
+        else:
+            pattern = DAY_MONTH_YEAR if len({d.year for d in days}) > 1 else DAY_MONTH
+        return [format_day(d, pattern, self.language) for d in days]

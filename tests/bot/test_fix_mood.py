@@ -100,7 +100,7 @@ async def test_a_fix_changes_mood_at_once_is_exported_and_forget_removes_it(api:
         fixed = next(m for m in data["messages"] if DISTINCTIVE in m["text"])
         assert fixed["sentiment"]["label"] == "neutral" and fixed["your_label"]["label"] == "positive"
         assert [m["your_label"] for m in data["messages"] if m is not fixed] == [None] * 5
-        assert data["about"] == texts.EXPORT_ABOUT
+        assert data["about"] == texts.export_about("en") == texts.EXPORT_ABOUT
 
         api.send_command(chat, alice, "/forget")
         confirm = await last_message_with(api, chat, texts.FORGET_CONFIRM_TEXT)

@@ -111,7 +111,7 @@ def test_group_breakdown_names_most_active_first() -> None:
         member(3, "Carol", 0, 0.0),  # wrote, but nothing classified yet: no mood to show
     ]
     assert member_lines(members) == ["Alice 😄 +0.62 (12 msgs)", "Bob 🙁 -0.30 (3 msgs)"]
-    text = mood_summary_text(summarize([day(0, 15, 0.44)]), 7, TODAY, who="This chat's", members=members)
+    text = mood_summary_text(summarize([day(0, 15, 0.44)]), 7, TODAY, group=True, members=members)
     lines = text.splitlines()
     assert lines[0].startswith("This chat's mood over the last 7 days")
     assert lines[-3:] == ["Who spoke (most active first):", "Alice 😄 +0.62 (12 msgs)", "Bob 🙁 -0.30 (3 msgs)"]
@@ -148,20 +148,20 @@ def test_rolling_mean_is_centred_and_shorter_at_the_ends() -> None:
 
 
 def test_chart_of_one_day_is_a_png_of_the_expected_size() -> None:
-    png = render_mood_chart([day(0, 3, 0.4)], TODAY, TODAY, title="Your mood · today")
+    png = render_mood_chart([day(0, 3, 0.4)], TODAY, TODAY, period=1)
     assert png.startswith(b"\x89PNG")
     assert png_size(png) == (WIDTH_PX, HEIGHT_PX) == (1000, 560)
 
 
 def test_chart_of_ninety_days() -> None:
     days = [day(offset, 1 + offset % 9, ((offset * 37) % 200 - 100) / 100) for offset in range(90) if offset % 4]
-    png = render_mood_chart(days, TODAY - timedelta(days=89), TODAY, title="This chat's mood · the last 90 days")
+    png = render_mood_chart(days, TODAY - timedelta(days=89), TODAY, period=90, group=True)
     assert png_size(png) == (1000, 560)
 
 
 def test_no_chart_without_data() -> None:
     with pytest.raises(ValueError):
-        render_mood_chart([], TODAY, TODAY, title="empty")
+        render_mood_chart([], TODAY, TODAY, period=7)
 
 
 # -- through the fake Bot API ------------------------------------------------------------------------------------

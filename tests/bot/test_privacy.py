@@ -76,7 +76,7 @@ async def test_forget_asks_first_and_deletes_only_after_yes(api: FakeBotApi, tmp
         edited = await last_message_with(api, chat, "deleted everything")
         assert await answered(api, query_id)
     assert edited["message_id"] == confirm["message_id"], "the question itself becomes the confirmation"
-    assert edited["text"] == bot_texts.FORGET_TEXT.format(count=4)
+    assert edited["text"] == bot_texts.forget_text(4)
     assert "reply_markup" not in edited, "the buttons are gone"
     assert rows(database, USER_ROWS.format(1)) == [(0,)]
     assert rows(database, SENTIMENT_ROWS.format(1)) == [(0,)]

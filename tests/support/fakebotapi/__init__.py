@@ -19,9 +19,11 @@ Where things live:
 * ``users``: what people do (write, send media, edit, press a button, delete), as the updates Telegram delivers.
   Forum topics (``message_thread_id=``) and messages sent on behalf of a chat (:meth:`FakeBotApi.send_as_chat`: a
   channel, or the group itself for an anonymous admin) look as on Telegram.
-* ``methods``: the Bot API methods moodbot calls: getMe, getUpdates, deleteWebhook, setWebhook, setMyCommands,
-  sendMessage, editMessageText, sendPhoto, sendDocument, sendChatAction, answerCallbackQuery. Any other method
-  answers 404 and is listed in ``api.unknown_methods``. With ``strict_private_chats`` the bot can write only to
+* ``methods``: the Bot API methods moodbot calls: getMe, getUpdates, deleteWebhook, setWebhook, setMyCommands
+  (per scope and language: ``api.commands(scope, language_code)``), setMyDescription and setMyShortDescription
+  (``api.descriptions``, ``api.short_descriptions`` by language), sendMessage, editMessageText, sendPhoto,
+  sendDocument, sendChatAction, answerCallbackQuery. Any other method answers 404 and is listed in
+  ``api.unknown_methods``. With ``strict_private_chats`` the bot can write only to
   private chats a user opened (403 "bot can't initiate conversation with a user" otherwise, as on Telegram).
 * ``updates``: ``getUpdates`` is a real long poll: it answers at once when updates are queued, otherwise waits
   until one is queued, its ``timeout`` passes, a newer ``getUpdates`` supersedes it (409 Conflict, as on

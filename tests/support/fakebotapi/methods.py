@@ -19,8 +19,23 @@ Json = dict[str, Any]
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
+MAX_DESCRIPTION_LENGTH = 512
+MAX_SHORT_DESCRIPTION_LENGTH = 120
 
 _BOT_COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
+_ONE_CHAT_SCOPES = frozenset({"chat", "chat_administrators", "chat_member"})
+_LANGUAGE_CODE_RE = re.compile(r"[a-z]{2}")  # ISO 639-1, or empty for everyone without a language of their own
+_SCOPES = frozenset(
+    {
+        "default",
+        "all_private_chats",
+        "all_group_chats",
+        "all_chat_administrators",
+        "chat",
+        "chat_administrators",
+        "chat_member",
+    }
+)
 _CHAT_ACTIONS = frozenset(
     {
         "typing",
@@ -55,7 +70,11 @@ class BotMethods:
     strict_private_chats: bool
     #: ``answerCallbackQuery`` params by callback query id.
     callback_answers: dict[str, Json]
-    _commands: list[Json]
+    #: The bot's descriptions (setMyDescription) and short descriptions (setMyShortDescription) by language code
+    #: ("" for everyone without one of their own).
+    descriptions: dict[str, str]
+    short_descriptions: dict[str, str]
+    _commands: dict[tuple[str, str], list[Json]]  # by (scope, language code), see commands()
 
     def _methods(self) -> dict[str, Callable[[Call], Any]]:
         """Each method's handler, by its name in the Bot API."""
@@ -65,6 +84,10 @@ class BotMethods:
             "deleteWebhook": self._delete_webhook,
             "setWebhook": self._set_webhook,
             "setMyCommands": self._set_my_commands,
+            "setMyDescription": lambda call: self._set_description(call, self.descriptions, MAX_DESCRIPTION_LENGTH),
+            "setMyShortDescription": lambda call: self._set_description(
+                call, self.short_descriptions, MAX_SHORT_DESCRIPTION_LENGTH
+            ),
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "sendPhoto": lambda call: self._send_file(call, "photo"),
@@ -73,8 +96,13 @@ class BotMethods:
             "answerCallbackQuery": self._answer_callback_query,
         }
 
-    def commands(self) -> list[Json]:
-        """The command menu the bot set with setMyCommands."""
+    def commands(self, scope: Json | None = None, language_code: str = "") -> list[Json]:
+        """The command menu the bot set with setMyCommands for ``scope`` (a ``BotCommandScope`` dict; None: the
+        default scope) and ``language_code`` ("" : everyone without a menu in their language)."""
+        return copy.deepcopy(self._commands.get((_scope_key(scope), language_code), []))
+
+    def command_menus(self) -> dict[tuple[str, str], list[Json]]:
+        """Every menu set, by ``(scope, language code)``; a scope is written ``default`` or ``chat:<id>`` …"""
         return copy.deepcopy(self._commands)
 
     # -- how updates reach the bot
@@ -95,9 +123,7 @@ class BotMethods:
         return True
 
     def _set_my_commands(self, call: Call) -> bool:
-        if call.params.get("scope") or call.params.get("language_code"):
-            # moodbot sets one menu for everyone; a menu per scope or language would need keeping them apart here
-            raise NotImplementedError("the fake keeps only the default command menu")
+        key = (self._checked_scope(call.params.get("scope")), _checked_language(call.params.get("language_code")))
         commands = call.params.get("commands")
         if not isinstance(commands, list):
             raise ApiError(400, "Bad Request: can't parse commands JSON object")
@@ -108,7 +134,36 @@ class BotMethods:
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
             if not 1 <= len(str(command.get("description", "")).strip()) <= 256:
                 raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
-        self._commands = [{"command": c["command"], "description": c["description"]} for c in commands]
+        self._commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
+        if not commands:  # an empty list deletes the menu: the broader one shows again
+            del self._commands[key]
+        return True
+
+    def _checked_scope(self, scope: Any) -> str:
+        """The key of a command scope; a chat scope names a chat the bot may see (400 "chat not found" else)."""
+        if scope is None:
+            return "default"
+        if not isinstance(scope, dict) or scope.get("type") not in _SCOPES:
+            raise ApiError(400, "Bad Request: can't parse BotCommandScope JSON object")
+        if scope["type"] in _ONE_CHAT_SCOPES:
+            if "chat_id" not in scope:
+                raise ApiError(400, "Bad Request: chat_id is empty")
+            try:
+                self._chats.target(scope["chat_id"], strict_private=self.strict_private_chats)
+            except ApiError:
+                raise ApiError(400, "Bad Request: chat not found") from None
+        return _scope_key(scope)
+
+    def _set_description(self, call: Call, descriptions: dict[str, str], limit: int) -> bool:
+        """setMyDescription / setMyShortDescription: an empty text removes the one for that language."""
+        language = _checked_language(call.params.get("language_code"))
+        text = call.params.get("description", call.params.get("short_description", ""))
+        if not isinstance(text, str) or len(text) > limit:
+            raise ApiError(400, "Bad Request: description is too long")
+        if text:
+            descriptions[language] = text
+        else:
+            descriptions.pop(language, None)
         return True
 
     # -- messages
@@ -236,6 +291,21 @@ class BotMethods:
             message["reply_markup"] = markup
         self._chats.add_message(message, from_bot=True)
         return copy.deepcopy(message)
+
+
+def _scope_key(scope: Json | None) -> str:
+    """``default``, ``all_private_chats`` …, or ``chat:<id>`` / ``chat_member:<id>:<user id>`` for one chat."""
+    if scope is None:
+        return "default"
+    return ":".join(str(part) for part in (scope["type"], scope.get("chat_id"), scope.get("user_id")) if part)
+
+
+def _checked_language(code: Any) -> str:
+    if code in (None, ""):
+        return ""
+    if not isinstance(code, str) or not _LANGUAGE_CODE_RE.fullmatch(code):
+        raise ApiError(400, "Bad Request: invalid language code specified")
+    return code
 
 
 def _checked_text(text: Any) -> str:

@@ -45,7 +45,9 @@ class FakeBotApi(UserActions, BotMethods):
         self._updates = UpdateQueue(self._changes)
         self._chats = Chats()
         self._media = MediaFactory()
-        self._commands: list[dict[str, Any]] = []
+        self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.descriptions: dict[str, str] = {}
+        self.short_descriptions: dict[str, str] = {}
         self._failures: dict[str, list[ApiError]] = {}
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
