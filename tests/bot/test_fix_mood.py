@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.i18n import LANGUAGES, translate
 from bot.telegram import fix_mood
 from bot.views import fix_mood as fix_view
 from bot.views import texts
@@ -263,11 +264,18 @@ def test_callback_data_is_opaque_short_and_parsed_strictly() -> None:
         assert fix_mood.parse_fix_list_data(bad) is None
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("username", ["moodbot_test_bot", "a" * 32, None])
-def test_every_answer_to_a_press_fits_telegrams_200_characters(username: str | None) -> None:
+def test_every_answer_to_a_press_fits_telegrams_200_characters(username: str | None, language: str) -> None:
     answers = [
-        texts.FIX_NOT_YOURS_TEXT, texts.FIX_LIST_NOT_YOURS_TEXT, texts.FIX_GONE_TEXT, texts.FIX_NOTHING_TEXT,
-        texts.FIX_SENT_PRIVATELY_TEXT, texts.fix_open_private_chat_text(username),
-        *(fix_view.saved_text(label) for label in fix_view.FACES),
+        *(
+            translate(language, text) for text in (
+                texts.FIX_NOT_YOURS_TEXT, texts.FIX_LIST_NOT_YOURS_TEXT, texts.FIX_GONE_TEXT, texts.FIX_NOTHING_TEXT,
+                texts.FIX_SENT_PRIVATELY_TEXT, texts.FORGET_NOT_YOURS_TEXT,
+            )
+        ),
+        texts.refusal_text(2**63 - 1, language),
+        texts.fix_open_private_chat_text(username, language),
+        *(fix_view.saved_text(label, language) for label in fix_view.FACES),
     ]
     assert max(len(answer) for answer in answers) <= 200
