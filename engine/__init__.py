@@ -32,6 +32,7 @@ _LAZY = {
     "TuneJob": "engine.tuning.trainer",
     "RECIPES": "engine.tuning.recipes",
     "TrainingDataError": "engine.tuning.data",
+    "read_labelled": "engine.tuning.data",  # text<TAB>label files, for ``tune`` and ``eval`` alike
 }
 
 
