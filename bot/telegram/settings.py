@@ -54,7 +54,7 @@ async def settings_press(update: Update, context: MoodContext) -> None:
     changes = view.changes_for(press)
     if changes:
         settings = await context.store.update_settings(presser.id, **changes)
-    page = "done" if press.action == "done" else view.page_after(press)
+    page = view.page_after(press)
     await_city(context, presser.id, page == "city")
     t = translator(person_language(settings, update)).gettext
     await query.answer(t(view.SAVED_TOAST) if changes else None)

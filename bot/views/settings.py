@@ -156,9 +156,9 @@ def changes_for(press: Press) -> dict[str, Any]:
 
 
 def page_after(press: Press) -> str:
-    """The page the menu shows after ``press``."""
-    if press.action == "page":
-        return press.value
+    """The page the menu shows after ``press`` ("done": the menu closes)."""
+    if press.action in ("page", "done"):
+        return press.value or press.action
     return _PAGE_AFTER.get(press.action) or _PAGE_OF_ACTION.get(press.action, "home")
 
 
