@@ -14,6 +14,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from bot.i18n import _, translator
+from bot.views.telegram_text import shorten
 from bot.zones import CITY_ZONES, OFFSET_HOURS, city_of, is_zone, offset_zone, utc_offset_text
 from storage import PersonSettings
 
@@ -25,6 +26,7 @@ PAGES = ("home", "lang", "tz", "off", "city", "ci", "quiet", "wk", "len", "mood"
 HOURS = tuple(f"{hour:02d}" for hour in range(24))
 QUIET_PRESETS = ("22-07", "23-08", "21-06", "00-08")  # start and end hour, local
 WEEKLY_TIMES = ("09", "12", "18", "19", "20", "21")
+QUERY_SHOWN = 40  # UTF-16 code units of a typed city repeated in the answer
 DAY_NAMES = (_("Monday"), _("Tuesday"), _("Wednesday"), _("Thursday"), _("Friday"), _("Saturday"), _("Sunday"))
 DAY_BUTTONS = (_("Mon"), _("Tue"), _("Wed"), _("Thu"), _("Fri"), _("Sat"), _("Sun"))
 LANGUAGE_NAMES = {"en": "English", "zh": "中文"}  # each in its own language, never translated
@@ -317,7 +319,8 @@ def city_matches(owner: int, query: str, names: list[str], language: str) -> Men
     if buttons:
         return Menu(t(CITY_CHOOSE), [*_grid(buttons, 1), back])
     cities = [(t(city), press_data(owner, "tz", name)) for city, name in CITY_ZONES]
-    return Menu(t(CITY_NOT_FOUND).format(query=query), [*_grid(cities, 2), back])
+    typed = shorten(" ".join(query.split()), QUERY_SHOWN)  # whatever was typed, it fits in one message
+    return Menu(t(CITY_NOT_FOUND).format(query=typed), [*_grid(cities, 2), back])
 
 
 def _home(page: _Page) -> list[list[Button]]:

@@ -94,6 +94,8 @@ async def test_each_button_stores_its_setting_in_one_message_and_it_survives_a_r
 
     async with running_bot(config, engine=ScriptedEngine()) as application:  # a new application, the same database
         assert await store_of(application).person_settings(ALICE) == stored
+        old_menu = await press(api, chat, alice, menu, "page", "lang")  # the menu from before still works
+        assert old_menu["text"] == "我应该用哪种语言？"
         menu = await open_menu(api, chat, alice)
         assert "东京" in menu["text"] and "07:00" in menu["text"] and "22:00–07:00" in menu["text"]
         menu = await press(api, chat, alice, menu, "page", "tz")

@@ -103,6 +103,11 @@ def test_typed_city_buttons_leave_out_names_too_long_for_telegram() -> None:
     )
 
 
+def test_a_long_typed_city_is_shortened_in_the_answer() -> None:
+    menu = view.city_matches(42, "Atlantis " * 1000, [], "en")
+    assert len(menu.text) < 200 and "Atlantis Atlantis" in menu.text
+
+
 @pytest.mark.parametrize(
     "data",
     [None, "", "set:", "set:1", "set:1:tz", "set:x:tz:Asia/Tokyo", "set:1:tz:Asia/Nowhere", "set:1:cit:7",
