@@ -5,11 +5,14 @@ chart draws."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from bot.config import Config
+from bot.i18n import DEFAULT_LANGUAGE, choose_language, translator
 from bot.views import mood as mood_view
-from storage import DayMood, MoodSummary, Store, UserMood
+from bot.views import settings as settings_view
+from bot.zones import person_zone
+from storage import DayMood, MoodSummary, PersonSettings, Store, UserMood
 
 
 @dataclass(frozen=True)
@@ -31,60 +34,66 @@ class MoodReport:
 
 
 async def mood_report(
-    store: Store, config: Config, *, chat_id: int, user_id: int | None, argument: str | None,
+    store: Store, config: Config, *, chat_id: int, user_id: int | None, asker_id: int, argument: str | None,
     today: date | None = None,
 ) -> MoodReport:
     """The mood in ``chat_id`` over the period ``argument`` names (``7d``, ``30d``, ``all`` …; None: the default) of
-    ``user_id``, or of everyone in the chat with a line per member (``user_id`` None: a group)."""
+    ``user_id``, or of everyone in the chat with a line per member (``user_id`` None: a group). Days are counted in
+    the time zone of ``asker_id`` (the person who asked: their own, else the configured default), and the answer
+    says so when they turned their mood analysis off."""
     try:
         days = mood_view.parse_period(argument, config.mood.default_days)
     except ValueError as exc:
         return MoodReport(str(exc))
-    offset = config.mood.utc_offset_minutes
-    today = today or local_today(offset)
+    asker = await store.person_settings(asker_id)
+    zone = person_zone(asker.time_zone, config.mood.utc_offset_minutes)
+    today = today or datetime.now(zone).date()
     in_group = user_id is None
     who = "This chat's" if in_group else "Your"
-    summary, previous, members = await load_mood(store, chat_id, user_id, days, today, offset, with_members=in_group)
+    summary, previous, members = await load_mood(store, chat_id, user_id, days, today, zone, with_members=in_group)
     note = None
     if in_group:
         note = mood_view.GROUP_MOOD_ALL_NOTE if config.groups.log_all else mood_view.GROUP_MOOD_ADDRESSED_NOTE
     text = mood_view.mood_summary_text(summary, days, today, who=who, previous=previous, members=members, note=note)
+    if not asker.analyse_mood:
+        text = f"{analysis_off_note(asker)}\n\n{text}"
     if summary.messages == 0:
         return MoodReport(text)  # "nothing yet", never an empty chart
     first_day, last_day = mood_view.period_days(summary, days, today)
     return MoodReport(text, MoodChart(summary.days, first_day, last_day, mood_view.chart_title(who, days)))
 
 
+def analysis_off_note(person: PersonSettings) -> str:
+    """That mood analysis is off for ``person``, and how to turn it back on (in the language they chose)."""
+    language = choose_language(person.language, None, DEFAULT_LANGUAGE)
+    return translator(language).gettext(settings_view.ANALYSIS_OFF_NOTE)
+
+
 async def load_mood(
-    store: Store, chat_id: int, user_id: int | None, days: int | None, today: date, utc_offset_minutes: int, *,
+    store: Store, chat_id: int, user_id: int | None, days: int | None, today: date, zone: tzinfo, *,
     with_members: bool,
 ) -> tuple[MoodSummary, MoodSummary | None, list[UserMood] | None]:
-    """The period's mood (``user_id`` None: the whole chat), the previous period's of the same length (None for all
-    time or an empty period) and, ``with_members``, each member's."""
-    since = period_start(today, days, utc_offset_minutes)
-    scope = {"chat_id": chat_id, "user_id": user_id, "utc_offset_minutes": utc_offset_minutes}
+    """The period's mood (``user_id`` None: the whole chat) by day in ``zone``, the previous period's of the same
+    length (None for all time or an empty period) and, ``with_members``, each member's."""
+    since = period_start(today, days, zone)
+    scope = {"chat_id": chat_id, "user_id": user_id, "zone": zone}
     summary = await store.mood_summary(since=since, **scope)
     if summary.messages == 0:
         return summary, None, None
     previous = None
     if days is not None:
-        previous_start = period_start(today - timedelta(days=days), days, utc_offset_minutes)
+        previous_start = period_start(today - timedelta(days=days), days, zone)
         previous = await store.mood_summary(since=previous_start, until=since, **scope)
     members = None
     if with_members:
-        members = await store.mood_by_user(chat_id=chat_id, since=since, utc_offset_minutes=utc_offset_minutes)
+        members = await store.mood_by_user(chat_id=chat_id, since=since, zone=zone)
     return summary, previous, members
 
 
-def local_today(utc_offset_minutes: int) -> date:
-    """Today's date where the self-hoster lives."""
-    return (datetime.now(UTC) + timedelta(minutes=utc_offset_minutes)).date()
-
-
-def period_start(today: date, days: int | None, utc_offset_minutes: int) -> float:
-    """Unix time of local midnight ``days - 1`` days before ``today`` (0 for all time)."""
+def period_start(today: date, days: int | None, zone: tzinfo) -> float:
+    """Unix time of midnight in ``zone`` ``days - 1`` days before ``today`` (0 for all time). Midnight is taken
+    with that day's own offset, so a period that spans a daylight-saving change still starts at local midnight."""
     if days is None:
         return 0.0
     first = today - timedelta(days=days - 1)
-    local_midnight = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    return (local_midnight - timedelta(minutes=utc_offset_minutes)).timestamp()
+    return datetime.combine(first, time(0), tzinfo=zone).timestamp()

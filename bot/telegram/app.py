@@ -19,11 +19,13 @@ from telegram.ext import (
 
 from bot.config import OPEN_BOT_WARNING, Config
 from bot.flow import Conversations
-from bot.telegram import commands, fix_mood, jobs, messages
+from bot.telegram import commands, fix_mood, jobs, messages, settings
 from bot.telegram.access import check_access
+from bot.telegram.awaiting import TypedCity
 from bot.telegram.context import SERVICES_KEY, MoodContext, Services
 from bot.telegram.intake import EDITED_TEXT, NEW_TEXT, ArrivalQueue, Intake
 from bot.telegram.ordering import PerChatUpdateProcessor
+from bot.views import settings as settings_view
 from engine import Engine, create_engine
 from storage import Store
 
@@ -34,6 +36,7 @@ COMMANDS = [
     BotCommand("reset", "Start the conversation fresh"),
     BotCommand("forget", "Delete everything stored about me here"),
     BotCommand("export", "Download everything stored about me here"),
+    BotCommand("settings", "Language, time zone, check-ins, reply length"),
     BotCommand("privacy", "What is kept, where, and for how long"),
     BotCommand("help", "What this bot does"),
     BotCommand("start", "Say hello"),
@@ -53,6 +56,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
 
     update_queue = ArrivalQueue()
     processor = PerChatUpdateProcessor(max_backlog=config.limits.chat_backlog)
+    typed_city = TypedCity()  # the /settings handlers ask; the handler taking the typed city filters by it
 
     async def post_init(application: Application) -> None:
         store = await Store.open(config.storage.database)
@@ -63,7 +67,7 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         except BaseException:
             await store.close()
             raise
-        services = Services(config, model, store, Conversations(store, model, config))
+        services = Services(config, model, store, Conversations(store, model, config), typed_city=typed_city)
         application.bot_data[SERVICES_KEY] = services
         await application.bot.set_my_commands(COMMANDS)
         # Before any new update: every update is checked against the rate limit and stored the moment it arrives,
@@ -113,7 +117,8 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
     # Every handler, in the order PTB tries them. Access control first: people outside the allowlists get one
     # refusal and no work at all.
     application.add_handler(TypeHandler(Update, check_access), group=-1)
-    # Commands.
+    # Commands ("/start settings", what the button of a group's /settings sends, opens the settings).
+    application.add_handler(CommandHandler("start", settings.open_settings, filters=settings.START_SETTINGS))
     application.add_handler(CommandHandler("start", commands.start))
     application.add_handler(CommandHandler("help", commands.help_command))
     application.add_handler(CommandHandler("mood", commands.mood))
@@ -126,6 +131,11 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
     # /mood's "Fix a mood" button, and the face buttons of the list it sends privately.
     application.add_handler(CallbackQueryHandler(fix_mood.fix_list, pattern=f"^{fix_mood.FIX_LIST_PREFIX}"))
     application.add_handler(CallbackQueryHandler(fix_mood.fix_label, pattern=f"^{fix_mood.FIX_PREFIX}"))
+    # /settings: the menu and its buttons; a city typed after "Other city…" is taken before the conversation's
+    # handler could answer it as a message.
+    application.add_handler(CommandHandler("settings", settings.open_settings))
+    application.add_handler(CallbackQueryHandler(settings.settings_press, pattern=f"^{settings_view.PREFIX}"))
+    application.add_handler(MessageHandler(NEW_TEXT & typed_city, settings.typed_city))
     # Admins only (not in the command menu): counts, engine queue, database size.
     application.add_handler(CommandHandler("stats", commands.stats))
     # Conversation: new text messages get a reply; edits update the log quietly.

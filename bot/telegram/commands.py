@@ -41,17 +41,18 @@ async def help_command(update: Update, context: MoodContext) -> None:
 
 async def mood(update: Update, context: MoodContext) -> None:
     """Shows how the mood moved, chart and summary: the person's own, or in a group the chat's and each member's."""
-    chat, message = update.effective_chat, update.effective_message
+    chat, message, asker = update.effective_chat, update.effective_message, identity.person(update).id
     in_group = chat.type != ChatType.PRIVATE
+    # Days are counted in the asker's time zone, in a group too.
     report = await context.services.conversations.mood_report(
-        chat_id=chat.id, user_id=None if in_group else identity.person(update).id,
+        chat_id=chat.id, user_id=None if in_group else asker, asker_id=asker,
         argument=context.args[0] if context.args else None,
     )
     if report.chart is None:
         await message.reply_text(report.text)
         return
     # "Fix a mood" lists the asker's own messages only, privately; in a group only the asker can use it.
-    await send_mood_answer(message, report.text, report.chart, fix_button(identity.person(update).id))
+    await send_mood_answer(message, report.text, report.chart, fix_button(asker))
 
 
 async def reset(update: Update, context: MoodContext) -> None:

@@ -8,6 +8,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Config
 from bot.flow import Conversations
+from bot.telegram.awaiting import TypedCity
 from bot.telegram.ratelimit import RateLimiter
 from engine import Engine
 from storage import Store, StoredMessage
@@ -26,6 +27,8 @@ class Services:
     refused_users: set[int] = field(default_factory=set)
     # Messages stored the moment their update arrived, by update id, until the update's handlers have run.
     arrivals: dict[int, StoredMessage] = field(default_factory=dict)
+    # Who was asked to type a city for /settings (the filter of the handler that takes it).
+    typed_city: TypedCity = field(default_factory=TypedCity)
     rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:

@@ -100,7 +100,7 @@ from bot.logs import configure_logging
 from tests.support.fakeengine import ScriptedEngine
 
 class HeldEngine(ScriptedEngine):
-    async def reply(self, history, message):
+    async def reply(self, history, message, *, length="normal"):
         yield "The first half of the reply, "
         await asyncio.to_thread(sys.stdin.readline)
         yield "and the second half."
@@ -183,7 +183,7 @@ from bot.logs import configure_logging
 from tests.support.fakeengine import ScriptedEngine
 
 class HangingEngine(ScriptedEngine):
-    async def reply(self, history, message):
+    async def reply(self, history, message, *, length="normal"):
         yield "The first half of the reply, "
         await asyncio.Event().wait()
 
