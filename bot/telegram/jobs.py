@@ -55,8 +55,8 @@ async def queue_late_replies(
 def late_reply_target(owed: OwedReply) -> ReplyTarget:
     """Where a late reply goes: the message's chat and forum topic, quoting the message in groups."""
     message = owed.message
-    quote = message.telegram_message_id if owed.chat_kind != ChatType.PRIVATE else None
-    return ReplyTarget(message.chat_id, quote, owed.thread_id)
+    private = owed.chat_kind == ChatType.PRIVATE
+    return ReplyTarget(message.chat_id, None if private else message.telegram_message_id, owed.thread_id, private)
 
 
 async def finish_late_replies(context: MoodContext) -> None:

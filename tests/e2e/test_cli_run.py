@@ -41,7 +41,7 @@ async def test_run_answers_and_stops_on_sigterm(tiny_model_dir: Path, tmp_path: 
             chat = api.private_chat(alice)
             api.send_text(chat, alice, "hello from a real process")
             await api.wait_for(
-                lambda a: (t := a.sent_texts(42)) and not t[-1].endswith(" …") and a.calls_of("editMessageText"),
+                lambda a: (t := a.sent_texts(42)) and not t[-1].endswith(" …") and a.calls_of("sendMessageDraft"),
                 timeout=90,
             )
             api.send_command(chat, alice, "/help")
