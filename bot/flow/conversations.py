@@ -92,10 +92,14 @@ class Conversations:
             if turn.reply is None and not cancelling():
                 await self.settle(message)
 
-    async def mood_report(self, *, chat_id: int, user_id: int | None, argument: str | None) -> MoodReport:
-        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat, or (None) the whole
-        chat's with a line per member."""
-        return await mood_report(self.store, self.config, chat_id=chat_id, user_id=user_id, argument=argument)
+    async def mood_report(
+        self, *, chat_id: int, user_id: int | None, argument: str | None, language: str = "en"
+    ) -> MoodReport:
+        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat (with their check-ins in
+        their private chat), or (None) the whole chat's with a line per member."""
+        return await mood_report(
+            self.store, self.config, chat_id=chat_id, user_id=user_id, argument=argument, language=language
+        )
 
     def care_message(self, message: StoredMessage, sentiment: Sentiment | None) -> str | None:
         """The help resources to send with the reply when ``message`` signals a crisis (and care is on), in the
