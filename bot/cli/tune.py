@@ -52,5 +52,8 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     scores = ", ".join(f"{name} {value:.1%}" for name, value in result.dev_scores.items() if name != "mean")
     print(f"wrote {result.out} after {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped})")
     print(f"dev accuracy: {scores}; mean {result.dev_scores['mean']:.1%}")
+    if result.history:
+        curve = ", ".join(f"{point['minutes']:.0f} min {point['mean']:.1%}" for point in result.history)
+        print(f"dev accuracy (mean) over training: {curve}")
     print(f"use it: [engine] analyst_adapter = \"{result.out}\"; check it: moodbot eval --adapter {result.out} "
           "--data FILE")

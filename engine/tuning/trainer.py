@@ -282,7 +282,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",
         "examples": len(train_set.features), "steps": step, "stopped": stopped, "minutes": round(seconds / 60, 1),
         "dev_scores": {k: round(v, 4) for k, v in final.items()}, "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "history": history,  # dev accuracy against training time
     }
     trainer.export(best_state, notes).save(job.out)
     return TuneResult(job.out, step, seconds, final, stopped, history)

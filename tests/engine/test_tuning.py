@@ -171,7 +171,11 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
-    assert load_adapter(out).rank == 2
+    assert "dev accuracy (mean) over training:" in printed
+    adapter = load_adapter(out)
+    assert adapter.rank == 2
+    history = adapter.recipe["history"]  # the curve travels with the adapter
+    assert isinstance(history, list) and history and {"step", "minutes", "mean"} <= set(history[-1])
 
 
 def test_moodbot_tune_with_a_bad_file_is_one_line_and_exit_2(tiny_model_dir: Path, tmp_path: Path,
