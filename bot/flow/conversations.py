@@ -107,15 +107,18 @@ class Conversations:
                 await self.settle(message)
 
     async def mood_report(
-        self, *, chat_id: int, user_id: int | None, argument: str | None, asker_id: int | None = None
+        self, *, chat_id: int, user_id: int | None, argument: str | None, asker_id: int | None = None,
+        language: str = "en",
     ) -> MoodReport:
-        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat, or (None) the whole
-        chat's with a line per member; its days in the time zone of ``asker_id`` (default: ``user_id``)."""
+        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat (with their check-ins in
+        their private chat), or (None) the whole chat's with a line per member; its days in the time zone of
+        ``asker_id`` (default: ``user_id``)."""
         asker = asker_id if asker_id is not None else user_id
         if asker is None:
             raise ValueError("a group's /mood needs the id of the person who asked")
         return await mood_report(
-            self.store, self.config, chat_id=chat_id, user_id=user_id, asker_id=asker, argument=argument
+            self.store, self.config, chat_id=chat_id, user_id=user_id, asker_id=asker, argument=argument,
+            language=language,
         )
 
     def care_message(self, message: StoredMessage, sentiment: Sentiment | None) -> str | None:

@@ -4,25 +4,28 @@ chart draws."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
 from bot.config import Config
 from bot.i18n import DEFAULT_LANGUAGE, choose_language, translator
+from bot.views import checkins as checkin_view
 from bot.views import mood as mood_view
 from bot.views import settings as settings_view
 from bot.zones import person_zone
-from storage import DayMood, MoodSummary, PersonSettings, Store, UserMood
+from storage import DayMood, MoodSummary, PersonSettings, SelfReport, Store, UserMood
 
 
 @dataclass(frozen=True)
 class MoodChart:
-    """What the ``/mood`` chart draws: the days with data, the days the period spans, and its title."""
+    """What the ``/mood`` chart draws: the days with data, the days the period spans, its title, and the moods the
+    person reported themselves (check-ins) in it."""
 
     days: list[DayMood]
     first_day: date
     last_day: date
     title: str
+    self_reports: list[SelfReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,13 @@ class MoodReport:
 
 async def mood_report(
     store: Store, config: Config, *, chat_id: int, user_id: int | None, asker_id: int, argument: str | None,
-    today: date | None = None,
+    today: date | None = None, language: str = "en",
 ) -> MoodReport:
     """The mood in ``chat_id`` over the period ``argument`` names (``7d``, ``30d``, ``all`` …; None: the default) of
     ``user_id``, or of everyone in the chat with a line per member (``user_id`` None: a group). Days are counted in
     the time zone of ``asker_id`` (the person who asked: their own, else the configured default), and the answer
-    says so when they turned their mood analysis off."""
+    says so when they turned their mood analysis off. In the person's private chat, what they said in their
+    check-ins is shown beside it."""
     try:
         days = mood_view.parse_period(argument, config.mood.default_days)
     except ValueError as exc:
@@ -57,10 +61,29 @@ async def mood_report(
     text = mood_view.mood_summary_text(summary, days, today, who=who, previous=previous, members=members, note=note)
     if not asker.analyse_mood:
         text = f"{analysis_off_note(asker)}\n\n{text}"
-    if summary.messages == 0:
-        return MoodReport(text)  # "nothing yet", never an empty chart
     first_day, last_day = mood_view.period_days(summary, days, today)
-    return MoodReport(text, MoodChart(summary.days, first_day, last_day, mood_view.chart_title(who, days)))
+    reports = await self_reports(store, chat_id, user_id, days, today)
+    if days is None and reports:
+        first_day = min(first_day, date.fromisoformat(reports[0].day))
+    reports = checkin_view.reports_within(reports, first_day, last_day)
+    said = checkin_view.self_report_line(reports, first_day, last_day, language)
+    if said is not None:
+        text = f"{text}\n{said}"
+    if summary.messages == 0 and not reports:
+        return MoodReport(text)  # "nothing yet", never an empty chart
+    title = mood_view.chart_title(who, days)
+    return MoodReport(text, MoodChart(summary.days, first_day, last_day, title, reports))
+
+
+async def self_reports(
+    store: Store, chat_id: int, user_id: int | None, days: int | None, today: date
+) -> list[SelfReport]:
+    """The person's check-ins of the period (from its first day on), only in their private chat (in a group their
+    own answers stay out of the chat's report)."""
+    if user_id is None or chat_id != user_id:
+        return []
+    since = None if days is None else (today - timedelta(days=days - 1)).isoformat()
+    return await store.self_reports(user_id, since_day=since)
 
 
 def analysis_off_note(person: PersonSettings) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from telegram import BotCommand, Update
 from telegram.ext import (
@@ -19,7 +21,9 @@ from telegram.ext import (
 
 from bot.config import OPEN_BOT_WARNING, Config
 from bot.flow import Conversations
-from bot.telegram import commands, fix_mood, jobs, messages, settings
+from bot.flow.checkins import CheckIns
+from bot.flow.schedule import utc_now
+from bot.telegram import checkins, commands, fix_mood, jobs, messages, scheduled, settings
 from bot.telegram.access import check_access
 from bot.telegram.awaiting import TypedCity
 from bot.telegram.context import SERVICES_KEY, MoodContext, Services
@@ -49,8 +53,11 @@ def file_url_for(base_url: str) -> str:
     return f"{root}/file/bot"
 
 
-def build_application(config: Config, engine: Engine | None = None) -> Application:
-    """The bot, ready for ``run_polling``; pass a started ``engine`` to share one (the app then won't close it)."""
+def build_application(
+    config: Config, engine: Engine | None = None, *, clock: Callable[[], datetime] = utc_now
+) -> Application:
+    """The bot, ready for ``run_polling``; pass a started ``engine`` to share one (the app then won't close it).
+    ``clock`` (aware UTC datetimes) is what check-ins and weekly summaries go by."""
     owns_engine = engine is None
     shared_engine = engine
 
@@ -67,7 +74,10 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
         except BaseException:
             await store.close()
             raise
-        services = Services(config, model, store, Conversations(store, model, config), typed_city=typed_city)
+        services = Services(
+            config, model, store, Conversations(store, model, config),
+            CheckIns(store, config.mood.utc_offset_minutes, clock), typed_city=typed_city,
+        )
         application.bot_data[SERVICES_KEY] = services
         await application.bot.set_my_commands(COMMANDS)
         # Before any new update: every update is checked against the rate limit and stored the moment it arrives,
@@ -82,6 +92,13 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
             job_queue.run_once(jobs.backfill, when=jobs.BACKFILL_FIRST_RUN_S, name="backfill-at-start")
             job_queue.run_repeating(
                 jobs.backfill, interval=jobs.BACKFILL_INTERVAL_S, first=jobs.BACKFILL_INTERVAL_S, name="backfill"
+            )
+            # Check-ins and weekly summaries: the schedule is read from the database on every tick, the first one
+            # right after start-up, so whatever a stop made late goes out now (the same day only).
+            sender = scheduled.ScheduledSender(application.bot, services.checkins)
+            job_queue.run_repeating(
+                jobs.send_scheduled, interval=scheduled.TICK_INTERVAL_S, first=scheduled.FIRST_TICK_S, data=sender,
+                name="check-ins",
             )
             if config.storage.retention_days > 0:
                 job_queue.run_repeating(
@@ -136,6 +153,9 @@ def build_application(config: Config, engine: Engine | None = None) -> Applicati
     application.add_handler(CommandHandler("settings", settings.open_settings))
     application.add_handler(CallbackQueryHandler(settings.settings_press, pattern=f"^{settings_view.PREFIX}"))
     application.add_handler(MessageHandler(NEW_TEXT & typed_city, settings.typed_city))
+    # The daily check-in's faces, and the check-in offer after /start.
+    application.add_handler(CallbackQueryHandler(checkins.checkin_tap, pattern=f"^{checkins.CHECKIN_PREFIX}"))
+    application.add_handler(CallbackQueryHandler(checkins.offer_answer, pattern=f"^{checkins.OFFER_PREFIX}"))
     # Admins only (not in the command menu): counts, engine queue, database size.
     application.add_handler(CommandHandler("stats", commands.stats))
     # Conversation: new text messages get a reply; edits update the log quietly.

@@ -13,7 +13,7 @@ from telegram.error import BadRequest
 from telegram.ext import ExtBot
 
 from bot.flow import MoodChart
-from bot.telegram import identity
+from bot.telegram import checkins, identity
 from bot.telegram.context import MoodContext
 from bot.telegram.fix_mood import fix_button
 from bot.telegram.identity import Person
@@ -29,9 +29,11 @@ FORGET_PREFIX = "forget:"  # callback data: forget:yes:<user id> / forget:no:<us
 
 
 async def start(update: Update, context: MoodContext) -> None:
-    """Greets the person and says what the bot keeps."""
+    """Greets the person, says what the bot keeps, and (once, privately) offers a daily check-in."""
     person = identity.person(update)
     await update.effective_message.reply_text(texts.START_TEXT.format(name=person.first_name or "there"))
+    if update.effective_chat.type == ChatType.PRIVATE:  # check-ins happen in the private chat only
+        await checkins.offer_checkin(update, context)
 
 
 async def help_command(update: Update, context: MoodContext) -> None:
@@ -46,7 +48,7 @@ async def mood(update: Update, context: MoodContext) -> None:
     # Days are counted in the asker's time zone, in a group too.
     report = await context.services.conversations.mood_report(
         chat_id=chat.id, user_id=None if in_group else asker, asker_id=asker,
-        argument=context.args[0] if context.args else None,
+        argument=context.args[0] if context.args else None, language=await checkins.language_of(update, context),
     )
     if report.chart is None:
         await message.reply_text(report.text)
@@ -94,7 +96,7 @@ async def export(update: Update, context: MoodContext) -> None:
     """Sends this person's messages, replies and moods in this chat as a JSON file, privately when asked in a group."""
     chat, person, message = update.effective_chat, identity.person(update), update.effective_message
     data = await context.store.export_user(chat_id=chat.id, user_id=person.id)
-    if not data["messages"]:
+    if not data["messages"] and not data.get("self_reports"):  # check-ins alone are worth a file too
         await message.reply_text(texts.EXPORT_NOTHING_TEXT)
         return
     content = json.dumps({"about": texts.EXPORT_ABOUT, **data}, ensure_ascii=False, indent=2).encode("utf-8")
@@ -145,7 +147,8 @@ async def send_mood_answer(
     the summary alone when the chart can't be drawn or Telegram refuses it. ``buttons`` go under the last part."""
     try:
         png = await asyncio.to_thread(
-            render_mood_chart, chart.days, chart.first_day, chart.last_day, title=chart.title
+            render_mood_chart, chart.days, chart.first_day, chart.last_day, title=chart.title,
+            self_reports=chart.self_reports,
         )
     except Exception:
         logger.exception("could not draw the /mood chart; sending the summary as text")

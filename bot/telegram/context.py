@@ -8,6 +8,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Config
 from bot.flow import Conversations
+from bot.flow.checkins import CheckIns
 from bot.telegram.awaiting import TypedCity
 from bot.telegram.ratelimit import RateLimiter
 from engine import Engine
@@ -24,6 +25,7 @@ class Services:
     engine: Engine
     store: Store
     conversations: Conversations
+    checkins: CheckIns
     refused_users: set[int] = field(default_factory=set)
     # Messages stored the moment their update arrived, by update id, until the update's handlers have run.
     arrivals: dict[int, StoredMessage] = field(default_factory=dict)

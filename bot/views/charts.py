@@ -10,7 +10,8 @@ What the chart shows, over every day from ``first_day`` to ``last_day``:
 * the daily average mood score (−1 … +1) as points, coloured by mood, with a smoothed line through them
   (a rolling mean over the days that have data: 3 days, 7 when there are more than 31 such days);
 * the number of messages per day as light bars on a secondary axis (right);
-* a green band above 0 (positive) and a red band below 0 (negative) as background.
+* a green band above 0 (positive) and a red band below 0 (negative) as background;
+* the moods the person reported themselves (check-ins) as diamonds, beside the model's points.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from storage import DayMood
+from storage import DayMood, SelfReport
 
 WIDTH_PX, HEIGHT_PX, DPI = 1000, 560, 100
 
@@ -37,6 +38,7 @@ NEUTRAL_COLOUR = "#8a8f98"
 LINE_COLOUR = "#3d5a80"
 BAR_COLOUR = "#7fa7c9"
 TEXT_COLOUR = "#33373d"
+SELF_REPORT_EDGE = "#1f2933"
 SCORE_LIMIT = 1.08  # the score axis runs from -SCORE_LIMIT to +SCORE_LIMIT, a little room around ±1
 SHORT_PERIOD_DAYS = 10  # up to this many days on the axis, every day gets a labelled tick
 
@@ -68,19 +70,25 @@ def score_colour(score: float) -> str:
     return NEUTRAL_COLOUR
 
 
-def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, *, title: str) -> bytes:
-    """PNG bytes (1000×560 px) of the mood from ``first_day`` to ``last_day``; ``days`` holds the days with data.
+def render_mood_chart(
+    days: Sequence[DayMood], first_day: date, last_day: date, *, title: str,
+    self_reports: Sequence[SelfReport] = (),
+) -> bytes:
+    """PNG bytes (1000×560 px) of the mood from ``first_day`` to ``last_day``; ``days`` holds the days with data,
+    ``self_reports`` the person's check-ins (drawn as diamonds).
 
-    Raises ValueError when ``days`` is empty: an empty period gets the "nothing yet" text, never an empty chart.
+    Raises ValueError when both are empty: an empty period gets the "nothing yet" text, never an empty chart.
     """
-    if not days:
+    if not days and not self_reports:
         raise ValueError("no days with data to draw")
     moods = sorted(days, key=lambda d: d.day)
+    reports = sorted(self_reports, key=lambda r: r.day)
     when = [date.fromisoformat(d.day) for d in moods]
+    said_when = [date.fromisoformat(r.day) for r in reports]
     x = mdates.date2num(when)
     scores = [d.average_score for d in moods]
     counts = [d.messages for d in moods]
-    start, end = min(first_day, when[0]), max(last_day, when[-1])
+    start, end = min([first_day, *when, *said_when]), max([last_day, *when, *said_when])
 
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(figure)
@@ -94,6 +102,7 @@ def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, 
     span = (end - start).days + 1
     _draw_counts(counts_axis, x, counts, bar_width=0.8 * min(1.0, span / 7))
     _draw_scores(scores_axis, x, scores)
+    _draw_self_reports(scores_axis, mdates.date2num(said_when), [r.score for r in reports])
     _format_date_axis(scores_axis, start, end)
 
     figure.suptitle(title, x=0.075, y=0.965, ha="left", fontsize=16, fontweight="bold", color=TEXT_COLOUR)
@@ -106,12 +115,25 @@ def render_mood_chart(days: Sequence[DayMood], first_day: date, last_day: date, 
     ]
     if len(moods) < 2:
         del legend[1]  # one point draws no line
-    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.07, 0.915), ncols=3, frameon=False,
+    if not moods:
+        legend = []
+    if reports:
+        legend.append(Line2D([], [], marker="D", linestyle="", markersize=7, markerfacecolor=NEUTRAL_COLOUR,
+                             markeredgecolor=SELF_REPORT_EDGE, label="you said (check-in)"))
+    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.07, 0.915), ncols=len(legend), frameon=False,
                   fontsize=10, labelcolor=TEXT_COLOUR)
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
     return buffer.getvalue()
+
+
+def _draw_self_reports(axis: Axes, x: Sequence[float], scores: list[float]) -> None:
+    """The person's own answers: diamonds with a dark edge, so they stand apart from the model's round points."""
+    if not scores:
+        return
+    axis.scatter(x, scores, s=70, marker="D", c=[score_colour(s) for s in scores], edgecolors=SELF_REPORT_EDGE,
+                 linewidths=1.4, zorder=6)
 
 
 def _draw_scores(axis: Axes, x: Sequence[float], scores: list[float]) -> None:
@@ -143,7 +165,7 @@ def _draw_counts(axis: Axes, x: Sequence[float], counts: list[int], bar_width: f
                                  linewidth=0, zorder=0))
     axis.bar(x, counts, width=bar_width, color=BAR_COLOUR, alpha=0.6, linewidth=0, zorder=1)
     # Bars fill the lower ~40 % of the plot, so they stay a backdrop to the scores.
-    axis.set_ylim(0, max(counts) * 2.5)
+    axis.set_ylim(0, max(counts, default=1) * 2.5)
     axis.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     axis.set_ylabel("messages", color=TEXT_COLOUR)
     axis.tick_params(axis="y", colors=NEUTRAL_COLOUR)
