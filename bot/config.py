@@ -118,7 +118,7 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class MoodConfig:
-    """``[mood]``: how ``/mood`` groups days."""
+    """``[mood]``: how ``/mood`` groups days; ``utc_offset_minutes`` is the zone of people without their own."""
 
     default_days: int = 7
     utc_offset_minutes: int = 0

@@ -1,7 +1,9 @@
 """moodbot's shared model, behind one small API: :func:`create_engine`, the :class:`Engine` protocol, the values and
 errors it speaks in, :class:`EngineSettings`, :func:`script_of` (which script a message is written in, as the
-analyst calibrates by it), :func:`describe_analyst_adapter`, and :func:`prepared_weights_state` (whether a
-start will find its prepared weights cached). Knows nothing of Telegram or SQL.
+analyst calibrates by it), :func:`has_crisis_phrase` (whether a message says in so many words that its writer may
+hurt themselves: the care floor, without the model), :func:`describe_analyst_adapter`, and
+:func:`prepared_weights_state` (whether a start will find its prepared weights cached). Knows nothing of Telegram or
+SQL.
 
 The rooms inside: ``roles/`` (what both backends share: prompts, chat format, verdict, care phrases, guard, history,
 language), ``local/`` (the in-process backend), ``loading/`` (checkpoint to model), ``kernels/`` (fast paths that know
@@ -15,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from engine.base import Engine
 from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError, ServerUnavailable
+from engine.roles.care_phrases import has_crisis_phrase
 from engine.roles.language import script_of
 from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
-from engine.values import LABELS, ChatTurn, Sentiment
+from engine.values import LABELS, REPLY_LENGTHS, ChatTurn, ReplyLength, Sentiment
 
 if TYPE_CHECKING:
     from engine.loading.prepared_files import PreparedWeights
@@ -32,6 +35,7 @@ _LAZY = {
     "TuneJob": "engine.tuning.trainer",
     "RECIPES": "engine.tuning.recipes",
     "TrainingDataError": "engine.tuning.data",
+    "read_labelled": "engine.tuning.data",  # text<TAB>label files, for ``tune`` and ``eval`` alike
 }
 
 
@@ -78,6 +82,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "LABELS",
     "PRECISIONS",
+    "REPLY_LENGTHS",
     "ChatTurn",
     "Engine",
     "EngineBusy",
@@ -87,10 +92,12 @@ __all__ = [
     "LocalEngine",
     "ModelLoadError",
     "OpenAIEngine",
+    "ReplyLength",
     "Sentiment",
     "ServerUnavailable",
     "create_engine",
     "describe_analyst_adapter",
+    "has_crisis_phrase",
     "prepared_weights_state",
     "script_of",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from engine.values import ChatTurn, Sentiment
+from engine.values import ChatTurn, ReplyLength, Sentiment
 
 
 class Engine(Protocol):
@@ -28,8 +28,11 @@ class Engine(Protocol):
         """Sentiment of one message, seen in isolation; raises EngineBusy when the queue is full."""
         ...
 
-    def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
-        """Stream an empathetic reply to ``message`` given this user's ``history``, as text chunks."""
+    def reply(
+        self, history: Sequence[ChatTurn], message: str, *, length: ReplyLength = "normal"
+    ) -> AsyncIterator[str]:
+        """Stream an empathetic reply to ``message`` given this user's ``history``, as text chunks; a ``"short"``
+        ``length`` asks for one or two sentences and allows fewer new tokens."""
         ...
 
     async def forget_conversations(self) -> None:

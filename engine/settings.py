@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from engine.values import ReplyLength
+
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 Backend = Literal["local", "openai"]
@@ -17,6 +19,9 @@ BACKENDS: tuple[str, ...] = ("local", "openai")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; llama.cpp server: :8080/v1, Ollama: :11434/v1
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+# The most tokens a "short" reply may take (when ``max_new_tokens`` is not smaller): the prompt asks for one or two
+# sentences, which take 30-60 tokens in English or Chinese; this only stops a model that ignores it.
+SHORT_REPLY_MAX_NEW_TOKENS = 96
 
 
 @functools.cache  # read once: ``auto`` is resolved several times while loading
@@ -144,6 +149,12 @@ class EngineSettings:
                 f"{urlsplit(self.base_url).hostname or self.base_url!r}; use https://, a loopback address "
                 "(127.0.0.1, ::1, localhost) or no API key"
             )
+
+    def reply_token_limit(self, length: ReplyLength = "normal") -> int:
+        """The most tokens a reply of ``length`` may take: ``max_new_tokens``, capped for a short one."""
+        if length == "short":
+            return min(self.max_new_tokens, SHORT_REPLY_MAX_NEW_TOKENS)
+        return self.max_new_tokens
 
     @property
     def torch_threads(self) -> int:

@@ -8,6 +8,9 @@ from typing import Literal
 Label = Literal["positive", "neutral", "negative"]
 LABELS: tuple[Label, ...] = ("positive", "neutral", "negative")
 Role = Literal["user", "assistant"]
+# How long the companion's reply may be: "normal" (a few sentences) or "short" (one or two, fewer tokens).
+ReplyLength = Literal["short", "normal"]
+REPLY_LENGTHS: tuple[ReplyLength, ...] = ("short", "normal")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Self
 import aiosqlite
 
 from .migrations import migrate
+from .zones import LOCAL_DAY_FUNCTION, local_day
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class Database:
             db.row_factory = sqlite3.Row
             for pragma in PRAGMAS:
                 await db.execute(pragma)
+            # The per-day mood aggregate groups by each message's day in the reader's own zone (storage/zones.py).
+            await db.create_function(LOCAL_DAY_FUNCTION, 2, local_day, deterministic=True)
             [row] = await fetch_all(db, "PRAGMA journal_mode")
             journal_mode = row[0]
             if journal_mode != "wal" and location != MEMORY:

@@ -243,6 +243,17 @@ class Messages(Database):
                 {"chat_id": chat_id, "user_id": user_id},
             )
 
+    async def discard_user_message(self, message_id: int) -> bool:
+        """Delete a stored user message that turned out to answer a question of the bot's (a city typed for
+        /settings) rather than say something to it: it owes no reply and no mood, and joins no history. False when
+        there was no such message."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM messages WHERE id = :message_id AND role = 'user'", {"message_id": message_id}
+            )
+            return cursor.rowcount > 0
+
+
 
 # -- statements that more than one write above runs inside its transaction -------------------------------------
 
@@ -331,10 +342,14 @@ async def _insert_user_message(
 
 
 async def _owe_mood(db: aiosqlite.Connection, *, message_id: int) -> None:
-    """Mark the message as owed a sentiment (again), with no failed attempts."""
+    """Mark the message as owed a sentiment (again), with no failed attempts; not when its author turned mood
+    analysis off (/settings): what they write then is never classified, not even once they turn it back on."""
     await db.execute(
         """
-        INSERT INTO pending_moods (message_id) VALUES (:message_id)
+        INSERT INTO pending_moods (message_id)
+        SELECT m.id FROM messages AS m
+        WHERE m.id = :message_id
+          AND NOT EXISTS (SELECT 1 FROM person_settings AS s WHERE s.user_id = m.user_id AND s.analyse_mood = 0)
         ON CONFLICT (message_id) DO UPDATE SET attempts = 0
         """,
         {"message_id": message_id},

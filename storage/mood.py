@@ -6,13 +6,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from datetime import UTC, tzinfo
 
 import aiosqlite
 
 from .connection import Database, fetch_all
 from .models import DayMood, MoodSummary, SentimentRecord, UserMood
-
-MAX_UTC_OFFSET_MINUTES = 24 * 60
+from .zones import zone_key
 
 
 class Mood(Database):
@@ -70,13 +70,14 @@ class Mood(Database):
         user_id: int | None,
         since: float,
         until: float | None = None,
-        utc_offset_minutes: int = 0,
+        zone: tzinfo = UTC,
     ) -> list[DayMood]:
-        """Classified user messages in [since, until) per local day, oldest day first; user_id None = whole chat."""
-        day = day_modifier(utc_offset_minutes)
+        """Classified user messages in [since, until) per day in ``zone`` (a ``ZoneInfo``, daylight saving time
+        included, or a fixed ``datetime.timezone``), oldest day first; user_id None = whole chat."""
+        key = zone_key(zone)
         async with self._reading() as db:
             rows = await _day_rows(
-                db, chat_id=chat_id, user_id=user_id, since=since, until=until, day=day, per_member=False
+                db, chat_id=chat_id, user_id=user_id, since=since, until=until, zone=key, per_member=False
             )
         return [_day_mood(row) for row in rows if row["messages"]]
 
@@ -87,25 +88,23 @@ class Mood(Database):
         user_id: int | None,
         since: float,
         until: float | None = None,
-        utc_offset_minutes: int = 0,
+        zone: tzinfo = UTC,
     ) -> MoodSummary:
         """``mood_by_day`` plus totals and label shares over the whole period."""
-        days = await self.mood_by_day(
-            chat_id=chat_id, user_id=user_id, since=since, until=until, utc_offset_minutes=utc_offset_minutes
-        )
+        days = await self.mood_by_day(chat_id=chat_id, user_id=user_id, since=since, until=until, zone=zone)
         return summarize(days)
 
     async def mood_by_user(
-        self, *, chat_id: int, since: float, until: float | None = None, utc_offset_minutes: int = 0
+        self, *, chat_id: int, since: float, until: float | None = None, zone: tzinfo = UTC
     ) -> list[UserMood]:
-        """Mood of every member who wrote in [since, until), most classified messages first.
+        """Mood of every member who wrote in [since, until), most classified messages first, by day in ``zone``.
 
         Members whose messages are not classified yet are listed with an empty summary.
         """
-        day = day_modifier(utc_offset_minutes)
+        key = zone_key(zone)
         async with self._reading() as db:
             rows = await _day_rows(
-                db, chat_id=chat_id, user_id=None, since=since, until=until, day=day, per_member=True
+                db, chat_id=chat_id, user_id=None, since=since, until=until, zone=key, per_member=True
             )
             members = {row["member"] for row in rows}
             users = await fetch_all(
@@ -130,11 +129,15 @@ async def _day_rows(
     user_id: int | None,
     since: float,
     until: float | None,
-    day: str,
+    zone: str,
     per_member: bool,
 ) -> list[sqlite3.Row]:
     """The per-day aggregate: the user messages of ``chat_id`` in [since, until) (only ``user_id``'s unless None),
-    per local day (``day``: a ``day_modifier``) and, with ``per_member``, per member (``member`` is NULL without).
+    per local day and, with ``per_member``, per member (``member`` is NULL without).
+
+    Each message's day is its own timestamp's date in ``zone`` (a ``zone_key``), through the connection's
+    ``local_day`` function: around a daylight-saving change the offset differs between the messages of one query,
+    which no single ``date(…, '+N minutes')`` modifier could express.
 
     A message's mood is the label its author gave it ("Fix a mood") where there is one, scored as certain (+1, 0,
     −1: the analyst's P(positive) − P(negative) for that label alone), else the model's label and score.
@@ -145,7 +148,7 @@ async def _day_rows(
         db,
         """
         SELECT CASE WHEN :per_member THEN m.user_id END AS member,
-               date(m.created_at, 'unixepoch', :day) AS day,
+               local_day(m.created_at, :zone) AS day,
                COUNT(COALESCE(c.message_id, s.message_id)) AS messages,
                AVG(CASE c.label WHEN 'positive' THEN 1.0 WHEN 'neutral' THEN 0.0 WHEN 'negative' THEN -1.0
                    ELSE s.score END) AS average_score,
@@ -163,7 +166,10 @@ async def _day_rows(
         GROUP BY member, day
         ORDER BY member, day
         """,
-        {"chat_id": chat_id, "user_id": user_id, "since": since, "until": until, "day": day, "per_member": per_member},
+        {
+            "chat_id": chat_id, "user_id": user_id, "since": since, "until": until, "zone": zone,
+            "per_member": per_member,
+        },
     )
 
 
@@ -179,13 +185,6 @@ def _day_mood(row: sqlite3.Row) -> DayMood:
 
 
 # -- pure helpers --------------------------------------------------------------------------------------------------
-
-
-def day_modifier(utc_offset_minutes: int) -> str:
-    """The SQLite date() modifier that shifts UTC to local time, e.g. ``'+180 minutes'``."""
-    if not isinstance(utc_offset_minutes, int) or abs(utc_offset_minutes) > MAX_UTC_OFFSET_MINUTES:
-        raise ValueError(f"utc_offset_minutes must be an int within ±{MAX_UTC_OFFSET_MINUTES}")
-    return f"{utc_offset_minutes:+d} minutes"
 
 
 def display_name(user_id: int, first_name: str | None, username: str | None) -> str:

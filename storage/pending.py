@@ -70,7 +70,8 @@ class PendingWork(Database):
     ) -> list[StoredMessage]:
         """User messages that have no sentiment yet, oldest first (to back-fill after a crash or a busy spell):
         only ids above ``after_id``; with ``max_attempts``, only those whose classification failed fewer times;
-        with ``skip_owed``, not those still waiting for their reply (answering one classifies it)."""
+        with ``skip_owed``, not those still waiting for their reply (answering one classifies it). Never those of
+        people who turned mood analysis off (/settings), while it is off."""
         if limit <= 0:
             return []
         async with self._reading() as db:
@@ -83,6 +84,9 @@ class PendingWork(Database):
                 WHERE p.message_id > :after_id
                   AND (:max_attempts IS NULL OR p.attempts < :max_attempts)
                   AND NOT (:skip_owed AND EXISTS (SELECT 1 FROM pending_replies AS r WHERE r.message_id = p.message_id))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM person_settings AS s WHERE s.user_id = m.user_id AND s.analyse_mood = 0
+                  )
                 ORDER BY p.message_id
                 LIMIT :limit
                 """,

@@ -77,25 +77,14 @@ class EvalReport:
 
 
 def read_examples(path: Path) -> list[Example]:
-    """Parse ``text<TAB>label`` lines; the first line may be a header; errors name the line."""
-    examples: list[Example] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            text, tab, label = line.rpartition("\t")
-            if not tab:
-                raise EvalDataError(f"{path}:{number}: expected text<TAB>label")
-            label = label.strip()
-            if number == 1 and not label.isdigit():
-                continue  # header
-            if not label.isdigit() or int(label) not in GOLD_LABELS:
-                raise EvalDataError(f"{path}:{number}: label must be 0, 1 or 2, got {label!r}")
-            examples.append(Example(text, GOLD_LABELS[int(label)]))
-    if not examples:
-        raise EvalDataError(f"{path}: no labelled rows")
-    return examples
+    """Parse ``text<TAB>label`` lines (the reader ``moodbot tune`` uses); the first line may be a header; errors
+    name the line."""
+    from engine import TrainingDataError, read_labelled
+
+    try:
+        return [Example(row.text, row.label) for row in read_labelled(path)]
+    except TrainingDataError as exc:
+        raise EvalDataError(str(exc)) from None
 
 
 def injected_text(example: Example) -> str:

@@ -19,7 +19,18 @@ from bot.flow.mood import MoodReport, mood_report
 from bot.flow.turn import ReplyOutput, Turn, cancelling
 from bot.i18n import DEFAULT_LANGUAGE, translate
 from bot.views import texts
-from engine import ChatTurn, Engine, EngineBusy, EngineClosed, EngineError, Sentiment, ServerUnavailable, script_of
+from engine import (
+    ChatTurn,
+    Engine,
+    EngineBusy,
+    EngineClosed,
+    EngineError,
+    ReplyLength,
+    Sentiment,
+    ServerUnavailable,
+    has_crisis_phrase,
+    script_of,
+)
 from storage import SentimentRecord, Store, StoredMessage
 
 logger = logging.getLogger(__name__)
@@ -57,23 +68,27 @@ class Conversations:
         self.care = config.care
 
     async def answer(self, message: StoredMessage, out: ReplyOutput, language: str = DEFAULT_LANGUAGE) -> Turn:
-        """The turn for a stored message: classify it, stream the companion's reply to ``out``, store the reply
-        whole, then send the help resources it calls for and a note when it was too long to read whole. The engine
-        busy: the person is told so. The bot's own words are in ``language`` (the person's); the help resources
-        in the language the message is written in. Afterwards the message owes no reply, whatever happened
-        (unless cancelled: the process is going down, and the next start answers it)."""
+        """The turn for a stored message: classify it (unless its author turned mood analysis off), stream the
+        companion's reply to ``out`` (short or normal, as they chose), store the reply whole, then send the help
+        resources it calls for and a note when it was too long to read whole. The engine busy: the person is told
+        so. The bot's own words are in ``language`` (the person's); the help resources in the language the message
+        is written in. Afterwards the message owes no reply, whatever happened (unless cancelled: the process is
+        going down, and the next start answers it)."""
         turn = Turn(message, truncated=self.is_truncated(message))
         try:
+            person = await self.store.person_settings(message.user_id)
             started = time.perf_counter()
-            turn.sentiment = await self.classify(message)
+            if person.analyse_mood:
+                turn.sentiment = await self._classify(message)
+                if turn.sentiment is None:
+                    await out.finish(translate(language, texts.BUSY_TEXT))  # over an unfinished reply, if any
+                    return turn
+                await out.heard(turn.sentiment)
             classified = time.perf_counter()
             turn.care_text = self.care_message(message, turn.sentiment)
-            if turn.sentiment is None:
-                await out.finish(translate(language, texts.BUSY_TEXT))  # over an unfinished reply, if there is one
-                return turn
-            await out.heard(turn.sentiment)
             try:
-                text = await out.stream(self.reply(message)) or translate(language, texts.EMPTY_REPLY_FALLBACK)
+                reply = await out.stream(self.reply(message, length=person.reply_length))
+                text = reply or translate(language, texts.EMPTY_REPLY_FALLBACK)
             except EngineBusy:
                 await out.finish(translate(language, texts.BUSY_TEXT))
                 await self._offer_care(turn, out)
@@ -95,27 +110,42 @@ class Conversations:
                 await self.settle(message)
 
     async def mood_report(
-        self, *, chat_id: int, user_id: int | None, argument: str | None, language: str = DEFAULT_LANGUAGE
+        self, *, chat_id: int, user_id: int | None, argument: str | None, asker_id: int | None = None,
+        language: str = DEFAULT_LANGUAGE,
     ) -> MoodReport:
-        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat, or (None) the whole
-        chat's with a line per member, in ``language``."""
+        """The ``/mood`` answer for ``argument`` (the period): ``user_id``'s in this chat (with their check-ins in
+        their private chat), or (None) the whole chat's with a line per member; its days in the time zone of
+        ``asker_id`` (default: ``user_id``), its words in ``language``."""
+        asker = asker_id if asker_id is not None else user_id
+        if asker is None:
+            raise ValueError("a group's /mood needs the id of the person who asked")
         return await mood_report(
-            self.store, self.config, chat_id=chat_id, user_id=user_id, argument=argument, language=language
+            self.store, self.config, chat_id=chat_id, user_id=user_id, asker_id=asker, argument=argument,
+            language=language,
         )
 
     def care_message(self, message: StoredMessage, sentiment: Sentiment | None) -> str | None:
         """The help resources to send with the reply when ``message`` signals a crisis (and care is on), in the
-        language it is written in."""
-        if sentiment is None or not self.care.enabled or sentiment.care < self.care.threshold:
+        language it is written in. Without a sentiment (the person turned mood analysis off) only a message that
+        says it in so many words counts: the phrase floor, which needs no model."""
+        if not self.care.enabled:
+            return None
+        care = sentiment.care if sentiment is not None else float(has_crisis_phrase(message.text))
+        if care < self.care.threshold:
             return None
         return self.care.message_zh if script_of(message.text) == "zh" else self.care.message
 
     async def _offer_care(self, turn: Turn, out: ReplyOutput) -> None:
-        """Send the help resources after the answer when the message signalled a crisis, and log that we did."""
-        if turn.care_text is None or turn.sentiment is None:
+        """Send the help resources after the answer when the message signalled a crisis, and log that we did (in
+        the store too, with the analyst's probability, when the message was analysed)."""
+        if turn.care_text is None:
             return
         await out.send(turn.care_text)
-        await self.record_care(turn.message, turn.sentiment)
+        if turn.sentiment is not None:
+            await self.record_care(turn.message, turn.sentiment)
+        else:
+            logger.warning("care: help resources offered in chat %s (message %d, not analysed)",
+                           turn.message.chat_id, turn.message.id)
 
     async def record_care(self, message: StoredMessage, sentiment: Sentiment) -> None:
         """Log that help resources were offered for ``message``."""
@@ -141,7 +171,13 @@ class Conversations:
         )
 
     async def classify(self, message: StoredMessage) -> Sentiment | None:
-        """Classify and store the sentiment; None when the engine is busy (the back-fill catches up later)."""
+        """Classify and store the sentiment; None when the engine is busy (the back-fill catches up later) or the
+        author turned mood analysis off (then nothing is computed)."""
+        if not (await self.store.person_settings(message.user_id)).analyse_mood:
+            return None
+        return await self._classify(message)
+
+    async def _classify(self, message: StoredMessage) -> Sentiment | None:
         try:
             sentiment = await self.engine.classify(self.view(message))
         except EngineBusy:
@@ -154,13 +190,14 @@ class Conversations:
         await self.store.add_sentiment(message.id, self._record(sentiment), text=message.text)
         return sentiment
 
-    async def reply(self, message: StoredMessage) -> AsyncIterator[str]:
-        """Stream the companion's reply to ``message`` using this user's history in this chat only."""
+    async def reply(self, message: StoredMessage, *, length: ReplyLength = "normal") -> AsyncIterator[str]:
+        """Stream the companion's reply to ``message`` (as long as the person chose) using this user's history in
+        this chat only."""
         turns = await self.store.history(
             chat_id=message.chat_id, user_id=message.user_id, before_id=message.id, limit=HISTORY_TURNS
         )
         history = [ChatTurn(turn.role, turn.text) for turn in turns]
-        async for chunk in self.engine.reply(history, self.view(message)):
+        async for chunk in self.engine.reply(history, self.view(message), length=length):
             yield chunk
 
     async def save_reply(self, message: StoredMessage, text: str, telegram_message_id: int | None) -> int:

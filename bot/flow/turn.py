@@ -39,7 +39,8 @@ class Turn:
     """What one turn did with a stored message."""
 
     message: StoredMessage
-    sentiment: Sentiment | None = None  # None: the engine was busy (the back-fill classifies it later)
+    sentiment: Sentiment | None = None  # None: the engine was busy (the back-fill classifies it later) or the
+    # person turned mood analysis off (nothing is computed)
     care_text: str | None = None  # the help resources the message called for, if any
     reply: str | None = None  # the reply as stored; None: none was (the person was told "busy")
     truncated: bool = False  # the model read only the beginning of a very long message

@@ -14,7 +14,7 @@ from telegram.ext import ExtBot
 
 from bot.flow import MoodChart
 from bot.i18n import translate
-from bot.telegram import identity
+from bot.telegram import checkins, identity
 from bot.telegram.context import MoodContext
 from bot.telegram.fix_mood import fix_button
 from bot.telegram.identity import Person
@@ -30,10 +30,12 @@ FORGET_PREFIX = "forget:"  # callback data: forget:yes:<user id> / forget:no:<us
 
 
 async def start(update: Update, context: MoodContext) -> None:
-    """Greets the person and says what the bot keeps."""
+    """Greets the person, says what the bot keeps, and (once, privately) offers a daily check-in."""
     person, language = identity.person(update), await context.language_of(update)
     name = person.first_name or translate(language, texts.THERE)
     await update.effective_message.reply_text(translate(language, texts.START_TEXT, name=name))
+    if update.effective_chat.type == ChatType.PRIVATE:  # check-ins happen in the private chat only
+        await checkins.offer_checkin(update, context)
 
 
 async def help_command(update: Update, context: MoodContext) -> None:
@@ -43,17 +45,19 @@ async def help_command(update: Update, context: MoodContext) -> None:
 
 async def mood(update: Update, context: MoodContext) -> None:
     """Shows how the mood moved, chart and summary: the person's own, or in a group the chat's and each member's."""
-    chat, message, language = update.effective_chat, update.effective_message, await context.language_of(update)
+    chat, message, asker = update.effective_chat, update.effective_message, identity.person(update).id
+    language = await context.language_of(update)
     in_group = chat.type != ChatType.PRIVATE
-    report = await context.services.conversations.mood_report(  # a group's in the language of whoever asked
-        chat_id=chat.id, user_id=None if in_group else identity.person(update).id,
+    # Days are counted in the asker's time zone, in a group too; a group's words are in the asker's language.
+    report = await context.services.conversations.mood_report(
+        chat_id=chat.id, user_id=None if in_group else asker, asker_id=asker,
         argument=context.args[0] if context.args else None, language=language,
     )
     if report.chart is None:
         await message.reply_text(report.text)
         return
     # "Fix a mood" lists the asker's own messages only, privately; in a group only the asker can use it.
-    await send_mood_answer(message, report.text, report.chart, fix_button(identity.person(update).id, language))
+    await send_mood_answer(message, report.text, report.chart, fix_button(asker, language))
 
 
 async def reset(update: Update, context: MoodContext) -> None:
@@ -97,7 +101,7 @@ async def export(update: Update, context: MoodContext) -> None:
     chat, person, message = update.effective_chat, identity.person(update), update.effective_message
     language = await context.language_of(update)
     data = await context.store.export_user(chat_id=chat.id, user_id=person.id)
-    if not data["messages"]:
+    if not data["messages"] and not data.get("self_reports"):  # check-ins alone are worth a file too
         await message.reply_text(translate(language, texts.EXPORT_NOTHING_TEXT))
         return
     about = texts.export_about(language)
@@ -152,8 +156,8 @@ async def send_mood_answer(
     the summary alone when the chart can't be drawn or Telegram refuses it. ``buttons`` go under the last part."""
     try:
         png = await asyncio.to_thread(
-            render_mood_chart, chart.days, chart.first_day, chart.last_day, period=chart.period, group=chart.group,
-            language=chart.language,
+            render_mood_chart, chart.days, chart.first_day, chart.last_day, title=chart.title,
+            self_reports=chart.self_reports, language=chart.language,
         )
     except Exception:
         logger.exception("could not draw the /mood chart; sending the summary as text")

@@ -9,6 +9,8 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Config
 from bot.flow import Conversations
+from bot.flow.checkins import CheckIns
+from bot.telegram.awaiting import TypedCity
 from bot.telegram.language import update_language
 from bot.telegram.ratelimit import RateLimiter
 from engine import Engine
@@ -25,9 +27,12 @@ class Services:
     engine: Engine
     store: Store
     conversations: Conversations
+    checkins: CheckIns
     refused_users: set[int] = field(default_factory=set)
     # Messages stored the moment their update arrived, by update id, until the update's handlers have run.
     arrivals: dict[int, StoredMessage] = field(default_factory=dict)
+    # Who was asked to type a city for /settings (the filter of the handler that takes it).
+    typed_city: TypedCity = field(default_factory=TypedCity)
     rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:

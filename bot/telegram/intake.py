@@ -2,8 +2,9 @@
 
 ``ArrivalQueue`` is PTB's update queue: the Updater (or the webhook server) puts each update taken from Telegram
 into it, and only then confirms it to Telegram (with its next getUpdates, or the webhook's answer). Its ``put`` first
-runs ``Intake.arrive``: the per-person rate limit (one token bucket for every kind of update) is checked, and a text
-message (or the new text of an edit) is stored, so nothing Telegram has let go of lives only in memory. A message
+runs ``Intake.arrive``: the per-person rate limit (one token bucket for every kind of update but the presses in a
+/settings menu) is checked, and a text message (or the new text of an edit) is stored, so nothing Telegram has let go
+of lives only in memory. A message
 that will be answered is stored as owed a reply; one over the limit is only stored (the back-fill classifies it
 later). Then, as the update is handed to its chat's queue, ``Intake.admit`` turns away what is over the limit or
 past the chat's backlog (a message past the backlog owes no reply after all), with one "slow down" per spell.
@@ -26,6 +27,7 @@ from bot.telegram.context import Services
 from bot.telegram.language import update_language
 from bot.telegram.messages import incoming_of
 from bot.telegram.ratelimit import Decision
+from bot.views import settings as settings_view
 from bot.views import texts
 from storage import StoredMessage
 
@@ -123,7 +125,7 @@ class Intake:
 
     def _take_token(self, update: Update) -> Decision:
         key = identity.sender_key(update)  # a person, or the chat a post was made as (still one bucket each)
-        if key is None or self.services.config.telegram.is_admin(key):
+        if key is None or self.services.config.telegram.is_admin(key) or is_settings_press(update):
             return ALLOWED
         decision = self.services.rate_limiter.check(key)
         if not decision.allowed:
@@ -156,3 +158,10 @@ class Intake:
             await update.callback_query.answer(text, show_alert=tell)
         elif text is not None and update.effective_message is not None:
             await update.effective_message.reply_text(text)
+
+
+def is_settings_press(update: Update) -> bool:
+    """True for a press in a /settings menu: going through the menu takes a dozen quick taps and no model work, so
+    those never count against (or use up) the person's rate limit."""
+    query = update.callback_query
+    return query is not None and (query.data or "").startswith(settings_view.PREFIX)

@@ -1,5 +1,5 @@
-"""Work the bot does on its own, beside the updates: late replies at start-up, the back-fill of missing moods, and
-the retention purge. ``build_application`` schedules them."""
+"""Work the bot does on its own, beside the updates: late replies at start-up, the back-fill of missing moods, the
+retention purge, and the check-ins and weekly summaries. ``build_application`` schedules them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bot.telegram.context import MoodContext, Services
 from bot.telegram.language import person_language
 from bot.telegram.ordering import PerChatUpdateProcessor
 from bot.telegram.replies import ReplyTarget, answer_message
+from bot.telegram.scheduled import ScheduledSender
 from storage import OwedReply
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ async def queue_late_replies(
 def late_reply_target(owed: OwedReply) -> ReplyTarget:
     """Where a late reply goes: the message's chat and forum topic, quoting the message in groups."""
     message = owed.message
-    quote = message.telegram_message_id if owed.chat_kind != ChatType.PRIVATE else None
-    return ReplyTarget(message.chat_id, quote, owed.thread_id)
+    private = owed.chat_kind == ChatType.PRIVATE
+    return ReplyTarget(message.chat_id, None if private else message.telegram_message_id, owed.thread_id, private)
 
 
 async def finish_late_replies(context: MoodContext) -> None:
@@ -93,3 +94,13 @@ async def purge_expired(context: MoodContext) -> None:
         return
     deleted = await context.services.conversations.purge_older_than(time.time() - days * SECONDS_PER_DAY)
     logger.info("retention: deleted %d messages older than %d days", deleted, days)
+
+
+async def send_scheduled(context: MoodContext) -> None:
+    """Sends the check-ins and weekly summaries due now (``job.data`` is the ``ScheduledSender``); runs every
+    minute, never raises."""
+    sender: ScheduledSender = context.job.data  # type: ignore[union-attr,assignment]
+    try:
+        await sender.tick()
+    except Exception:
+        logger.exception("the check-in round failed; the next one tries again")

@@ -15,7 +15,7 @@ from telegram import Update
 from bot.config import Config
 from bot.i18n import choose_language
 from bot.telegram import identity
-from storage import Store
+from storage import PersonSettings, Store
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +32,22 @@ async def stored_language(store: Store, user_id: int) -> str | None:
 
 async def update_language(store: Store, config: Config, update: Update) -> str:
     """The language to speak to whoever sent ``update``."""
-    person, user = identity.person_of(update), update.effective_user
+    person = identity.person_of(update)
     stored = await stored_language(store, person.id) if person is not None else None
-    return choose_language(stored, user.language_code if user else None, config.bot.default_language)
+    return choose_language(stored, telegram_code(update), config.bot.default_language)
+
+
+def settings_language(settings: PersonSettings, update: Update | None, config: Config) -> str:
+    """The same rule for a person whose settings are at hand (just changed in /settings, say): their choice, else
+    the Telegram app's language of ``update`` (None: a scheduled message, none at hand), else the default."""
+    code = telegram_code(update) if update is not None else None
+    return choose_language(settings.language, code, config.bot.default_language)
+
+
+def telegram_code(update: Update) -> str | None:
+    """The language code Telegram gives for whoever sent ``update`` (None when it gives none)."""
+    user = update.effective_user
+    return user.language_code if user is not None else None
 
 
 async def person_language(store: Store, config: Config, user_id: int) -> str:

@@ -37,7 +37,9 @@ async def text_message(update: Update, context: MoodContext) -> None:
     if not stored.is_new and not await context.store.reply_owed(stored.id):
         logger.info("chat %s: message %d was already answered (re-delivered update)", chat.id, stored.id)
         return
-    target = ReplyTarget(chat.id, message.message_id if in_group else None, topics.thread_id(message))
+    if not in_group:  # after a check-in tap, the next message is also the day's note (and answered as usual)
+        await context.services.checkins.keep_note(stored.user_id, stored.text)
+    target = ReplyTarget(chat.id, message.message_id if in_group else None, topics.thread_id(message), not in_group)
     await answer_message(context.bot, conversations, stored, target, language=await context.language_of(update))
 
 

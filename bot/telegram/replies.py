@@ -20,11 +20,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReplyTarget:
-    """Where the answers to a message go: its chat, the message to quote (in groups) and its forum topic."""
+    """Where the answers to a message go: its chat, the message to quote (in groups), its forum topic, and whether
+    it is a private chat (replies are streamed there as a draft)."""
 
     chat_id: int
     quote: int | None = None
     thread_id: int | None = None
+    private: bool = False
 
 
 async def sent_privately(sending: Awaitable[object], person_id: int) -> bool:
@@ -52,8 +54,9 @@ async def send(bot: Bot, target: ReplyTarget, text: str) -> None:
 
 
 class ChatReply:
-    """A turn's output in a Telegram chat: the reply streamed into one message (or written over ``draft_message_id``,
-    the unfinished reply a crash left), notes as messages of their own. Implements ``bot.flow.ReplyOutput``."""
+    """A turn's output in a Telegram chat: the reply streamed as a draft in a private chat, or into one message in a
+    group (or written over ``draft_message_id``, the unfinished reply a crash left), notes as messages of their own.
+    Implements ``bot.flow.ReplyOutput``."""
 
     def __init__(
         self, bot: Bot, target: ReplyTarget, conversations: Conversations, message: StoredMessage,
@@ -67,6 +70,7 @@ class ChatReply:
         self.writer = StreamedReply(
             bot, target.chat_id, reply_to_message_id=target.quote, message_thread_id=target.thread_id,
             message_id=draft_message_id, on_sent=remember_draft,
+            draft_id=message.id if target.private else None,  # the stored message's id: unique per reply
         )
 
     async def heard(self, sentiment: Sentiment) -> None:

@@ -1,9 +1,14 @@
-"""Show a reply as it is generated: send a message with the first words, then edit it at most about once a second.
+"""Show a reply as it is generated, at most about once a second, the way Telegram suits each chat.
+
+In a private chat (``draft_id`` given) the words so far are shown as a message draft (``sendMessageDraft``, Bot API
+9.3+): Telegram animates the draft in place and it is no message yet, so nothing is edited, and the finished text
+is sent once with ``sendMessage``. In groups (drafts are for private chats only) a message is sent with the first
+words and then edited. A draft that Telegram refuses (an older self-hosted Bot API server) falls back to editing.
 
 A typing indicator is repeated until the reply is complete. The finished text replaces the streamed one; if it is
 longer than Telegram allows it is split over several messages. A reply that a crash left unfinished can be written
-again into the same message (``message_id``), and ``on_sent`` hears of the message as soon as it is sent, so it
-can be remembered for that.
+again into the same message (``message_id``; then no draft), and ``on_sent`` hears of the message as soon as it is
+sent while still being written, so it can be remembered for that.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from telegram import Bot, ReplyParameters
 from telegram.constants import ChatAction
-from telegram.error import BadRequest
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
 
 from bot.views.telegram_text import TELEGRAM_TEXT_LIMIT, shorten, split_for_telegram
 
@@ -36,6 +41,7 @@ class StreamedReply:
         self, bot: Bot, chat_id: int, reply_to_message_id: int | None = None,
         edit_interval: float = EDIT_INTERVAL_SECONDS, message_thread_id: int | None = None, *,
         message_id: int | None = None, on_sent: Callable[[int], Awaitable[None]] | None = None,
+        draft_id: int | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
@@ -46,6 +52,9 @@ class StreamedReply:
         self.text = ""
         self.message_id = message_id
         self._inherited = message_id is not None  # not sent by this writer: it may be gone or too old to edit
+        # Non-zero, one per reply (drafts with the same id animate into each other); an inherited message is
+        # finished in place instead.
+        self.draft_id = draft_id if draft_id and message_id is None else None
         self._shown = ""
         self._last_edit = 0.0
 
@@ -76,7 +85,9 @@ class StreamedReply:
 
     async def _show(self, text: str, *, final: bool = False) -> None:
         text = shorten(text, TELEGRAM_TEXT_LIMIT, STREAM_SUFFIX)  # while streaming, the beginning; finish() splits
-        if not text.strip() or text == self._shown:
+        if not text.strip() or (text == self._shown and not (final and self.draft_id is not None)):
+            return
+        if self.draft_id is not None and not final and await self._draft(text):
             return
         if self.message_id is not None:
             await self._edit(text)
@@ -95,6 +106,26 @@ class StreamedReply:
         self._last_edit = time.monotonic()
         if not final:
             logger.debug("streamed %d chars to chat %s", len(text), self.chat_id)
+
+    async def _draft(self, text: str) -> bool:
+        """Show ``text`` as the chat's draft; False when Telegram refuses drafts (then this reply edits a message
+        instead, like in a group)."""
+        assert self.draft_id is not None
+        try:
+            await self.bot.send_message_draft(
+                self.chat_id, self.draft_id, text, message_thread_id=self.message_thread_id
+            )
+        except (BadRequest, InvalidToken) as exc:  # refused (InvalidToken: a server without the method says 404)
+            logger.info("chat %s: Telegram refused a message draft (%s); editing a message instead", self.chat_id,
+                        exc.message)
+            self.draft_id = None
+            return False
+        except (RetryAfter, NetworkError) as exc:  # a draft is a passing preview: skip it, the next one shows more
+            logger.debug("chat %s: a message draft was skipped (%s)", self.chat_id, exc.message)
+        else:
+            self._shown = text
+        self._last_edit = time.monotonic()
+        return True
 
     async def _edit(self, text: str) -> None:
         """Write ``text`` over the message; an inherited one that can't be edited any more is given up (a new

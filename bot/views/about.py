@@ -21,6 +21,7 @@ COMMANDS = (
     ("reset", _("Start the conversation fresh")),
     ("forget", _("Delete everything stored about me here")),
     ("export", _("Download everything stored about me here")),
+    ("settings", _("Language, time zone, check-ins, reply length")),
     ("privacy", _("What is kept, where, and for how long")),
     ("help", _("What this bot does")),
     ("start", _("Say hello")),

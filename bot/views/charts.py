@@ -10,7 +10,8 @@ What the chart shows, over every day from ``first_day`` to ``last_day``:
 * the daily average mood score (−1 … +1) as points, coloured by mood, with a smoothed line through them
   (a rolling mean over the days that have data: 3 days, 7 when there are more than 31 such days);
 * the number of messages per day as light bars on a secondary axis (right);
-* a green band above 0 (positive) and a red band below 0 (negative) as background.
+* a green band above 0 (positive) and a red band below 0 (negative) as background;
+* the moods the person reported themselves (check-ins) as diamonds, beside the model's points.
 
 Its words (title, legend, axes, dates) are in the reader's language, drawn with a font that has their characters
 (``bot.views.chart_fonts``); where no installed font has them, the chart is drawn in English rather than with
@@ -20,7 +21,7 @@ empty boxes, and a hint names the package to install.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import date, timedelta
 
@@ -34,8 +35,7 @@ from matplotlib.ticker import Formatter, MaxNLocator
 
 from bot.i18n import DEFAULT_LANGUAGE, _, format_day, ngettext_for, translate
 from bot.views import chart_fonts
-from bot.views.mood import chart_title
-from storage import DayMood
+from storage import DayMood, SelfReport
 
 WIDTH_PX, HEIGHT_PX, DPI = 1000, 560, 100
 
@@ -45,6 +45,7 @@ NEUTRAL_COLOUR = "#8a8f98"
 LINE_COLOUR = "#3d5a80"
 BAR_COLOUR = "#7fa7c9"
 TEXT_COLOUR = "#33373d"
+SELF_REPORT_EDGE = "#1f2933"
 SCORE_LIMIT = 1.08  # the score axis runs from -SCORE_LIMIT to +SCORE_LIMIT, a little room around ±1
 SHORT_PERIOD_DAYS = 10  # up to this many days on the axis, every day gets a labelled tick
 # Translators: CLDR date patterns for the chart's date axis (d day, MMM month, y year, EEE weekday).
@@ -56,6 +57,10 @@ MONTH_YEAR = _("MMM y")
 WEEKDAY = "EEE"
 
 
+# A chart's title: a function of the language (so an English chart gets an English title), or a text drawn as given.
+ChartTitle = str | Callable[[str], str]
+
+
 @dataclass(frozen=True)
 class ChartWords:
     """Every word on a chart, in one language."""
@@ -65,23 +70,25 @@ class ChartWords:
     daily_average: str
     trend: str
     messages_per_day: str
+    you_said: str
     positive: str
     negative: str
     score_axis: str
     count_axis: str
 
 
-def chart_words(language: str, *, group: bool, period: int | None, window: int) -> ChartWords:
-    """The chart's words in ``language``: whose mood over which ``period`` (None: all time), the legend for a
-    trend averaged over ``window`` days, the mood bands and the axes."""
+def chart_words(language: str, *, title: ChartTitle, window: int) -> ChartWords:
+    """The chart's words in ``language``: its ``title``, the legend for a trend averaged over ``window`` days and
+    for the person's check-ins, the mood bands and the axes."""
     return ChartWords(
         language=language,
-        title=chart_title(group, period, language),
+        title=title if isinstance(title, str) else title(language),
         daily_average=translate(language, _("daily average")),
         trend=ngettext_for(
             language, "{count}-day trend (days with messages)", "{count}-day trend (days with messages)", window
         ),
         messages_per_day=translate(language, _("messages per day")),
+        you_said=translate(language, _("you said (check-in)")),
         positive=translate(language, _("positive ▲")),
         negative=translate(language, _("negative ▼")),
         score_axis=translate(language, _("mood score")),
@@ -117,24 +124,27 @@ def score_colour(score: float) -> str:
 
 
 def render_mood_chart(
-    days: Sequence[DayMood], first_day: date, last_day: date, *, period: int | None, group: bool = False,
-    language: str = DEFAULT_LANGUAGE,
+    days: Sequence[DayMood], first_day: date, last_day: date, *, title: ChartTitle,
+    self_reports: Sequence[SelfReport] = (), language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
-    """PNG bytes (1000×560 px) of the mood from ``first_day`` to ``last_day``; ``days`` holds the days with data.
-    Titled with whose mood (``group``: the chat's) over ``period`` days (None: all time), in ``language``.
+    """PNG bytes (1000×560 px) of the mood from ``first_day`` to ``last_day``; ``days`` holds the days with data,
+    ``self_reports`` the person's check-ins (drawn as diamonds). Its words are in ``language``, the ``title`` too
+    when it is a function of the language (a plain text is drawn as given).
 
-    Raises ValueError when ``days`` is empty: an empty period gets the "nothing yet" text, never an empty chart.
+    Raises ValueError when both are empty: an empty period gets the "nothing yet" text, never an empty chart.
     """
-    if not days:
+    if not days and not self_reports:
         raise ValueError("no days with data to draw")
     moods = sorted(days, key=lambda d: d.day)
+    reports = sorted(self_reports, key=lambda r: r.day)
     when = [date.fromisoformat(d.day) for d in moods]
+    said_when = [date.fromisoformat(r.day) for r in reports]
     x = mdates.date2num(when)
     scores = [d.average_score for d in moods]
     counts = [d.messages for d in moods]
-    start, end = min(first_day, when[0]), max(last_day, when[-1])
+    start, end = min([first_day, *when, *said_when]), max([last_day, *when, *said_when])
     window = smoothing_window(len(moods))
-    words, fonts = readable_words(language, start, group=group, period=period, window=window)
+    words, fonts = readable_words(language, start, title=title, window=window)
 
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(figure)
@@ -148,6 +158,7 @@ def render_mood_chart(
     span = (end - start).days + 1
     _draw_counts(counts_axis, x, counts, bar_width=0.8 * min(1.0, span / 7), words=words, fonts=fonts)
     _draw_scores(scores_axis, x, scores, words=words, fonts=fonts)
+    _draw_self_reports(scores_axis, mdates.date2num(said_when), [r.score for r in reports])
     _format_date_axis(scores_axis, start, end, words.language, fonts)
 
     figure.suptitle(words.title, x=0.075, y=0.965, ha="left", fontsize=16, fontweight=chart_fonts.bold_weight(fonts),
@@ -160,7 +171,12 @@ def render_mood_chart(
     ]
     if len(moods) < 2:
         del legend[1]  # one point draws no line
-    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.07, 0.915), ncols=3, frameon=False,
+    if not moods:
+        legend = []
+    if reports:
+        legend.append(Line2D([], [], marker="D", linestyle="", markersize=7, markerfacecolor=NEUTRAL_COLOUR,
+                             markeredgecolor=SELF_REPORT_EDGE, label=words.you_said))
+    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.07, 0.915), ncols=len(legend), frameon=False,
                   prop={"family": list(fonts), "size": 10}, labelcolor=TEXT_COLOUR)
 
     buffer = io.BytesIO()
@@ -168,19 +184,25 @@ def render_mood_chart(
     return buffer.getvalue()
 
 
-def readable_words(
-    language: str, start: date, *, group: bool, period: int | None, window: int
-) -> tuple[ChartWords, tuple[str, ...]]:
+def readable_words(language: str, start: date, *, title: ChartTitle, window: int) -> tuple[ChartWords, tuple[str, ...]]:
     """The chart's words in ``language`` and the fonts that draw them; English (with a hint, once, in the log) when
     no installed font has their characters."""
-    words = chart_words(language, group=group, period=period, window=window)
+    words = chart_words(language, title=title, window=window)
     week = [start + timedelta(days=offset) for offset in range(7)]  # every weekday's name, and the months' words
     dates = [format_day(day, pattern, language) for day in week for pattern in (WEEKDAY, DAY_MONTH, MONTH_YEAR)]
     fonts = chart_fonts.families_for("".join(map(str, astuple(words))) + "".join(dates))
     if fonts is None:
         chart_fonts.hint_missing_font(language)
-        return chart_words(DEFAULT_LANGUAGE, group=group, period=period, window=window), (chart_fonts.BASE_FONT,)
+        return chart_words(DEFAULT_LANGUAGE, title=title, window=window), (chart_fonts.BASE_FONT,)
     return words, fonts
+
+
+def _draw_self_reports(axis: Axes, x: Sequence[float], scores: list[float]) -> None:
+    """The person's own answers: diamonds with a dark edge, so they stand apart from the model's round points."""
+    if not scores:
+        return
+    axis.scatter(x, scores, s=70, marker="D", c=[score_colour(s) for s in scores], edgecolors=SELF_REPORT_EDGE,
+                 linewidths=1.4, zorder=6)
 
 
 def _draw_scores(
@@ -217,7 +239,7 @@ def _draw_counts(
                                  linewidth=0, zorder=0))
     axis.bar(x, counts, width=bar_width, color=BAR_COLOUR, alpha=0.6, linewidth=0, zorder=1)
     # Bars fill the lower ~40 % of the plot, so they stay a backdrop to the scores.
-    axis.set_ylim(0, max(counts) * 2.5)
+    axis.set_ylim(0, max(counts, default=1) * 2.5)
     axis.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     axis.set_ylabel(words.count_axis, color=TEXT_COLOUR, fontfamily=fonts)
     axis.tick_params(axis="y", colors=NEUTRAL_COLOUR)

@@ -17,17 +17,21 @@ from engine.local.sampling import SamplingSettings
 from engine.roles.chat_format import SLOT, encode_prompt, split_prompt
 from engine.roles.guard import visible_reply
 from engine.roles.history import trim_history, truncate_text
-from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
-from engine.values import ChatTurn
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPT, COMPANION_SYSTEM_PROMPTS
+from engine.values import ChatTurn, ReplyLength
 
 
 def reply_prompt_ids(
-    tokenizer: PreTrainedTokenizerBase, history: Sequence[ChatTurn], message: str, history_tokens: int
+    tokenizer: PreTrainedTokenizerBase,
+    history: Sequence[ChatTurn],
+    message: str,
+    history_tokens: int,
+    length: ReplyLength = "normal",
 ) -> list[int]:
-    """Token ids of the companion prompt: system prompt, trimmed history, the new message, an open reply (what the
-    person and earlier replies wrote stays plain text: it cannot forge a turn)."""
+    """Token ids of the companion prompt: the system prompt for ``length``, trimmed history, the new message, an
+    open reply (what the person and earlier replies wrote stays plain text: it cannot forge a turn)."""
     message = truncate_text(tokenizer, message, history_tokens)
-    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}]
+    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPTS[length]}]
     messages += [{"role": t.role, "content": t.text} for t in trim_history(tokenizer, history, history_tokens)]
     messages.append({"role": "user", "content": message})
     return encode_prompt(tokenizer, messages)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import torch
@@ -20,7 +21,7 @@ from engine.local.companion import ReplyStream, SamplingSettings, pinned_system_
 from engine.local.prompt_cache import PromptCache
 from engine.local.worker import CallJob, ClassifyJob, InferenceWorker, ReplyJob
 from engine.settings import EngineSettings
-from engine.values import ChatTurn, Sentiment
+from engine.values import ChatTurn, ReplyLength, Sentiment
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,17 +106,21 @@ class LocalEngine:
         self._submit(ClassifyJob(text, future))
         return await future
 
-    async def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
-        """Stream the companion's reply as text chunks; EngineBusy is raised before the first chunk."""
+    async def reply(
+        self, history: Sequence[ChatTurn], message: str, *, length: ReplyLength = "normal"
+    ) -> AsyncIterator[str]:
+        """Stream the companion's reply (``length``: "normal" or "short") as text chunks; EngineBusy is raised before
+        the first chunk."""
         self._check_capacity()
         loaded = self.loaded
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        sampling = replace(self.sampling, max_new_tokens=self.settings.reply_token_limit(length))
 
         def make_stream() -> ReplyStream:
-            prompt = reply_prompt_ids(loaded.tokenizer, history, message, self.settings.history_tokens)
+            prompt = reply_prompt_ids(loaded.tokenizer, history, message, self.settings.history_tokens, length)
             return ReplyStream(
-                loaded.paths, loaded.tokenizer, prompt, self.sampling, loaded.stop_token_ids, self._generator,
+                loaded.paths, loaded.tokenizer, prompt, sampling, loaded.stop_token_ids, self._generator,
                 self.prompt_cache if self.settings.prompt_cache_mb > 0 else None,
             )
 

@@ -59,7 +59,7 @@ from engine.remote.wire import (
 )
 from engine.roles.prompts import CONTENT_FREE
 from engine.settings import EngineSettings
-from engine.values import ChatTurn, Sentiment
+from engine.values import ChatTurn, ReplyLength, Sentiment
 
 logger = logging.getLogger(__name__)
 
@@ -143,19 +143,23 @@ class OpenAIEngine:
             logger.debug("no label word among the server's top tokens; the verdict is a guess")
         return labels, care
 
-    async def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
-        """Stream the companion's reply; retried only until its first text was shown, EngineBusy before it."""
+    async def reply(
+        self, history: Sequence[ChatTurn], message: str, *, length: ReplyLength = "normal"
+    ) -> AsyncIterator[str]:
+        """Stream the companion's reply (``length``: "normal" or "short"); retried only until its first text was
+        shown, EngineBusy before it."""
         client = self._check_capacity()
         self._outstanding += 1
+        max_tokens = self.settings.reply_token_limit(length)
         try:
-            body = reply_body(self.settings, history, message)
+            body = reply_body(self.settings, history, message, length)
             for attempt in itertools.count():
-                guard = GuardedText(reply_char_limit(self.settings.max_new_tokens))
+                guard = GuardedText(reply_char_limit(max_tokens))
                 try:
                     deadline = self._deadline()
                     response = await self._open(client, "POST", CHAT_PATH, body, deadline)
                     try:
-                        chunks = self._chunks(response, stream_byte_limit(self.settings.max_new_tokens), deadline)
+                        chunks = self._chunks(response, stream_byte_limit(max_tokens), deadline)
                         async for delta in sse_deltas(text_lines(chunks)):
                             if text := guard.feed(delta):
                                 yield text

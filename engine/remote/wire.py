@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 from engine.errors import EngineError
 from engine.roles.guard import is_forbidden_line, visible_reply
 from engine.roles.history import TURN_OVERHEAD_TOKENS
-from engine.roles.prompts import COMPANION_SYSTEM_PROMPT
+from engine.roles.prompts import COMPANION_SYSTEM_PROMPTS
 from engine.settings import EngineSettings
-from engine.values import ChatTurn
+from engine.values import ChatTurn, ReplyLength
 
 CHARS_PER_TOKEN = 4  # rough size of a token of Latin-script text; CJK and other wide characters count 1 each
 WIDE_FROM = 0x2E80  # first CJK code point
@@ -196,10 +196,12 @@ def truncate_approx(text: str, max_tokens: int) -> str:
     return text
 
 
-def reply_body(settings: EngineSettings, history: Sequence[ChatTurn], message: str) -> dict[str, Any]:
-    """The streamed chat-completion request for a companion reply: system prompt, trimmed history, the message (what
-    people and earlier replies wrote with its control-token spellings defused)."""
-    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPT}]
+def reply_body(
+    settings: EngineSettings, history: Sequence[ChatTurn], message: str, length: ReplyLength = "normal"
+) -> dict[str, Any]:
+    """The streamed chat-completion request for a companion reply of ``length``: system prompt, trimmed history, the
+    message (what people and earlier replies wrote with its control-token spellings defused)."""
+    messages = [{"role": "system", "content": COMPANION_SYSTEM_PROMPTS[length]}]
     messages += [
         {"role": t.role, "content": defuse_control_tokens(t.text)}
         for t in trim_history_approx(history, settings.history_tokens)
@@ -210,7 +212,7 @@ def reply_body(settings: EngineSettings, history: Sequence[ChatTurn], message: s
         "model": settings.model,
         "messages": messages,
         "stream": True,
-        "max_tokens": settings.max_new_tokens,
+        "max_tokens": settings.reply_token_limit(length),
         "temperature": settings.temperature,
         "top_p": settings.top_p,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from engine.roles.prompts import ANALYST_SYSTEM_PROMPT, COMPANION_SYSTEM_PROMPT
+from engine.roles.prompts import ANALYST_SYSTEM_PROMPT, COMPANION_SYSTEM_PROMPTS
 
 VERDICT_WORDS = (
     "sentiment", "label", "score", "classification", "mood score", "emotion label",
@@ -21,7 +21,7 @@ _VERDICT_LINE = re.compile(
 )
 _DECORATION = " \t*_#>-`[("
 _MIN_ECHO_CHARS = 20
-_PROMPT_TEXT = (ANALYST_SYSTEM_PROMPT + "\n" + COMPANION_SYSTEM_PROMPT).lower()
+_PROMPT_TEXT = "\n".join([ANALYST_SYSTEM_PROMPT, *COMPANION_SYSTEM_PROMPTS.values()]).lower()
 
 
 def is_forbidden_line(line: str) -> bool:

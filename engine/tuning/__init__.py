@@ -1,6 +1,7 @@
 """Training an analyst adapter on the CPU (``moodbot tune``): labelled files in, one small adapter file out.
 
-``data`` reads and balances the labelled files, ``injections`` makes the injection-hardened copies, ``features``
-loads the base model for training and runs its frozen lower layers once, ``top_layers`` runs the adapted upper
-layers, ``trainer`` is the loop (early stopping, checkpoints, progress) and ``recipes`` names the presets.
+``data`` reads and balances the labelled files (``moodbot eval`` reads its files with the same reader),
+``injections`` makes the injection-hardened copies, ``network`` loads the base model for training, runs its frozen
+lower layers once and the adapted upper layers per step, ``trainer`` is the loop (early stopping, checkpoints,
+progress) and ``recipes`` names the presets.
 """

@@ -31,7 +31,8 @@ class LabelledText:
 
 
 def read_labelled(path: Path) -> list[LabelledText]:
-    """Every example of one file; TrainingDataError names the line of a malformed row."""
+    """Every example of one file (``moodbot tune`` and ``moodbot eval`` alike); TrainingDataError names the line
+    of a malformed row."""
     rows: list[tuple[str, str]] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -40,10 +41,14 @@ def read_labelled(path: Path) -> list[LabelledText]:
                 continue
             text, tab, code = line.rpartition("\t")
             code = code.strip()
+            if not tab:
+                raise TrainingDataError(f"{path}:{number}: expected text<TAB>label")
             if number == 1 and not code.isdigit():
                 continue  # header
-            if not tab or code not in LABEL_CODES or not text.strip():
-                raise TrainingDataError(f"{path}:{number}: expected text<TAB>label with label 0, 1 or 2")
+            if code not in LABEL_CODES:
+                raise TrainingDataError(f"{path}:{number}: label must be 0, 1 or 2, got {code!r}")
+            if not text.strip():
+                raise TrainingDataError(f"{path}:{number}: the text is empty")
             rows.append((text, LABEL_CODES[code]))
     if not rows:
         raise TrainingDataError(f"{path}: no labelled rows")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.telegram import access, commands, fix_mood, messages
+from bot.telegram import access, checkins, commands, fix_mood, messages, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT = ROOT / "bot"
@@ -125,8 +125,8 @@ def test_modules_stay_small(module: str) -> None:
 HANDLERS = [
     access.check_access, commands.start, commands.help_command, commands.mood, commands.reset, commands.forget,
     commands.forget_answer, commands.export, commands.privacy, commands.stats, fix_mood.fix_list, fix_mood.fix_label,
-    messages.text_message,
-    messages.edited_text, messages.non_text, messages.error_handler,
+    settings.open_settings, settings.settings_press, settings.typed_city, messages.text_message,
+    messages.edited_text, messages.non_text, messages.error_handler, checkins.checkin_tap, checkins.offer_answer,
 ]
 
 

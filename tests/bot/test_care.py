@@ -48,7 +48,7 @@ async def test_the_help_message_follows_the_persons_language(api: FakeBotApi, tm
 
 async def test_help_is_sent_even_when_the_engine_is_too_busy_to_reply(api: FakeBotApi, tmp_path: Path) -> None:
     class BusyReplies(ScriptedEngine):
-        def reply(self, history, message):  # type: ignore[no-untyped-def]
+        def reply(self, history, message, *, length="normal"):  # type: ignore[no-untyped-def]
             from engine import EngineBusy
 
             raise EngineBusy()

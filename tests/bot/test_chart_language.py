@@ -8,12 +8,14 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from datetime import date, timedelta
+from functools import partial
 
 import pytest
 from matplotlib import font_manager
 
 from bot.views import chart_fonts, charts
 from bot.views.charts import ChartWords, render_mood_chart
+from bot.views.mood import chart_title
 from storage import DayMood
 
 TODAY = date(2026, 11, 22)
@@ -22,7 +24,7 @@ DAYS = [DayMood((TODAY - timedelta(days=offset)).isoformat(), 2, 0.6 - offset / 
 
 def chart(language: str, period: int = 7) -> bytes:
     first = TODAY - timedelta(days=period - 1)
-    return render_mood_chart(DAYS, first, TODAY, period=period, group=True, language=language)
+    return render_mood_chart(DAYS, first, TODAY, title=partial(chart_title, True, period), language=language)
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def fresh_fonts() -> Iterator[None]:
 
 @pytest.mark.parametrize("period", [7, 90])
 def test_a_chinese_chart_draws_every_character_with_a_font_that_has_it(period: int, fresh_fonts: None) -> None:
-    words, fonts = charts.readable_words("zh", TODAY, group=True, period=period, window=3)
+    words, fonts = charts.readable_words("zh", TODAY, title=partial(chart_title, True, period), window=3)
     assert words.language == "zh" and words.title == "本群的心情 · 最近 7 天".replace("7", str(period))
     assert len(fonts) == 2, f"no font with Chinese characters found: install {chart_fonts.FONT_PACKAGE} (apt-get)"
     with warnings.catch_warnings():
@@ -65,7 +67,8 @@ def test_without_a_chinese_font_the_chart_is_english_and_the_log_says_what_to_in
     assert hidden == [english, english], "English words, no empty boxes"
     hints = [record.getMessage() for record in caplog.records if "fonts-wqy-microhei" in record.getMessage()]
     assert len(hints) == 1, "said once, not on every chart"
-    assert charts.readable_words("zh", TODAY, group=False, period=7, window=3)[0].title == "Your mood · the last 7 days"
+    words, _ = charts.readable_words("zh", TODAY, title=partial(chart_title, False, 7), window=3)
+    assert words.title == "Your mood · the last 7 days"
 
 
 def test_english_needs_no_other_font(fresh_fonts: None) -> None:

@@ -14,6 +14,7 @@ from bot.config import BotConfig, ConfigError, LimitsConfig, config_from_dict
 from bot.i18n import translate
 from bot.telegram.context import SERVICES_KEY
 from bot.views import about, texts
+from bot.views import checkins as checkin_view
 from bot.views.telegram_text import html_to_plain
 from tests.support.e2e import MENTION, answered, config_for, last_message_with, running_bot
 from tests.support.fakebotapi import FakeBotApi
@@ -50,15 +51,17 @@ async def test_a_chinese_reader_gets_chinese_and_an_english_one_english(api: Fak
         li_forget = await last_message_with(api, li_chat, zh(texts.FORGET_CONFIRM_TEXT))
         alice_forget = await last_message_with(api, alice_chat, texts.FORGET_CONFIRM_TEXT)
     li_texts = [m.get("text", m.get("caption")) for m in api.sent_messages(1)]
-    li_caption, alice_caption = li_texts[3], api.sent_messages(2)[3]["caption"]
-    assert li_texts[:3] == [zh(texts.START_TEXT, name="小李"), html_to_plain(zh(texts.HELP_HTML)), "echo: a good day"]
-    assert li_caption.startswith("你最近 7 天的心情") and "消息：1 条" in li_caption and "积极 100%" in li_caption
+    li_caption, alice_caption = (next(m for m in api.sent_messages(chat) if "photo" in m) for chat in (1, 2))
+    assert li_texts[0] == zh(texts.START_TEXT, name="小李") and li_texts[1] == zh(checkin_view.OFFER)
+    assert html_to_plain(zh(texts.HELP_HTML)) in li_texts and "echo: a good day" in li_texts
+    assert li_caption["caption"].startswith("你最近 7 天的心情") and "消息：1 条" in li_caption["caption"]
+    assert "积极 100%" in li_caption["caption"] and buttons(li_caption) == ["✏️ 修正心情"]
     assert li_texts[-2].startswith("🔒 我会保存什么")
     assert buttons(li_forget) == ["是的，全部删除", "取消"]
-    assert buttons(api.sent_messages(1)[3]) == ["✏️ 修正心情"]
     alice_texts = [m.get("text", m.get("caption")) for m in api.sent_messages(2)]
-    assert alice_texts[0] == texts.START_TEXT.format(name="Alice")
-    assert alice_caption.startswith("Your mood over the last 7 days") and alice_texts[-2].startswith("🔒 What I keep")
+    assert alice_texts[:2] == [texts.START_TEXT.format(name="Alice"), checkin_view.OFFER]
+    assert alice_caption["caption"].startswith("Your mood over the last 7 days")
+    assert alice_texts[-2].startswith("🔒 What I keep")
     assert buttons(alice_forget) == [texts.FORGET_YES_BUTTON, texts.FORGET_NO_BUTTON]
     charts = {call.params["chat_id"]: call.files["photo"] for call in api.calls_of("sendPhoto")}
     assert charts[1] != charts[2], "the same day's chart, with Chinese and English words"
@@ -124,7 +127,7 @@ async def test_menus_and_descriptions_are_set_in_every_language(api: FakeBotApi,
     async with running_bot(config_for(api, tmp_path, admin_user_ids=(7,)), engine=ScriptedEngine()):
         pass
     english = [c["command"] for c in api.commands()]
-    assert english == ["mood", "reset", "forget", "export", "privacy", "help", "start"]
+    assert english == ["mood", "reset", "forget", "export", "settings", "privacy", "help", "start"]
     chinese = {c["command"]: c["description"] for c in api.commands(language_code="zh")}
     assert list(chinese) == english and chinese["mood"] == "我的心情变化（7d、30d、90d、all）"
     admin = {"type": "chat", "chat_id": 7}

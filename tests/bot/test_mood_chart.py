@@ -148,20 +148,20 @@ def test_rolling_mean_is_centred_and_shorter_at_the_ends() -> None:
 
 
 def test_chart_of_one_day_is_a_png_of_the_expected_size() -> None:
-    png = render_mood_chart([day(0, 3, 0.4)], TODAY, TODAY, period=1)
+    png = render_mood_chart([day(0, 3, 0.4)], TODAY, TODAY, title="Your mood · today")
     assert png.startswith(b"\x89PNG")
     assert png_size(png) == (WIDTH_PX, HEIGHT_PX) == (1000, 560)
 
 
 def test_chart_of_ninety_days() -> None:
     days = [day(offset, 1 + offset % 9, ((offset * 37) % 200 - 100) / 100) for offset in range(90) if offset % 4]
-    png = render_mood_chart(days, TODAY - timedelta(days=89), TODAY, period=90, group=True)
+    png = render_mood_chart(days, TODAY - timedelta(days=89), TODAY, title="This chat's mood · the last 90 days")
     assert png_size(png) == (1000, 560)
 
 
 def test_no_chart_without_data() -> None:
     with pytest.raises(ValueError):
-        render_mood_chart([], TODAY, TODAY, period=7)
+        render_mood_chart([], TODAY, TODAY, title="empty")
 
 
 # -- through the fake Bot API ------------------------------------------------------------------------------------

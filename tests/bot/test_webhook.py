@@ -156,12 +156,12 @@ async def test_webhook_takes_only_updates_with_the_secret(tiny_model_dir: Path, 
                 right = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
                 async with http.post(url, json=update_from(42, "/start"), headers=right) as response:
                     assert response.status == 200
-                await api.wait_for_messages(42, count=1, timeout=30)
+                await api.wait_for_messages(42, count=2, timeout=30)  # the greeting, and the check-in offer
                 async with http.post(url, json=update_from(42, "hello by webhook"), headers=right) as response:
                     assert response.status == 200
                 await api.wait_for(
-                    lambda a: len(t := a.sent_texts(42)) == 2 and not t[-1].endswith(" …")
-                    and a.calls_of("editMessageText"),
+                    lambda a: len(t := a.sent_texts(42)) == 3 and not t[-1].endswith(" …")
+                    and a.calls_of("sendMessageDraft"),
                     timeout=60,
                 )
         finally:

@@ -41,7 +41,7 @@ async def test_run_answers_and_stops_on_sigterm(tiny_model_dir: Path, tmp_path: 
             chat = api.private_chat(alice)
             api.send_text(chat, alice, "hello from a real process")
             await api.wait_for(
-                lambda a: (t := a.sent_texts(42)) and not t[-1].endswith(" …") and a.calls_of("editMessageText"),
+                lambda a: (t := a.sent_texts(42)) and not t[-1].endswith(" …") and a.calls_of("sendMessageDraft"),
                 timeout=90,
             )
             api.send_command(chat, alice, "/help")
@@ -100,7 +100,7 @@ from bot.logs import configure_logging
 from tests.support.fakeengine import ScriptedEngine
 
 class HeldEngine(ScriptedEngine):
-    async def reply(self, history, message):
+    async def reply(self, history, message, *, length="normal"):
         yield "The first half of the reply, "
         await asyncio.to_thread(sys.stdin.readline)
         yield "and the second half."
@@ -113,8 +113,15 @@ HALF_SHOWN = "The first half of the reply, …"
 WHOLE = "The first half of the reply, and the second half."
 
 
+def drafted(api: FakeBotApi, chat_id: int) -> str | None:
+    """The draft a private chat shows now (the reply being written), None before any."""
+    texts = [draft["text"] for draft in api.drafts if draft["chat_id"] == chat_id]
+    return texts[-1] if texts else None
+
+
 async def start_held_bot(api: FakeBotApi, tmp_path: Path) -> tuple[asyncio.subprocess.Process, Path]:
-    """Start the held bot and have Alice write to it; returns once half the reply is in her chat."""
+    """Start the held bot and have Alice write to it; returns once half the reply shows in her chat (as a draft: no
+    message yet)."""
     database = tmp_path / "held.db"
     config = tmp_path / "config.toml"
     config.write_text(f'[telegram]\nbase_url = "{api.base_url}"\n[storage]\npath = "{database}"\n', encoding="utf-8")
@@ -126,7 +133,7 @@ async def start_held_bot(api: FakeBotApi, tmp_path: Path) -> tuple[asyncio.subpr
     alice = api.user(42, "Alice")
     api.send_text(api.private_chat(alice), alice, "hello, are you there?")
     try:
-        await api.wait_for(lambda a: a.sent_texts(42) == [HALF_SHOWN], timeout=90)
+        await api.wait_for(lambda a: drafted(a, 42) == HALF_SHOWN and a.sent_texts(42) == [], timeout=90)
     except BaseException:
         process.kill()
         output, _ = await process.communicate()
@@ -183,7 +190,7 @@ from bot.logs import configure_logging
 from tests.support.fakeengine import ScriptedEngine
 
 class HangingEngine(ScriptedEngine):
-    async def reply(self, history, message):
+    async def reply(self, history, message, *, length="normal"):
         yield "The first half of the reply, "
         await asyncio.Event().wait()
 
@@ -197,7 +204,8 @@ async def test_sigkill_with_a_backlog_and_half_replies_loses_nothing_and_a_resta
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     """A crash or restart loses nothing already received: messages taken from Telegram are stored before they wait
-    behind their chat, and the next start answers every one of them, finishing the half-written replies in place."""
+    behind their chat, and the next start answers every one of them once. The half-written replies were drafts, so
+    no half message is left in the chats: each reply is one message."""
     database = tmp_path / "crash.db"
     config = tmp_path / "config.toml"
     env = {**os.environ, "MOODBOT_TELEGRAM_TOKEN": TEST_TOKEN, "PYTHONPATH": str(ROOT)}
@@ -216,7 +224,7 @@ async def test_sigkill_with_a_backlog_and_half_replies_loses_nothing_and_a_resta
         try:
             api.send_text(api.private_chat(alice), alice, "hello, are you there?")
             api.send_text(api.private_chat(bob), bob, "hi, it's Bob")
-            await api.wait_for(lambda a: a.sent_texts(42) == [HALF_SHOWN] and a.sent_texts(43) == [HALF_SHOWN], 90)
+            await api.wait_for(lambda a: drafted(a, 42) == HALF_SHOWN and drafted(a, 43) == HALF_SHOWN, 90)
             for text in ("one more thing", "and another"):  # queued behind Alice's hanging reply
                 api.send_text(api.private_chat(alice), alice, text)
             await api.wait_for(lambda a: not a.pending_updates, timeout=30)  # taken, and confirmed to Telegram
@@ -253,5 +261,5 @@ async def test_sigkill_with_a_backlog_and_half_replies_loses_nothing_and_a_resta
     assert [text for _, text in users] == ["hello, are you there?", "hi, it's Bob", "one more thing", "and another"]
     assert sorted(replies) == [message_id for message_id, _ in users], "every message answered, once"
     assert replies[users[0][0]] == first_alice["message_id"] and replies[users[1][0]] == first_bob["message_id"], (
-        "the half-written replies were finished in place"
+        "the first message in each chat is the reply to the first message: no half reply was left before it"
     )

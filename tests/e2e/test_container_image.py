@@ -151,7 +151,7 @@ async def test_run_answers_stores_in_the_volume_turns_healthy_and_stops_cleanly(
             api.send_text(api.private_chat(alice), alice, "hello from the container")
             try:
                 await api.wait_for(
-                    lambda a: (t := a.sent_texts(42)) and not t[-1].endswith(" …") and a.calls_of("editMessageText"),
+                    lambda a: (t := a.sent_texts(42)) and not t[-1].endswith(" …") and a.calls_of("sendMessageDraft"),
                     timeout=600,  # a loaded CI machine may take minutes to start torch and load the model
                 )
             except TimeoutError:

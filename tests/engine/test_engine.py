@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from engine import ChatTurn, EngineBusy, EngineClosed, EngineSettings, LocalEngine, ModelLoadError
+from engine import settings as engine_settings
 from engine.loading.model import load_model, resolve_source
 from engine.local.analyst import Analyst, answer_token_ids, label_token_ids
 from engine.local.companion import ReplyStream, SamplingSettings, reply_prompt_ids
@@ -20,7 +21,9 @@ from engine.roles.prompts import (
     ANALYST_SYSTEM_PROMPT,
     CARE_QUESTION,
     COMPANION_SYSTEM_PROMPT,
+    COMPANION_SYSTEM_PROMPTS,
 )
+from engine.settings import SHORT_REPLY_MAX_NEW_TOKENS
 
 
 def settings_for(model_dir: Path, **overrides: object) -> EngineSettings:
@@ -166,6 +169,35 @@ def test_reply_prompt_has_system_history_and_message(tiny_loaded) -> None:
     assert text.startswith("<|im_start|>system\n" + COMPANION_SYSTEM_PROMPT)
     assert text.index("I had a long day") < text.index("Tell me more") < text.index("It was tiring")
     assert "positive" not in text.lower() and "negative" not in text.lower()
+
+
+def test_a_short_reply_prompt_asks_for_one_or_two_sentences(tiny_loaded) -> None:
+    tokenizer = tiny_loaded.tokenizer
+    short = tokenizer.decode(reply_prompt_ids(tokenizer, [], "It was tiring", history_tokens=500, length="short"))
+    assert short.startswith("<|im_start|>system\n" + COMPANION_SYSTEM_PROMPTS["short"])
+    assert "one or two short sentences" in short and "two to four" not in short
+    assert COMPANION_SYSTEM_PROMPTS["normal"] == COMPANION_SYSTEM_PROMPT
+
+
+def test_a_short_reply_may_take_fewer_tokens() -> None:
+    assert EngineSettings(max_new_tokens=256).reply_token_limit("short") == SHORT_REPLY_MAX_NEW_TOKENS < 256
+    assert EngineSettings(max_new_tokens=256).reply_token_limit("normal") == 256
+    assert EngineSettings(max_new_tokens=40).reply_token_limit("short") == 40  # never more than the normal limit
+
+
+async def test_a_short_reply_stops_at_its_own_token_limit(tiny_model_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(engine_settings, "SHORT_REPLY_MAX_NEW_TOKENS", 3)
+    engine = LocalEngine(settings_for(tiny_model_dir, max_new_tokens=12, repetition_penalty=1.0))
+    await engine.start()
+    try:
+        before = engine.tokens_generated
+        [chunk async for chunk in engine.reply([], "hello there", length="short")]
+        short = engine.tokens_generated - before
+        [chunk async for chunk in engine.reply([], "hello there")]
+        normal = engine.tokens_generated - before - short
+    finally:
+        await engine.close()
+    assert short == 3 and normal > 3
 
 
 async def test_reply_streams_text_chunks(engine: LocalEngine) -> None:

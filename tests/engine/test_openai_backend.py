@@ -22,7 +22,13 @@ from engine.remote.wire import (
     trim_history_approx,
     truncate_approx,
 )
-from engine.roles.prompts import ANALYST_ANSWER_PREFIX, CARE_QUESTION, COMPANION_SYSTEM_PROMPT, CONTENT_FREE
+from engine.roles.prompts import (
+    ANALYST_ANSWER_PREFIX,
+    CARE_QUESTION,
+    COMPANION_SYSTEM_PROMPT,
+    COMPANION_SYSTEM_PROMPTS,
+    CONTENT_FREE,
+)
 from tests.support.openai_server import FakeOpenAIServer, LlamaCppServer, free_port
 
 
@@ -105,6 +111,13 @@ def test_reply_body_holds_system_prompt_trimmed_history_and_the_message() -> Non
     assert [m["content"] for m in body["messages"][1:-1]] == []  # the 400-char turn does not fit; never open on "ok"
     assert (body["stream"], body["max_tokens"], body["temperature"], body["seed"]) == (True, 33, 0.3, 7)
     assert [t.text for t in trim_history_approx(history, 1000)] == ["x" * 400, "ok"]
+
+
+def test_a_short_reply_body_asks_for_a_short_reply_and_fewer_tokens() -> None:
+    settings = EngineSettings(backend="openai", max_new_tokens=256)
+    body = reply_body(settings, [], "hello", "short")
+    assert body["messages"][0] == {"role": "system", "content": COMPANION_SYSTEM_PROMPTS["short"]}
+    assert body["max_tokens"] == settings.reply_token_limit("short") < 256
 
 
 def test_token_estimate_counts_cjk_characters_one_each() -> None:

@@ -1,4 +1,5 @@
-"""A person's settings and self-reported moods: defaults, changes, schedule claims, export and /forget."""
+"""A person's settings and self-reported moods: defaults, changes, schedule claims, export and /forget; mood analysis
+switched off."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import PersonSettings, Store
+from storage import PersonSettings, SentimentRecord, Store
 
 
 @pytest.fixture
@@ -94,3 +95,50 @@ async def test_forget_in_the_private_chat_deletes_them(store: Store) -> None:
     assert await store.self_reports(7) == []
     counts = await store.counts()
     assert counts["person_settings"] == 0 and counts["self_reports"] == 0
+
+
+# -- "Analyse my mood" off ----------------------------------------------------------------------------------------
+
+
+async def arrive(store: Store, user_id: int, text: str, tg: int) -> int:
+    stored = await store.record_arrival(
+        chat_id=user_id, chat_kind="private", chat_title=None, user_id=user_id, first_name=None, username=None,
+        text=text, telegram_message_id=tg, reply_owed=False,
+    )
+    return stored.id
+
+
+async def backlog(store: Store) -> list[str]:
+    return [message.text for message in await store.unclassified_messages()]
+
+
+async def test_with_analysis_off_no_mood_is_owed_and_turning_it_on_does_not_owe_one_later(store: Store) -> None:
+    await arrive(store, 7, "written while on", 1)
+    await store.update_settings(7, analyse_mood=False)
+    off = await arrive(store, 7, "written while off", 2)
+    await arrive(store, 8, "someone else's", 1)
+    assert await backlog(store) == ["someone else's"], "the back-fill skips all of hers while it is off"
+
+    await store.update_settings(7, analyse_mood=True)
+    assert await backlog(store) == ["written while on", "someone else's"], "only what she wrote while it was on"
+    await store.update_user_message_text(chat_id=7, telegram_message_id=2, text="edited while on")
+    assert off in [message.id for message in await store.unclassified_messages()], "an edit made while on is owed"
+
+
+async def test_an_edit_while_off_drops_the_old_mood_and_owes_none(store: Store) -> None:
+    message_id = await arrive(store, 7, "a good day", 1)
+    await store.add_sentiment(message_id, SentimentRecord("positive", 0.8, {}, "m"))
+    await store.update_settings(7, analyse_mood=False)
+    await store.update_user_message_text(chat_id=7, telegram_message_id=1, text="a bad day")
+    await store.update_settings(7, analyse_mood=True)
+    assert await backlog(store) == []
+    assert (await store.mood_summary(chat_id=7, user_id=7, since=0)).messages == 0
+
+
+async def test_a_discarded_message_owes_nothing_and_is_in_no_history(store: Store) -> None:
+    kept = await arrive(store, 7, "hello", 1)
+    typed = await arrive(store, 7, "Lisbon", 2)
+    assert await store.discard_user_message(typed) is True
+    assert await store.discard_user_message(typed) is False
+    assert await backlog(store) == ["hello"]
+    assert [turn.text for turn in await store.history(chat_id=7, user_id=7, before_id=kept + 10)] == ["hello"]

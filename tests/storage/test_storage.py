@@ -6,8 +6,9 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -422,14 +423,14 @@ async def test_mood_by_day_groups_by_local_day(store: Store) -> None:
     ]
 
     # UTC+3: 23:00 UTC is already 02:00 on the 11th.
-    east = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=DAY0, utc_offset_minutes=180)
+    east = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=DAY0, zone=timezone(timedelta(hours=3)))
     assert [(d.day, d.messages, d.positive, d.neutral, d.negative) for d in east] == [
         ("2024-03-10", 1, 1, 0, 0),
         ("2024-03-11", 2, 0, 1, 1),
     ]
 
     # UTC-11: 10:00 UTC on the 11th is still 23:00 on the 10th.
-    west = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=DAY0, utc_offset_minutes=-660)
+    west = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=DAY0, zone=timezone(timedelta(hours=-11)))
     assert [(d.day, d.messages) for d in west] == [("2024-03-10", 3)]
 
     # The whole chat, and a window.
@@ -438,8 +439,35 @@ async def test_mood_by_day_groups_by_local_day(store: Store) -> None:
     window = await store.mood_by_day(chat_id=GROUP, user_id=None, since=DAY0 + 21 * HOUR, until=DAY0 + 23 * HOUR)
     assert [(d.day, d.messages) for d in window] == [("2024-03-10", 1)]  # until is exclusive
 
-    with pytest.raises(ValueError):
-        await store.mood_by_day(chat_id=GROUP, user_id=None, since=0, utc_offset_minutes=5000)
+    with pytest.raises(ValueError):  # a zone SQL could not rebuild from its key
+        await store.mood_by_day(chat_id=GROUP, user_id=None, since=0, zone=timezone(timedelta(seconds=30)))
+
+
+async def test_mood_days_follow_daylight_saving_time(store: Store) -> None:
+    """Berlin moves from UTC+1 to UTC+2 at 01:00 UTC on 2024-03-31: each message's day uses its own offset."""
+    berlin = ZoneInfo("Europe/Berlin")
+    before = datetime(2024, 3, 30, 22, 30, tzinfo=UTC).timestamp()  # 23:30 on the 30th in Berlin (UTC+1)
+    after = datetime(2024, 3, 31, 22, 30, tzinfo=UTC).timestamp()  # 00:30 on April 1st in Berlin (UTC+2)
+    await say(store, ALICE, "before the change", at=before, mood=sentiment("positive", 0.5))
+    await say(store, ALICE, "after the change", at=after, mood=sentiment("negative", -0.5))
+
+    days = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=0, zone=berlin)
+    assert [(d.day, d.positive, d.negative) for d in days] == [("2024-03-30", 1, 0), ("2024-04-01", 0, 1)]
+    # Either fixed offset gets one of the two wrong.
+    winter = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=0, zone=timezone(timedelta(hours=1)))
+    summer = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=0, zone=timezone(timedelta(hours=2)))
+    assert [d.day for d in winter] == ["2024-03-30", "2024-03-31"]
+    assert [d.day for d in summer] == ["2024-03-31", "2024-04-01"]
+
+
+async def test_mood_days_in_a_plus_eight_zone(store: Store) -> None:
+    await say(store, ALICE, "late in UTC", at=DAY0 + 17 * HOUR, mood=sentiment("positive", 0.5))  # 01:00 on the 11th
+    await say(store, ALICE, "early in UTC", at=DAY0 + 15 * HOUR, mood=sentiment("neutral", 0.0))  # 23:00 on the 10th
+    for zone in (ZoneInfo("Asia/Shanghai"), ZoneInfo("Etc/GMT-8"), timezone(timedelta(hours=8))):
+        days = await store.mood_by_day(chat_id=GROUP, user_id=ALICE, since=0, zone=zone)
+        assert [(d.day, d.messages) for d in days] == [("2024-03-10", 1), ("2024-03-11", 1)], zone
+        members = await store.mood_by_user(chat_id=GROUP, since=0, zone=zone)
+        assert [d.day for d in members[0].summary.days] == ["2024-03-10", "2024-03-11"]
 
 
 async def test_mood_summary_shares(store: Store) -> None:
@@ -474,7 +502,9 @@ async def test_mood_by_user_names_and_members(store: Store) -> None:
     assert moods[2].summary.average_score is None and moods[2].summary.days == []
     assert [d.day for d in moods[0].summary.days] == ["2024-03-10", "2024-03-11"]
 
-    east = await store.mood_by_user(chat_id=GROUP, since=DAY0, until=DAY0 + 24 * HOUR, utc_offset_minutes=180)
+    east = await store.mood_by_user(
+        chat_id=GROUP, since=DAY0, until=DAY0 + 24 * HOUR, zone=timezone(timedelta(hours=3))
+    )
     assert [(m.user_id, [d.day for d in m.summary.days]) for m in east] == [
         (ALICE, ["2024-03-10", "2024-03-11"]),
         (BOB, ["2024-03-11"]),

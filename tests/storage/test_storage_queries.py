@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -68,7 +69,8 @@ async def every_operation(store: Store) -> None:
     await store.record_classify_failure(second.id)
     await store.unclassified_messages(max_attempts=3, after_id=0, skip_owed=True)
     await store.reset_context(chat_id=GROUP, user_id=ALICE)
-    await store.mood_summary(chat_id=GROUP, user_id=ALICE, since=0, until=2e9, utc_offset_minutes=60)
+    await store.mood_summary(chat_id=GROUP, user_id=ALICE, since=0, until=2e9, zone=ZoneInfo("Europe/Berlin"))
+    await store.discard_user_message(second.id)
     await store.mood_by_day(chat_id=GROUP, user_id=None, since=0)
     await store.mood_by_user(chat_id=GROUP, since=0)
     await store.set_label(message_id=first.id, user_id=ALICE, label="negative")
@@ -76,6 +78,9 @@ async def every_operation(store: Store) -> None:
     await store.labelled_messages(user_id=ALICE, message_ids=[first.id, second.id])
     await store.corrected_examples(user_id=ALICE)
     await store.export_user(chat_id=GROUP, user_id=ALICE)
+    await store.update_settings(ALICE, analyse_mood=False)
+    await store.person_settings(ALICE)
+    await arrive(store, "not analysed", 4)
     await store.purge_older_than(0)
     await store.forget(chat_id=GROUP, user_id=ALICE)
 

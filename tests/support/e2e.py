@@ -6,12 +6,14 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from telegram.ext import Application
 
 from bot.config import CareConfig, Config, GroupsConfig, LimitsConfig, StorageConfig, TelegramConfig
+from bot.flow.schedule import utc_now
 from bot.telegram.app import build_application
 from engine import Engine, EngineSettings
 from tests.support.fakebotapi import BOT_USER, TEST_TOKEN, FakeBotApi
@@ -95,9 +97,12 @@ def config_for(
 
 
 @asynccontextmanager
-async def running_bot(config: Config, engine: Engine | None = None) -> AsyncIterator[Application]:
-    """Start the bot as ``run_polling`` does (initialize, post_init, polling, start) and stop it the same way."""
-    application = build_application(config, engine=engine)
+async def running_bot(
+    config: Config, engine: Engine | None = None, *, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[Application]:
+    """Start the bot as ``run_polling`` does (initialize, post_init, polling, start) and stop it the same way;
+    ``clock`` (a ``tests.support.clock.Clock``) is the time check-ins go by."""
+    application = build_application(config, engine=engine, clock=clock or utc_now)
     await application.initialize()
     try:
         await application.post_init(application)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from engine import ChatTurn, EngineBusy, Sentiment
+from engine import ChatTurn, EngineBusy, ReplyLength, Sentiment
 
 CRISIS_WORDS = ("hurt myself", "不想活")
 
@@ -19,6 +19,7 @@ class ScriptedEngine:
     busy: bool = False
     gates: dict[str, asyncio.Event] = field(default_factory=dict)  # message text → event the reply waits for
     seen_histories: list[tuple[list[ChatTurn], str]] = field(default_factory=list)
+    seen_lengths: list[ReplyLength] = field(default_factory=list)  # each reply's length, in order
     classified: list[str] = field(default_factory=list)
     replies_started: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # each reply's message, as it starts
     model_name: str = "scripted"
@@ -48,11 +49,14 @@ class ScriptedEngine:
             return Sentiment("negative", -0.8, {"positive": 0.1, "neutral": 0.0, "negative": 0.9})
         return Sentiment("neutral", 0.0, {"positive": 0.1, "neutral": 0.8, "negative": 0.1})
 
-    async def reply(self, history: Sequence[ChatTurn], message: str) -> AsyncIterator[str]:
+    async def reply(
+        self, history: Sequence[ChatTurn], message: str, *, length: ReplyLength = "normal"
+    ) -> AsyncIterator[str]:
         """Yield the next scripted chunks (raising a scripted exception midway), or echo the message."""
         if self.busy:
             raise EngineBusy()
         self.seen_histories.append((list(history), message))
+        self.seen_lengths.append(length)
         self.replies_started.put_nowait(message)
         if message in self.gates:
             await self.gates[message].wait()

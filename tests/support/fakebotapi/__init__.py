@@ -21,10 +21,12 @@ Where things live:
   channel, or the group itself for an anonymous admin) look as on Telegram.
 * ``methods``: the Bot API methods moodbot calls: getMe, getUpdates, deleteWebhook, setWebhook, setMyCommands
   (per scope and language: ``api.commands(scope, language_code)``), setMyDescription and setMyShortDescription
-  (``api.descriptions``, ``api.short_descriptions`` by language), sendMessage, editMessageText, sendPhoto,
-  sendDocument, sendChatAction, answerCallbackQuery. Any other method answers 404 and is listed in
-  ``api.unknown_methods``. With ``strict_private_chats`` the bot can write only to
-  private chats a user opened (403 "bot can't initiate conversation with a user" otherwise, as on Telegram).
+  (``api.descriptions``, ``api.short_descriptions`` by language), sendMessage, sendMessageDraft (recorded in
+  ``api.drafts``), editMessageText, sendPhoto, sendDocument, sendChatAction, answerCallbackQuery. Any other method
+  answers 404 and is listed in ``api.unknown_methods``. With ``strict_private_chats`` the bot can write only to
+  private chats a user opened (403 "bot can't initiate conversation with a user" otherwise, as on Telegram); a
+  user in ``api.blocked_by`` blocked the bot (403 "bot was blocked by the user"). ``api.latency`` slows a method
+  down so that concurrent calls overlap, and ``api.max_in_flight`` says how many of them ever did.
 * ``updates``: ``getUpdates`` is a real long poll: it answers at once when updates are queued, otherwise waits
   until one is queued, its ``timeout`` passes, a newer ``getUpdates`` supersedes it (409 Conflict, as on
   Telegram) or the server stops (then ``[]`` at once). Updates stay queued until a later ``offset`` confirms them.

@@ -74,6 +74,10 @@ class BotMethods:
     #: ("" for everyone without one of their own).
     descriptions: dict[str, str]
     short_descriptions: dict[str, str]
+    #: Every draft the bot showed (``sendMessageDraft``): chat_id, draft_id, text and message_thread_id, in order.
+    drafts: list[Json]
+    #: Users who blocked the bot: every method addressed to their private chat gets 403 "bot was blocked by the user".
+    blocked_by: set[int]
     _commands: dict[tuple[str, str], list[Json]]  # by (scope, language code), see commands()
 
     def _methods(self) -> dict[str, Callable[[Call], Any]]:
@@ -89,6 +93,7 @@ class BotMethods:
                 call, self.short_descriptions, MAX_SHORT_DESCRIPTION_LENGTH
             ),
             "sendMessage": self._send_message,
+            "sendMessageDraft": self._send_message_draft,
             "editMessageText": self._edit_message_text,
             "sendPhoto": lambda call: self._send_file(call, "photo"),
             "sendDocument": lambda call: self._send_file(call, "document"),
@@ -201,6 +206,25 @@ class BotMethods:
                 content["caption_entities"] = call.params["caption_entities"]
         return self._new_bot_message(call, content)
 
+    def _send_message_draft(self, call: Call) -> bool:
+        """A passing preview of a message being written, in a private chat only; it is no message (nothing to
+        edit or reply to), so it is only recorded in ``drafts``."""
+        chat = self._target_chat(call)
+        if chat.get("type") != "private":
+            raise ApiError(400, "Bad Request: message drafts can be sent only to private chats")
+        draft_id = call.params.get("draft_id")
+        if not isinstance(draft_id, int) or draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be a non-zero integer")
+        text = call.params.get("text", "")
+        if not isinstance(text, str) or len(text) > MAX_TEXT_LENGTH:
+            raise ApiError(400, "Bad Request: message is too long")
+        text, _entities = self._formatted_text(call, text)
+        self.drafts.append(
+            {"chat_id": chat["id"], "draft_id": draft_id, "text": text,
+             "message_thread_id": call.params.get("message_thread_id")}
+        )
+        return True
+
     def _edit_message_text(self, call: Call) -> Json:
         text = _checked_text(call.params.get("text"))
         chat = self._target_chat(call)
@@ -245,7 +269,10 @@ class BotMethods:
     # -- shared by the methods
 
     def _target_chat(self, call: Call) -> Json:
-        return self._chats.target(call.params.get("chat_id"), strict_private=self.strict_private_chats)
+        chat_id = call.params.get("chat_id")
+        if chat_id in self.blocked_by:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        return self._chats.target(chat_id, strict_private=self.strict_private_chats)
 
     def _check_parse_mode(self, call: Call) -> None:
         if self.fail_parse_mode_once and call.params.get("parse_mode"):

@@ -3,6 +3,7 @@ and what tests wait for and look at afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -40,6 +41,13 @@ class FakeBotApi(UserActions, BotMethods):
         #: Exceptions raised by the fake itself (answered with 500): a bug in the fake or in a test.
         self.internal_errors: list[BaseException] = []
         self.callback_answers: dict[str, dict[str, Any]] = {}
+        self.drafts: list[dict[str, Any]] = []
+        self.blocked_by: set[int] = set()
+        #: Seconds each call of a method takes before it is answered (to make concurrent calls overlap).
+        self.latency: dict[str, float] = {}
+        #: The most calls of each method that were being answered at the same time.
+        self.max_in_flight: dict[str, int] = {}
+        self._in_flight: dict[str, int] = {}
 
         self._changes = Changes()
         self._updates = UpdateQueue(self._changes)
@@ -239,7 +247,11 @@ class FakeBotApi(UserActions, BotMethods):
         self.calls.append(call)
         if token not in self.seen_tokens:
             self.seen_tokens.append(token)
+        self._in_flight[method] = self._in_flight.get(method, 0) + 1
+        self.max_in_flight[method] = max(self.max_in_flight.get(method, 0), self._in_flight[method])
         try:
+            if self.latency.get(method):
+                await asyncio.sleep(self.latency[method])
             if self._expected_token is not None and token != self._expected_token:
                 raise ApiError(401, "Unauthorized")
             failures = self._failures.get(method.lower())
@@ -262,6 +274,7 @@ class FakeBotApi(UserActions, BotMethods):
             call.status, call.description = 500, f"Internal Server Error: fake crashed: {exc!r}"
             return web.json_response(ApiError(500, call.description).payload(), status=500)
         finally:
+            self._in_flight[method] -= 1
             self._changes.notify()
         return web.json_response({"ok": True, "result": result}, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 

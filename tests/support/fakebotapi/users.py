@@ -153,6 +153,14 @@ class UserActions:
         if match is None:
             available = [(b.get("text"), b["callback_data"]) for b in buttons]
             raise ValueError(f"message {message_id} has no button {button_text or data!r}; it has {available}")
+        return self.press_any(chat, user, message_id, match["callback_data"])
+
+    def press_any(self, chat: Mapping[str, Any], user: Mapping[str, Any], message_id: int, data: str) -> str:
+        """A press on message ``message_id`` carrying ``data`` whatever its buttons say: a button of a keyboard
+        since replaced, or a modified client. Returns the callback query id."""
+        message = self._chats.message(chat["id"], message_id)
+        if message is None:
+            raise ValueError(f"no message {message_id} in chat {chat['id']}")
         query_id = str(next(self._chats.query_ids))
         self._chats.callback_queries.add(query_id)
         self.queue_update(
@@ -162,7 +170,7 @@ class UserActions:
                     "from": dict(user),
                     "message": message,
                     "chat_instance": str(abs(int(chat["id"])) * 7919 % 10**12 + 10**12),
-                    "data": match["callback_data"],
+                    "data": data,
                 }
             }
         )

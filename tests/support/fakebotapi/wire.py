@@ -38,7 +38,10 @@ _JSON_FIELDS = frozenset(
 )
 # Parameters cast to int when numeric (chat_id stays a str for "@channel" usernames).
 _INT_FIELDS = frozenset(
-    {"chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id", "cache_time", "max_connections"}
+    {
+        "chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id", "cache_time", "max_connections",
+        "draft_id",
+    }
 )
 # Parameters whose "true"/"false" strings become bools.
 _BOOL_FIELDS = frozenset(
