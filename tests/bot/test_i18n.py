@@ -15,6 +15,7 @@ from bot.config import Config, StorageConfig
 from bot.i18n import choose_language, locale_language, normalise_language, translate
 from bot.views import texts
 from bot.views.mood import mood_summary_text, short_date
+from bot.views.weekly import WeekNumbers, weekly_summary_text
 from storage import DayMood
 from storage.mood import summarize
 from tests.support.fakeengine import ScriptedEngine
@@ -79,6 +80,11 @@ def test_dates_and_plurals_in_each_language() -> None:
     assert short_date(date(2025, 12, 20), TODAY, "zh") == "2025年12月20日 周六"
     assert texts.forget_text(1) == texts.forget_text(1, "en") and "(1 message)" in texts.forget_text(1)
     assert "(2 messages)" in texts.forget_text(2)
+
+
+def test_the_weekly_summary_dates_in_chinese() -> None:
+    week = WeekNumbers(date(2026, 11, 16), TODAY, 0, None, None, None, None)
+    assert weekly_summary_text(week, "zh").splitlines()[0] == "🗓 你的一周 · 11月16日 周一 – 11月22日 周日"
 
 
 def test_the_mood_text_in_chinese() -> None:

@@ -5,6 +5,7 @@ descriptions in every language."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from bot.telegram.context import SERVICES_KEY
 from bot.views import about, texts
 from bot.views import checkins as checkin_view
 from bot.views.telegram_text import html_to_plain
+from storage import Store
+from tests.support.clock import Clock
 from tests.support.e2e import MENTION, answered, config_for, last_message_with, running_bot
 from tests.support.fakebotapi import FakeBotApi
 from tests.support.fakeengine import ScriptedEngine
@@ -148,6 +151,18 @@ async def test_a_menu_telegram_refuses_does_not_stop_the_bot(tmp_path: Path, cap
             await api.wait_for_messages(1, count=1)
         assert api.commands({"type": "chat", "chat_id": 404}) == [] and api.commands() != []
     assert "could not set the bot's admin 404's command menu" in caplog.text
+
+
+async def test_scheduled_check_ins_speak_the_chosen_language_else_the_default(api: FakeBotApi, tmp_path: Path) -> None:
+    config = replace(config_for(api, tmp_path), bot=BotConfig(default_language="zh"))
+    async with await Store.open(config.storage.database) as store:
+        for user_id, language in ((1, "en"), (2, None)):  # no update to read Telegram's code from: the default
+            await store.update_settings(user_id, language=language, checkin_enabled=True, checkin_time="20:00")
+    clock = Clock(datetime(2026, 6, 1, 20, 0, tzinfo=UTC))
+    async with running_bot(config, engine=ScriptedEngine(), clock=clock) as application:
+        [job] = application.job_queue.get_jobs_by_name("check-ins")  # type: ignore[union-attr]
+        await job.data.tick()
+    assert api.sent_texts(1) == [checkin_view.QUESTION] and api.sent_texts(2) == [zh(checkin_view.QUESTION)]
 
 
 def test_the_default_language_is_checked() -> None:
