@@ -37,6 +37,7 @@ from bench.measure import (
     PeakRssSampler,
     Timer,
     bench_lock,
+    cpu_description,
     median,
     peak_rss_mb,
     percentile,
@@ -599,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out[part] = _run_part(part, args, history, progress)
         if out[part] is not None:
             out[part]["lock_wait_s"] = round(waited.seconds, 1)
+    out["machine"] = cpu_description()
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import DEFAULT_MODEL, FOLLOW_UP_MESSAGE, SAMPLE_MESSAGES, build_history
-from bench.measure import PeakRssSampler, bench_lock, median, percentile, rss_mb
+from bench.measure import PeakRssSampler, bench_lock, cpu_description, median, percentile, rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine.json"
 CONCURRENCY = (1, 4, 16)
@@ -278,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = [p for p in ("seed", "llamacpp") if p not in args.skip.split(",")]
     parts += [f"moodbot-{p}" for p in args.precisions.split(",")]
     results: dict[str, Any] = {
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+        "machine": {**cpu_description(), "threads": args.threads,
                     "python": platform.python_version(), "model": args.model.name, "quick": args.quick},
     }
     for part in parts:
@@ -296,16 +295,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"[bench] wrote {RESULTS}", file=sys.stderr)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

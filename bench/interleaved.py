@@ -39,7 +39,7 @@ from bench.baselines import (
     classify_messages,
     reply_prompt_text,
 )
-from bench.measure import bench_lock, median
+from bench.measure import bench_lock, cpu_description, median
 
 DECODE_TOKENS = 128
 
@@ -219,6 +219,7 @@ def summarise(rounds: list[dict[str, float]], info: dict[str, Any], args: argpar
     """Per-round ratios and their medians (classification: seed ms / moodbot ms; decode: moodbot / llama.cpp)."""
     speedups = [r["seed_classify_ms_p50"] / r["moodbot_classify_ms_p50"] for r in rounds]
     result: dict[str, Any] = {
+        "machine": cpu_description(),
         "precision": info["moodbot"].get("precision", args.precision), "threads": args.threads, "rounds": rounds,
         "classify_speedup_vs_seed_per_round": [round(s, 2) for s in speedups],
         "classify_speedup_vs_seed": round(median(speedups), 2),

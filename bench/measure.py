@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import platform
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -248,3 +249,32 @@ def bench_lock(path: str | os.PathLike[str] = BENCH_LOCK) -> Iterator[Timer]:
             yield waited
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# The vector features that decide which kernels run: int8 dot products (VNNI), bf16, AVX-512 or only AVX2.
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8")
+
+
+def cpu_description() -> dict[str, object]:
+    """The CPU a figure came from: its name, cores, vector features (from /proc/cpuinfo) and the instruction set
+    torch dispatches to; every benchmark prints it beside its numbers."""
+    name, flags = platform.processor() or platform.machine(), set[str]()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.processor(), platform.machine()):
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    described: dict[str, object] = {
+        "cpu": name, "cores": os.cpu_count(), "vector_features": [f for f in VECTOR_FLAGS if f in flags],
+    }
+    try:
+        import torch
+
+        described["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        pass
+    return described

@@ -82,7 +82,7 @@ def training_examples(train: Sequence[LabelledText], recipe: Recipe) -> list[Lab
     rng = random.Random(recipe.seed + 1)
     chosen = balanced(train, recipe.examples, recipe.seed)
     copies = [
-        LabelledText(inject(e.text, e.label, e.choices, rng), e.label, e.source, e.choices)
+        LabelledText(inject(e.text, e.choices, rng), e.label, e.source, e.choices)
         for e in chosen[: round(len(chosen) * recipe.injected_share)]
     ]
     examples = chosen + copies

@@ -72,18 +72,25 @@ def test_the_dev_split_is_held_out_and_stratified(data_files: list[Path]) -> Non
     assert {(e.source, e.label) for e in dev} == {(e.source, e.label) for e in rows}  # every group held out from
 
 
-def test_injected_copies_push_for_a_wrong_label_in_words_moodbot_eval_never_uses() -> None:
+def test_injected_copies_push_for_any_label_in_words_moodbot_eval_never_uses() -> None:
     rng = random.Random(0)
     eval_wordings = {text.strip() for by_label in EVAL_INJECTIONS.values() for text in by_label.values()}
+    names = {"positive": ("positive", "正面", "积极"), "negative": ("negative", "负面", "消极"),
+             "neutral": ("neutral", "中性")}
     for text, label in [("I love it", "positive"), ("房间很脏", "negative"), ("It is Tuesday", "neutral")]:
-        for _ in range(30):
-            injected = inject(text, label, ("positive", "neutral", "negative"), rng)
+        pushed: list[str] = []
+        for _ in range(90):
+            injected = inject(text, ("positive", "neutral", "negative"), rng)
             added = injected[len(text):]
             assert injected.startswith(text) and added.strip()
             assert added.strip() not in eval_wordings
-            named = [w for w in ("positive", "neutral", "negative", "正面", "积极", "负面", "消极", "中性")
-                     if w in added.lower()]
-            assert named and not any(w == label for w in named)
+            named = [name for name, words in names.items() if any(w in added.lower() for w in words)]
+            assert len(named) == 1, added
+            pushed += named
+        # The pushed label says nothing about the answer: the true one is pushed about as often as each other one
+        # (pushing only for wrong labels taught an adapter to invert the instruction).
+        counts = {name: pushed.count(name) for name in names}
+        assert min(counts.values()) >= 15 and counts[label] >= 15, counts
 
 
 def test_tune_writes_an_adapter_whose_readout_is_the_trained_one(tiny_model_dir: Path, data_files: list[Path],
