@@ -29,10 +29,9 @@ async def checkin_tap(update: Update, context: MoodContext) -> None:
     query, presser = update.callback_query, identity.person(update)
     language = await context.language_of(update)
     tapped = parse_checkin_data(query.data)
-    if tapped is None or tapped[0] != presser.id:
-        unreadable = tapped is None
-        await query.answer(view.text(view.UNREADABLE if unreadable else view.NOT_YOURS, language), show_alert=True)
+    if not await _pressed_by_its_owner(query, tapped, presser.id, language):
         return
+    assert tapped is not None
     score = view.SCORES[tapped[1]]
     await context.services.checkins.report(presser.id, score)
     await query.answer()
@@ -44,10 +43,9 @@ async def offer_answer(update: Update, context: MoodContext) -> None:
     query, presser = update.callback_query, identity.person(update)
     language = await context.language_of(update)
     chosen = parse_offer_data(query.data)
-    if chosen is None or chosen[0] != presser.id:
-        unreadable = chosen is None
-        await query.answer(view.text(view.UNREADABLE if unreadable else view.NOT_YOURS, language), show_alert=True)
+    if not await _pressed_by_its_owner(query, chosen, presser.id, language):
         return
+    assert chosen is not None
     if chosen[1] == "yes":
         settings = await context.services.checkins.accept_offer(presser.id)
         zone = view.zone_label(settings.time_zone, context.config.mood.utc_offset_minutes)
@@ -121,3 +119,15 @@ async def edit_quietly(query: CallbackQuery, text: str, buttons: InlineKeyboardM
         if "not modified" in exc.message.lower():
             return
         logger.info("could not edit a check-in message (%s); the answer is kept", exc.message)
+
+
+async def _pressed_by_its_owner(
+    query: CallbackQuery, parsed: tuple[int, object] | None, presser_id: int, language: str
+) -> bool:
+    """True when the button's data was readable and names the person who pressed it; else answers kindly why
+    nothing happened (unreadable data, or someone else's button) and returns False."""
+    if parsed is not None and parsed[0] == presser_id:
+        return True
+    reason = view.UNREADABLE if parsed is None else view.NOT_YOURS
+    await query.answer(view.text(reason, language), show_alert=True)
+    return False
