@@ -77,11 +77,6 @@ def translator(language: str) -> gettext.NullTranslations:
     return compile_catalogue(path, language)
 
 
-def gettext_for(language: str, message: str) -> str:
-    """``message`` in ``language`` (English where the catalogue lacks it)."""
-    return translator(language).gettext(message)
-
-
 def translate(language: str, message: str, /, **values: object) -> str:
     """``message`` in ``language`` with its ``{name}`` placeholders filled in from ``values``."""
     text = translator(language).gettext(message)
@@ -97,7 +92,7 @@ def ngettext_for(language: str, singular: str, plural: str, count: int, /, **val
 def format_day(day: date, pattern: str, language: str) -> str:
     """``day`` written with the CLDR date ``pattern`` (an English msgid such as ``"EEE d MMM"``), translated first:
     each language orders day, month and weekday its own way (``Fri 20 Nov``, ``11月20日 周五``)."""
-    return format_date(day, format=gettext_for(language, pattern), locale=language)
+    return format_date(day, format=translate(language, pattern), locale=language)
 
 
 def _(message: str) -> str:

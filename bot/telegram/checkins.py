@@ -13,6 +13,7 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.error import BadRequest
 
 from bot.flow.checkins import OFFERED_CHECKIN_TIME
+from bot.i18n import translate
 from bot.telegram import identity
 from bot.telegram.context import MoodContext
 from bot.views import checkins as view
@@ -51,7 +52,8 @@ async def offer_answer(update: Update, context: MoodContext) -> None:
         zone = view.zone_label(settings.time_zone, context.config.mood.utc_offset_minutes)
         answer = view.offer_accepted_text(settings.checkin_time, zone, language)
     else:
-        answer = view.text(view.OFFER_TO_SETTINGS if chosen[1] == "settings" else view.OFFER_DECLINED, language)
+        message = view.OFFER_TO_SETTINGS if chosen[1] == "settings" else view.OFFER_DECLINED
+        answer = translate(language, message)
     await query.answer()
     await edit_quietly(query, answer, None)
 
@@ -64,7 +66,7 @@ async def offer_checkin(update: Update, context: MoodContext) -> None:
         return
     language = await context.language_of(update)
     buttons = offer_buttons(person.id, OFFERED_CHECKIN_TIME, language)
-    await update.effective_message.reply_text(view.text(view.OFFER, language), reply_markup=buttons)
+    await update.effective_message.reply_text(translate(language, view.OFFER), reply_markup=buttons)
 
 
 # -- the buttons and what they carry ----------------------------------------------------------------------------
@@ -83,9 +85,9 @@ def checkin_buttons(user_id: int) -> InlineKeyboardMarkup:
 def offer_buttons(user_id: int, checkin_time: str, language: str) -> InlineKeyboardMarkup:
     """Yes (at ``checkin_time``) / I'll choose in /settings / No, thanks: one per row, so each reads whole."""
     labels = (
-        view.text(view.OFFER_YES, language).format(time=checkin_time),
-        view.text(view.OFFER_SETTINGS, language),
-        view.text(view.OFFER_NO, language),
+        translate(language, view.OFFER_YES, time=checkin_time),
+        translate(language, view.OFFER_SETTINGS),
+        translate(language, view.OFFER_NO),
     )
     return InlineKeyboardMarkup(
         [[InlineKeyboardButton(label, callback_data=f"{OFFER_PREFIX}{user_id}:{choice}")]
@@ -129,5 +131,5 @@ async def _pressed_by_its_owner(
     if parsed is not None and parsed[0] == presser_id:
         return True
     reason = view.UNREADABLE if parsed is None else view.NOT_YOURS
-    await query.answer(view.text(reason, language), show_alert=True)
+    await query.answer(translate(language, reason), show_alert=True)
     return False

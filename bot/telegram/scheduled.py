@@ -31,7 +31,7 @@ from telegram.error import Forbidden, TelegramError
 
 from bot.flow.checkins import CheckIns
 from bot.flow.schedule import Due, plan
-from bot.i18n import DEFAULT_LANGUAGE, choose_language
+from bot.i18n import DEFAULT_LANGUAGE, choose_language, translate
 from bot.telegram.checkins import checkin_buttons
 from bot.views import checkins as checkin_view
 from bot.views import weekly as weekly_view
@@ -121,7 +121,7 @@ class ScheduledSender:
         language = choose_language(settings.language, None, self.default_language)
         user_id = settings.user_id
         if due.checkin_day is not None:
-            question = checkin_view.text(checkin_view.QUESTION, language)
+            question = translate(language, checkin_view.QUESTION)
             outcome = await self._deliver(
                 settings, "check-in", lambda: self.store.claim_checkin(user_id, due.checkin_day or ""),
                 lambda: self.bot.send_message(user_id, question, reply_markup=checkin_buttons(user_id)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta, timezone
 
-from bot.i18n import _, translator
+from bot.i18n import _, translate, translator
 from bot.views.mood import signed
 from storage import SelfReport
 
@@ -48,17 +48,12 @@ def face(score: float) -> str:
 
 def saved_text(score: float, language: str) -> str:
     """The check-in message after a tap: what was noted, and the invitation to add a note."""
-    return translator(language).gettext(SAVED).format(face=face(score))
-
-
-def text(message: str, language: str) -> str:
-    """One of this module's texts in ``language``."""
-    return translator(language).gettext(message)
+    return translate(language, SAVED, face=face(score))
 
 
 def offer_accepted_text(checkin_time: str, zone: str, language: str) -> str:
     """The offer after "yes": when the check-ins come, in which time zone."""
-    return translator(language).gettext(OFFER_ACCEPTED).format(time=checkin_time, zone=zone)
+    return translate(language, OFFER_ACCEPTED, time=checkin_time, zone=zone)
 
 
 def zone_label(time_zone: str | None, default_offset_minutes: int) -> str:
