@@ -3,7 +3,6 @@ place of the model's, edits keep it, the export shows it beside the model's, and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,15 +21,6 @@ HOUR = 3600.0
 
 def mood(label: str, score: float) -> SentimentRecord:
     return SentimentRecord(label=label, score=score, probs={label: 0.9}, model="test-model")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "data" / "moodbot.db")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def say(

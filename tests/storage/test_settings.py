@@ -3,21 +3,9 @@ switched off."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from storage import PersonSettings, SentimentRecord, Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "data" / "moodbot.db")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_a_person_without_a_row_gets_the_defaults(store: Store) -> None:
