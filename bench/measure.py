@@ -258,18 +258,17 @@ VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf1
 def cpu_description() -> dict[str, object]:
     """The CPU a figure came from: its name, cores, vector features (from /proc/cpuinfo) and the instruction set
     torch dispatches to; every benchmark prints it beside its numbers."""
-    name, flags = platform.processor() or platform.machine(), set[str]()
+    fields: dict[str, str] = {}  # the first core's lines are enough: every core reports the same
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.processor(), platform.machine()):
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    flags = set(fields.get("flags", "").split())
     described: dict[str, object] = {
-        "cpu": name, "cores": os.cpu_count(), "vector_features": [f for f in VECTOR_FLAGS if f in flags],
+        "cpu": fields.get("model name") or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(), "vector_features": [f for f in VECTOR_FLAGS if f in flags],
     }
     try:
         import torch

@@ -19,8 +19,8 @@ def curves(paths: Sequence[Path]) -> dict[str, list[tuple[float, float]]]:
     """(minutes, dev accuracy) points per adapter, named by file stem."""
     found: dict[str, list[tuple[float, float]]] = {}
     for path in paths:
-        history = load_adapter(path).recipe.get("history") or []
-        if not isinstance(history, list):
+        history = load_adapter(path).recipe.get("history")
+        if not isinstance(history, list) or not history:
             raise SystemExit(f"{path}: no training curve recorded")
         found[path.stem] = [(float(point["minutes"]), float(point["mean"])) for point in history]
     return found
