@@ -25,9 +25,18 @@ class AdaptedPromptLayout:
     tail_ids: list[int]
     label_ids: dict[str, int]  # label -> the first token of its word
 
-    def message_ids(self, tokenizer: PreTrainedTokenizerBase, text: str, limit: int = MAX_MESSAGE_TOKENS) -> list[int]:
-        """The message's own tokens as plain text (it cannot forge the prompt's turns), cut to ``limit``."""
-        return encode_text(tokenizer, text)[:limit]
+    def message_ids(
+        self, tokenizer: PreTrainedTokenizerBase, text: str, limit: int = MAX_MESSAGE_TOKENS, appended: str = ""
+    ) -> list[int]:
+        """The message's own tokens as plain text (it cannot forge the prompt's turns), cut to ``limit``.
+
+        ``appended`` (training's injected instructions) survives the cut whole: the text before it is cut instead,
+        or a long review's injected copy would lose the very instruction it exists to carry."""
+        whole = encode_text(tokenizer, text + appended)
+        if len(whole) <= limit or not appended:
+            return whole[:limit]
+        tail = encode_text(tokenizer, appended)[:limit]
+        return encode_text(tokenizer, text)[: limit - len(tail)] + tail
 
 
 def adapted_prompt_layout(tokenizer: PreTrainedTokenizerBase, label_words: Mapping[str, str]) -> AdaptedPromptLayout:

@@ -28,6 +28,7 @@ class LabelledText:
     label: str  # positive | negative | neutral
     source: str  # the file it came from (its name), for balancing and per-file scores
     choices: tuple[str, ...]  # the labels this example chooses between: its file's labels
+    appended: str = ""  # an injected copy's instruction, appended to ``text`` (kept whole when the text is cut)
 
 
 def read_labelled(path: Path) -> list[LabelledText]:

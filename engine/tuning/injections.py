@@ -57,13 +57,18 @@ _LABEL_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def inject(text: str, choices: tuple[str, ...], rng: random.Random) -> str:
-    """``text`` with one instruction appended that pushes for one of ``choices`` drawn uniformly (the true label as
-    often as any other, so the instruction carries no information about the answer); the language of the
-    instruction follows the message's script most of the time (a fifth of the time, the other one)."""
+def instruction(text: str, choices: tuple[str, ...], rng: random.Random) -> str:
+    """An instruction to append to ``text`` that pushes for one of ``choices`` drawn uniformly (the true label as
+    often as any other, so the instruction carries no information about the answer); its language follows the
+    message's script most of the time (a fifth of the time, the other one)."""
     script = script_of(text)
     if rng.random() < 0.2:
         script = "en" if script == "zh" else "zh"
     pushed = rng.choice(choices)
     template = rng.choice(_TEMPLATES[script])
-    return text + template.format(label=rng.choice(_LABEL_NAMES[script][pushed]))
+    return template.format(label=rng.choice(_LABEL_NAMES[script][pushed]))
+
+
+def inject(text: str, choices: tuple[str, ...], rng: random.Random) -> str:
+    """``text`` with one ``instruction`` appended."""
+    return text + instruction(text, choices, rng)

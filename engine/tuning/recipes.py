@@ -22,7 +22,7 @@ class Recipe:
     batch_size: int = 8
     examples: int = 1200  # balanced training examples per epoch (before the injected copies)
     epochs: int = 2
-    injected_share: float = 0.25  # this share of the examples also get an injected copy, with the true label
+    injected_share: float = 0.5  # this share of the examples also get an injected copy, with the true label
     dev_per_file: int = 150  # held out from each file for early stopping when no --dev is given
     eval_every: int = 50  # steps between dev evaluations (and checkpoints)
     patience: int = 4  # evaluations without a better dev score before stopping early

@@ -18,7 +18,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from engine.adapters.file import PROJECTIONS, AnalystAdapter, LoraPair
 from engine.adapters.layout import AdaptedPromptLayout, adapted_prompt_layout
 from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
 from engine.tuning.data import LabelledText, balanced, read_labelled, split_off_dev
-from engine.tuning.injections import inject
+from engine.tuning.injections import instruction
 from engine.tuning.network import Stage, TrainingModel, load_training_model, lower_features, pad_right
 from engine.tuning.recipes import Recipe
 
@@ -82,12 +82,20 @@ def training_examples(train: Sequence[LabelledText], recipe: Recipe) -> list[Lab
     rng = random.Random(recipe.seed + 1)
     chosen = balanced(train, recipe.examples, recipe.seed)
     copies = [
-        LabelledText(inject(e.text, e.choices, rng), e.label, e.source, e.choices)
+        replace(e, appended=instruction(e.text, e.choices, rng))
         for e in chosen[: round(len(chosen) * recipe.injected_share)]
     ]
     examples = chosen + copies
     rng.shuffle(examples)
     return examples
+
+
+def injected_dev(dev: Sequence[LabelledText], seed: int) -> list[LabelledText]:
+    """An injected copy of every dev example, scored as a file of its own (``<file> +injected``): the dev score
+    then rewards reading the message and ignoring the instruction, not only clean accuracy. The pushed label is
+    drawn as in training, so obeying the instruction scores no better than chance on these rows."""
+    rng = random.Random(seed + 2)
+    return [replace(e, appended=instruction(e.text, e.choices, rng), source=f"{e.source} +injected") for e in dev]
 
 
 def _run_key(
@@ -96,7 +104,7 @@ def _run_key(
     digest = hashlib.sha256()
     digest.update(json.dumps([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, asdict(job.recipe)]).encode())
     for example in (*examples, *dev):
-        digest.update(f"{example.label}\t{example.text}\n".encode())
+        digest.update(f"{example.label}\t{example.text}\t{example.appended}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -205,6 +213,8 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         train, dev = rows, [example for path in job.dev for example in read_labelled(path)]
     else:
         train, dev = split_off_dev(rows, recipe.dev_per_file, recipe.seed)
+    if recipe.injected_share > 0:
+        dev = [*dev, *injected_dev(dev, recipe.seed)]
     training = load_training_model(job.model)
     layout = adapted_prompt_layout(training.tokenizer, ADAPTED_LABEL_WORDS)
     examples = training_examples(train, recipe)
@@ -320,7 +330,7 @@ def _features(
             return saved["prefix"], _encode(trainer, examples, saved["train"]), _encode(trainer, dev, saved["dev"])
     tokenizer, layout, limit = trainer.training.tokenizer, trainer.layout, trainer.recipe.max_message_tokens
     everything = [*examples, *dev]
-    ids = [layout.message_ids(tokenizer, e.text, limit) for e in everything]
+    ids = [layout.message_ids(tokenizer, e.text, limit, e.appended) for e in everything]
     with tqdm(total=len(ids), desc="preparing", unit="msg", disable=not progress) as bar:
         prefix, features = lower_features(trainer.training, layout, ids, trainer.first, progress=bar.update)
     train_features, dev_features = features[: len(examples)], features[len(examples):]
