@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None, help="adapt the top N decoder layers")
     parser.add_argument("--rank", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="peak rate (a run changing only this reuses the prepared features)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
 
 
@@ -42,6 +44,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
 
     recipe = RECIPES[args.recipe].with_overrides(
         seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers, rank=args.rank,
+        learning_rate=args.learning_rate,
         max_minutes=args.max_minutes,
     )
     job = TuneJob(

@@ -101,8 +101,24 @@ def injected_dev(dev: Sequence[LabelledText], seed: int) -> list[LabelledText]:
 def _run_key(
     job: TuneJob, training: TrainingModel, examples: Sequence[LabelledText], dev: Sequence[LabelledText]
 ) -> str:
+    """What a checkpoint belongs to: the base model, the prompt, the whole recipe and every text."""
+    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, asdict(job.recipe)], examples, dev)
+
+
+def _features_key(
+    training: TrainingModel, recipe: Recipe, examples: Sequence[LabelledText], dev: Sequence[LabelledText]
+) -> str:
+    """What the prepared lower-layer features depend on, and nothing more: a second run that changes only how it
+    trains (rate, rank, epochs, time) reuses them instead of spending most of a quick run preparing again."""
+    return _digest(
+        [training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe.layers, recipe.max_message_tokens],
+        examples, dev,
+    )
+
+
+def _digest(head: object, examples: Sequence[LabelledText], dev: Sequence[LabelledText]) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, asdict(job.recipe)]).encode())
+    digest.update(json.dumps(head).encode())
     for example in (*examples, *dev):
         digest.update(f"{example.label}\t{example.text}\t{example.appended}\n".encode())
     return digest.hexdigest()[:16]
@@ -223,7 +239,8 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     run_key = _run_key(job, training, examples, dev)
 
     trainer = AdapterTrainer(training, layout, recipe)
-    prefix_hidden, train_set, dev_set = _features(trainer, examples, dev, workdir / FEATURES, run_key, progress)
+    features_key = _features_key(training, recipe, examples, dev)
+    prefix_hidden, train_set, dev_set = _features(trainer, examples, dev, workdir / FEATURES, features_key, progress)
     optimizer = torch.optim.AdamW(trainer.parameters, lr=recipe.learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train_set.features) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
@@ -319,14 +336,14 @@ def _encode(
 
 
 def _features(
-    trainer: AdapterTrainer, examples: Sequence[LabelledText], dev: Sequence[LabelledText], path: Path, run_key: str,
+    trainer: AdapterTrainer, examples: Sequence[LabelledText], dev: Sequence[LabelledText], path: Path, key: str,
     progress: bool,
 ) -> tuple[torch.Tensor, Encoded, Encoded]:
     """Lower-layer features of the training and dev examples, computed once per run (kept in the work folder so a
     resumed run does not compute them again)."""
     if path.exists():
         saved = torch.load(path, weights_only=False)
-        if saved.get("run_key") == run_key:
+        if saved.get("key") == key:
             return saved["prefix"], _encode(trainer, examples, saved["train"]), _encode(trainer, dev, saved["dev"])
     tokenizer, layout, limit = trainer.training.tokenizer, trainer.layout, trainer.recipe.max_message_tokens
     everything = [*examples, *dev]
@@ -334,5 +351,5 @@ def _features(
     with tqdm(total=len(ids), desc="preparing", unit="msg", disable=not progress) as bar:
         prefix, features = lower_features(trainer.training, layout, ids, trainer.first, progress=bar.update)
     train_features, dev_features = features[: len(examples)], features[len(examples):]
-    _save_checkpoint(path, {"run_key": run_key, "prefix": prefix, "train": train_features, "dev": dev_features})
+    _save_checkpoint(path, {"key": key, "prefix": prefix, "train": train_features, "dev": dev_features})
     return prefix, _encode(trainer, examples, train_features), _encode(trainer, dev, dev_features)

@@ -200,6 +200,34 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_a
         torch.testing.assert_close(second.pairs[key].b, pair.b, rtol=0, atol=0)
 
 
+def test_a_second_run_changing_only_how_it_trains_reuses_the_prepared_features(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.tuning import trainer
+
+    prepared: list[int] = []
+    real = trainer.lower_features
+
+    def counting(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        prepared.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer, "lower_features", counting)
+    work = tmp_path / "shared.work"
+    first = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors",
+                         recipe=TINY_RECIPE, workdir=work), progress=False)
+    faster = TINY_RECIPE.with_overrides(learning_rate=1e-2, rank=2)
+    second = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "b.safetensors",
+                          recipe=faster, workdir=work), progress=False)
+    assert len(prepared) == 1  # the second run read the features the first one prepared
+    assert second.history[0]["step"] == first.history[0]["step"]  # ...but trained from the start (new recipe)
+    assert load_adapter(tmp_path / "b.safetensors").rank == 2
+    deeper = TINY_RECIPE.with_overrides(layers=2)  # other frozen layers: other features
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "c.safetensors", recipe=deeper,
+                 workdir=work), progress=False)
+    assert len(prepared) == 2
+
+
 def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, data_files: list[Path],
                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bot.cli import main
