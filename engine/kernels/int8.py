@@ -201,7 +201,9 @@ class Int8Linear(nn.Module):
     ) -> torch.Tensor:
         """The packed layer's output (rows, out) in ``out_dtype`` for already quantised input rows."""
         if activations.single_row is not None:  # the kernel applies the row's scale and zero point itself
-            return self.one_row(activations.values, *activations.single_row, out_dtype)
+            # Asked for bf16 output directly, oneDNN took a reference path on an AVX2-only CPU: ~200x slower than
+            # float32 output (bench/RESULTS.md); the conversion of one row afterwards costs next to nothing.
+            return self.one_row(activations.values, *activations.single_row, torch.float32).to(out_dtype)
         # Several rows, each with its own scale and zero point: the kernel multiplies the raw uint8 values, and
         # the per-row affine correction follows, so no row's result depends on another's range.
         accumulated = torch.ops.onednn.qlinear_pointwise(

@@ -251,6 +251,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     step, best_score, best_state, stale, history = 0, -1.0, trainer.lora_state(), 0, []
+    best_scores: dict[str, float] = {}  # per dev file, of the best state so far
     spent_before = 0.0
     checkpoint = workdir / CHECKPOINT
     if checkpoint.exists():
@@ -261,6 +262,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             schedule.load_state_dict(saved["schedule"])
             step, best_score, best_state = saved["step"], saved["best_score"], saved["best_state"]
             stale, history, spent_before = saved["stale"], saved["history"], saved["seconds"]
+            best_scores = saved.get("best_scores", {})
             started = clock()  # the time limit counts the earlier run's time plus this one's
             logger.info("resuming from step %d of %d", step, total_steps)
     lengths = [f.shape[0] for f in train_set.features]
@@ -287,12 +289,13 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             scores = dev_scores(trainer, prefix_hidden, dev_set)
             history.append({"step": step, "minutes": round(minutes, 2), "mean": round(scores["mean"], 4)})
             if scores["mean"] > best_score:
-                best_score, best_state, stale = scores["mean"], trainer.lora_state(), 0
+                best_score, best_state, best_scores, stale = scores["mean"], trainer.lora_state(), scores, 0
             else:
                 stale += 1
             _save_checkpoint(checkpoint, {
                 "run_key": run_key, "lora": trainer.lora_state(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "step": step, "best_score": best_score, "best_state": best_state,
+                "best_scores": best_scores,
                 "stale": stale, "history": history, "seconds": spent_before + clock() - started,
             })
             if stale >= recipe.patience:
@@ -304,7 +307,8 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     bar.close()
     seconds = spent_before + clock() - started
     trainer.load_lora_state(best_state)
-    final = dev_scores(trainer, prefix_hidden, dev_set)
+    # The best state's scores were measured when it was found; a dev pass through deep adapters is not free.
+    final = best_scores or dev_scores(trainer, prefix_hidden, dev_set)
     notes: dict[str, object] = {
         "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",
         "examples": len(train_set.features), "steps": step, "stopped": stopped, "minutes": round(seconds / 60, 1),
