@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labelled file(s) for early stopping (default: a held-out part of each --data file)")
     parser.add_argument("--out", type=Path, required=True, help="the adapter file to write (.safetensors)")
     parser.add_argument("--recipe", choices=("quick", "default"), default="default",
-                        help="quick: about half an hour on 2 cores; default: about two hours")
+                        help="quick: under half an hour on 2 cores; default: about an hour")
     parser.add_argument("--model", default=None, help="base model (default: engine.model from the config)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="checkpoints and cached features (default: OUT's name + .work, next to it)")

@@ -43,8 +43,8 @@ def test_loaded_model_uses_it_and_decodes_like_sdpa(tiny_model_dir: Path) -> Non
         logits = {}
         for name, model in (("ours", loaded.model), ("sdpa", reference)):
             cache = DynamicCache()
-            model(input_ids=prompt, past_key_values=cache, use_cache=True)
-            steps = [model(input_ids=torch.tensor([[t]]), past_key_values=cache, use_cache=True).logits
+            model(input_ids=prompt, cache=cache, use_cache=True)
+            steps = [model(input_ids=torch.tensor([[t]]), cache=cache, use_cache=True).logits
                      for t in (11, 23, 31)]
             logits[name] = torch.cat(steps, dim=1)
     torch.testing.assert_close(logits["ours"], logits["sdpa"], atol=1e-5, rtol=1e-5)

@@ -23,8 +23,8 @@ PROMPTS = ([5, 17, 42, 99, 7, 3, 64, 12], [8, 21, 33])
 def _transformers_steps(model: torch.nn.Module, prompt: list[int], tokens: list[int]) -> torch.Tensor:
     cache = DynamicCache()
     with torch.inference_mode():
-        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
-        steps = [model(input_ids=torch.tensor([[t]]), past_key_values=cache, use_cache=True).logits[:, -1].float()
+        model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
+        steps = [model(input_ids=torch.tensor([[t]]), cache=cache, use_cache=True).logits[:, -1].float()
                  for t in tokens]
     return torch.cat(steps)
 
@@ -33,7 +33,7 @@ def _fast_steps(paths: FastPaths, prompt: list[int], tokens: list[int]) -> torch
     assert paths.decode_step is not None
     cache = DynamicCache()
     with torch.inference_mode():
-        paths.model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+        paths.model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
         steps = [paths.decode(torch.tensor([[t]]), torch.tensor([[len(prompt) + i]]), cache)
                  for i, t in enumerate(tokens)]
     return torch.cat(steps)
@@ -64,10 +64,10 @@ def test_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path) -> 
     with torch.inference_mode():
         for prompt in PROMPTS:
             cache = DynamicCache()
-            model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+            model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
             caches.append(cache)
         batched = DynamicCache()
-        model(input_ids=torch.tensor([long]), past_key_values=batched, use_cache=True)
+        model(input_ids=torch.tensor([long]), cache=batched, use_cache=True)
         for layer, alone in zip(batched.layers, caches[1].layers, strict=True):  # row 2: the short one, left-padded
             padding = alone.keys.new_zeros(1, alone.keys.shape[1], pad, alone.keys.shape[3])
             layer.keys = torch.cat([layer.keys, torch.cat([padding, alone.keys], dim=2)])
@@ -164,7 +164,7 @@ def test_many_chats_share_an_int8_x_int8_output_head(
     tokens = torch.randint(3, 100, (chats, 1), generator=torch.Generator().manual_seed(1))
     cache = DynamicCache()
     with torch.inference_mode():
-        loaded.model(input_ids=prompts, past_key_values=cache, use_cache=True)
+        loaded.model(input_ids=prompts, cache=cache, use_cache=True)
         batched = step(tokens, torch.full((chats, 1), 6), cache)
         assert len(calls) == (1 if chats >= decode_step_module.HEAD_INT8_ACTIVATION_ROWS else 0)
         for layer in cache.layers:  # drop the token just appended, and take the same step with the weight-only head

@@ -33,7 +33,7 @@ def _steps(paths: FastPaths, model: torch.nn.Module, prompt: list[int], tokens: 
     assert step is not None
     cache = DynamicCache()
     with torch.inference_mode():
-        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+        model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True)
         logits = [step(torch.tensor([[t]]), torch.tensor([[len(prompt) + i]]), cache) for i, t in enumerate(tokens)]
     return torch.cat(logits), cache
 
