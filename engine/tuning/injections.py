@@ -67,8 +67,3 @@ def instruction(text: str, choices: tuple[str, ...], rng: random.Random) -> str:
     pushed = rng.choice(choices)
     template = rng.choice(_TEMPLATES[script])
     return template.format(label=rng.choice(_LABEL_NAMES[script][pushed]))
-
-
-def inject(text: str, choices: tuple[str, ...], rng: random.Random) -> str:
-    """``text`` with one ``instruction`` appended."""
-    return text + instruction(text, choices, rng)

@@ -15,7 +15,7 @@ from engine.adapters.file import load_adapter
 from engine.adapters.layout import adapted_prompt_layout
 from engine.loading.fingerprint import fingerprint
 from engine.tuning.data import TrainingDataError, balanced, read_labelled, split_off_dev
-from engine.tuning.injections import inject
+from engine.tuning.injections import instruction
 from engine.tuning.network import load_training_model
 from engine.tuning.recipes import Recipe
 from engine.tuning.trainer import TuneJob, injected_dev, training_examples, tune
@@ -80,9 +80,8 @@ def test_injected_copies_push_for_any_label_in_words_moodbot_eval_never_uses() -
     for text, label in [("I love it", "positive"), ("房间很脏", "negative"), ("It is Tuesday", "neutral")]:
         pushed: list[str] = []
         for _ in range(90):
-            injected = inject(text, ("positive", "neutral", "negative"), rng)
-            added = injected[len(text):]
-            assert injected.startswith(text) and added.strip()
+            added = instruction(text, ("positive", "neutral", "negative"), rng)
+            assert added.strip()
             assert added.strip() not in eval_wordings
             named = [name for name, words in names.items() if any(w in added.lower() for w in words)]
             assert len(named) == 1, added
