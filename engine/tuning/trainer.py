@@ -39,6 +39,10 @@ CHECKPOINT = "checkpoint.pt"
 FEATURES = "features.pt"
 
 
+class StaleFeatures(Exception):
+    """The work folder holds no features prepared for this data and recipe."""
+
+
 @dataclass
 class TuneJob:
     """What to train on and where the result goes."""
@@ -124,7 +128,7 @@ def _digest(head: object, examples: Sequence[LabelledText], dev: Sequence[Labell
     return digest.hexdigest()[:16]
 
 
-def _batches(count: int, batch_size: int, lengths: Sequence[int], seed: int) -> list[list[int]]:
+def epoch_batches(count: int, batch_size: int, lengths: Sequence[int], seed: int) -> list[list[int]]:
     """One epoch's batches: shuffled, then sorted by length within windows of 16 batches (less padding)."""
     rng = random.Random(seed)
     order = list(range(count))
@@ -218,9 +222,25 @@ def dev_scores(trainer: AdapterTrainer, prefix_hidden: torch.Tensor, dev: Encode
     return scores
 
 
-def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = time.monotonic) -> TuneResult:
-    """Train an analyst adapter as ``job`` says and save it to ``job.out``; resumes from a matching checkpoint."""
-    started = clock()
+@dataclass
+class PreparedRun:
+    """A run's model, examples and lower-layer features, ready for training steps."""
+
+    trainer: AdapterTrainer
+    examples: list[LabelledText]  # the balanced training examples and their injected copies, in feature order
+    dev: list[LabelledText]
+    prefix_hidden: torch.Tensor  # the prompt's fixed prefix after the frozen lower layers
+    train_set: Encoded
+    dev_set: Encoded
+    run_key: str  # what a checkpoint of this run must carry to be resumed
+    workdir: Path
+
+
+def prepare(job: TuneJob, *, progress: bool = True, reuse_only: bool = False) -> PreparedRun:
+    """Read ``job``'s data, load the base model and compute (or reuse) the frozen lower layers' features.
+
+    With ``reuse_only``, features prepared for other data or another recipe raise ``StaleFeatures`` instead of
+    being prepared again (and overwriting them)."""
     recipe = job.recipe
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -236,20 +256,54 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     examples = training_examples(train, recipe)
     workdir = job.workdir or job.out.with_name(job.out.stem + ".work")
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    run_key = _run_key(job, training, examples, dev)
-
     trainer = AdapterTrainer(training, layout, recipe)
     features_key = _features_key(training, recipe, examples, dev)
-    prefix_hidden, train_set, dev_set = _features(trainer, examples, dev, workdir / FEATURES, features_key, progress)
+    prefix_hidden, train_set, dev_set = _features(
+        trainer, examples, dev, workdir / FEATURES, features_key, progress, reuse_only
+    )
+    return PreparedRun(
+        trainer, examples, dev, prefix_hidden, train_set, dev_set, _run_key(job, training, examples, dev), workdir
+    )
+
+
+def train_step(
+    trainer: AdapterTrainer, prefix_hidden: torch.Tensor, data: Encoded, batch: Sequence[int],
+    optimizer: torch.optim.Optimizer,
+) -> float:
+    """One optimiser step on the examples ``batch`` indexes in ``data``; the batch's loss."""
+    logits = trainer.logits(prefix_hidden, [data.features[i] for i in batch])
+    logits = logits.masked_fill(~data.allowed[list(batch)], float("-inf"))
+    loss = torch.nn.functional.cross_entropy(logits, data.gold[list(batch)])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # A batch of injected copies can pull hard against what the model believes: clipping keeps one such batch
+    # from undoing the steps before it (without it, a rate that learns also diverged now and then).
+    torch.nn.utils.clip_grad_norm_(trainer.parameters, trainer.recipe.clip_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def cosine_rate(total_steps: int, warmup_share: float) -> Callable[[int], float]:
+    """The rate's multiplier at each step: a linear warm-up, then a cosine down to a tenth."""
+    warmup = max(1, round(total_steps * warmup_share))
+
+    def rate(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total_steps)))
+
+    return rate
+
+
+def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = time.monotonic) -> TuneResult:
+    """Train an analyst adapter as ``job`` says and save it to ``job.out``; resumes from a matching checkpoint."""
+    started = clock()
+    recipe = job.recipe
+    run = prepare(job, progress=progress)
+    trainer, prefix_hidden, train_set, dev_set = run.trainer, run.prefix_hidden, run.train_set, run.dev_set
+    run_key, workdir = run.run_key, run.workdir
     optimizer = torch.optim.AdamW(trainer.parameters, lr=recipe.learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train_set.features) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
-    warmup = max(1, round(total_steps * recipe.warmup_share))
-
-    def rate(step: int) -> float:  # linear warm-up, then cosine down to a tenth
-        return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total_steps)))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_rate(total_steps, recipe.warmup_share))
     step, best_score, best_state, stale, history = 0, -1.0, trainer.lora_state(), 0, []
     best_scores: dict[str, float] = {}  # per dev file, of the best state so far
     spent_before = 0.0
@@ -270,20 +324,12 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
     while step < total_steps:
         epoch, within = divmod(step, steps_per_epoch)
-        batch = _batches(len(lengths), recipe.batch_size, lengths, recipe.seed + epoch)[within]
-        logits = trainer.logits(prefix_hidden, [train_set.features[i] for i in batch])
-        logits = logits.masked_fill(~train_set.allowed[batch], float("-inf"))
-        loss = torch.nn.functional.cross_entropy(logits, train_set.gold[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # A batch of injected copies can pull hard against what the model believes: clipping keeps one such batch
-        # from undoing the steps before it (without it, a rate that learns also diverged now and then).
-        torch.nn.utils.clip_grad_norm_(trainer.parameters, recipe.clip_norm)
-        optimizer.step()
+        batch = epoch_batches(len(lengths), recipe.batch_size, lengths, recipe.seed + epoch)[within]
+        loss = train_step(trainer, prefix_hidden, train_set, batch, optimizer)
         schedule.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best_score:.3f}" if best_score >= 0 else "-")
+        bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_score:.3f}" if best_score >= 0 else "-")
         minutes = (spent_before + clock() - started) / 60  # loading and preparing count too
         if step % recipe.eval_every == 0 or step == total_steps or minutes >= recipe.max_minutes:
             scores = dev_scores(trainer, prefix_hidden, dev_set)
@@ -341,7 +387,7 @@ def _encode(
 
 def _features(
     trainer: AdapterTrainer, examples: Sequence[LabelledText], dev: Sequence[LabelledText], path: Path, key: str,
-    progress: bool,
+    progress: bool, reuse_only: bool = False,
 ) -> tuple[torch.Tensor, Encoded, Encoded]:
     """Lower-layer features of the training and dev examples, computed once per run (kept in the work folder so a
     resumed run does not compute them again)."""
@@ -349,6 +395,8 @@ def _features(
         saved = torch.load(path, weights_only=False)
         if saved.get("key") == key:
             return saved["prefix"], _encode(trainer, examples, saved["train"]), _encode(trainer, dev, saved["dev"])
+    if reuse_only:
+        raise StaleFeatures(f"{path} was not prepared for this data and recipe")
     tokenizer, layout, limit = trainer.training.tokenizer, trainer.layout, trainer.recipe.max_message_tokens
     everything = [*examples, *dev]
     ids = [layout.message_ids(tokenizer, e.text, limit, e.appended) for e in everything]

@@ -262,3 +262,52 @@ def test_every_layer_may_carry_the_adapter(tiny_model_dir: Path, data_files: lis
     recipe = TINY_RECIPE.with_overrides(layers=2, epochs=1)  # the tiny model has two layers: none stays frozen
     tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=recipe), progress=False)
     assert load_adapter(out).layers == [0, 1]
+
+
+def test_reusing_only_refuses_features_prepared_for_other_data_and_leaves_them(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    from engine.tuning.trainer import StaleFeatures, prepare
+
+    work = tmp_path / "run.work"
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors", recipe=TINY_RECIPE,
+                 workdir=work), progress=False)
+    before = (work / "features.pt").read_bytes()
+    other = TuneJob(model=str(tiny_model_dir), data=data_files[:2], out=tmp_path / "b.safetensors",
+                    recipe=TINY_RECIPE, workdir=work)
+    with pytest.raises(StaleFeatures):
+        prepare(other, progress=False, reuse_only=True)
+    assert (work / "features.pt").read_bytes() == before
+    same = prepare(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "c.safetensors",
+                           recipe=TINY_RECIPE, workdir=work), progress=False, reuse_only=True)
+    assert len(same.train_set.features) == len(same.examples)
+
+
+def test_the_ablation_bench_trains_without_a_file_and_scores_every_file(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from bench import ablation
+
+    work = tmp_path / "run.work"
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors", recipe=TINY_RECIPE,
+                 workdir=work), progress=False)
+    monkeypatch.setattr(ablation, "RECIPES", {"tiny": TINY_RECIPE})
+    out = tmp_path / "mix.json"
+    files = [arg for path in data_files for arg in ("--data", str(path))]
+    assert ablation.main(["--model", str(tiny_model_dir), "--recipe", "tiny", *files, "--work", str(work),
+                          "--steps", "3", "--without", "zh.tsv", "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    rows = [e for path in data_files for e in read_labelled(path)]
+    train, _ = split_off_dev(rows, TINY_RECIPE.dev_per_file, TINY_RECIPE.seed)
+    examples = training_examples(train, TINY_RECIPE)
+    assert result["examples"] == sum(e.source != "zh.tsv" for e in examples) < len(examples)
+    assert {"en.tsv", "zh.tsv", "chat.tsv", "zh.tsv +injected"} <= set(result["dev"])  # every file is still scored
+    assert result["rank"] == TINY_RECIPE.rank
+    assert ablation.main(["--model", str(tiny_model_dir), "--recipe", "tiny", *files, "--work", str(work),
+                          "--steps", "2", "--rank", "2", "--json", str(out)]) == 0  # features reused: rank is free
+    assert json.loads(out.read_text(encoding="utf-8"))["rank"] == 2
+    with pytest.raises(SystemExit, match="no --data file"):
+        ablation.main(["--model", str(tiny_model_dir), "--recipe", "tiny", *files, "--work", str(work),
+                       "--without", "fr.tsv"])
