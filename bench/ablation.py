@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from engine.tuning.recipes import RECIPES
-from engine.tuning.trainer import StaleFeatures, TuneJob, cosine_rate, dev_scores, epoch_batches, prepare, train_step
+from engine.tuning.steps import cosine_rate, dev_scores, epoch_batches, train_step
+from engine.tuning.trainer import StaleFeatures, TuneJob, prepare
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,6 @@ import os
 import platform
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,17 +23,24 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from engine.adapters.file import PROJECTIONS, AnalystAdapter, LoraPair
-from engine.adapters.layout import AdaptedPromptLayout, adapted_prompt_layout
+from engine.adapters.layout import adapted_prompt_layout
 from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
 from engine.tuning.data import LabelledText, balanced, read_labelled, split_off_dev
 from engine.tuning.injections import instruction
-from engine.tuning.network import Stage, TrainingModel, load_training_model, lower_features, pad_right
+from engine.tuning.network import TrainingModel, load_training_model, lower_features
 from engine.tuning.recipes import Recipe
+from engine.tuning.steps import (
+    LABELS,
+    AdapterTrainer,
+    Encoded,
+    cosine_rate,
+    dev_scores,
+    epoch_batches,
+    train_step,
+)
 
 logger = logging.getLogger(__name__)
 
-LABELS = ("positive", "neutral", "negative")
 CHECKPOINT = "checkpoint.pt"
 FEATURES = "features.pt"
 
@@ -65,16 +71,6 @@ class TuneResult:
     dev_scores: dict[str, float]  # per dev file accuracy of the saved adapter, and their mean under "mean"
     stopped: str  # "done" | "early stop" | "time limit"
     history: list[dict[str, float]]  # per evaluation: step, minutes, mean
-
-
-@dataclass
-class Encoded:
-    """Examples as the loop uses them: lower-layer features, gold label index, allowed label mask."""
-
-    features: list[torch.Tensor]
-    gold: torch.Tensor  # (n,) index into LABELS
-    allowed: torch.Tensor  # (n, 3) bool
-    sources: list[str]
 
 
 def _allowed(example: LabelledText) -> list[bool]:
@@ -128,100 +124,6 @@ def _digest(head: object, examples: Sequence[LabelledText], dev: Sequence[Labell
     return digest.hexdigest()[:16]
 
 
-def epoch_batches(count: int, batch_size: int, lengths: Sequence[int], seed: int) -> list[list[int]]:
-    """One epoch's batches: shuffled, then sorted by length within windows of 16 batches (less padding)."""
-    rng = random.Random(seed)
-    order = list(range(count))
-    rng.shuffle(order)
-    window = batch_size * 16
-    batches = []
-    for start in range(0, count, window):
-        chunk = sorted(order[start : start + window], key=lengths.__getitem__)
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-class AdapterTrainer:
-    """The peft-wrapped upper layers of one base model and the computations a step needs."""
-
-    def __init__(self, training: TrainingModel, layout: AdaptedPromptLayout, recipe: Recipe) -> None:
-        from peft import LoraConfig, get_peft_model
-
-        self.training, self.layout, self.recipe = training, layout, recipe
-        count = len(training.layers)
-        self.first = max(0, count - recipe.layers)
-        torch.manual_seed(recipe.seed)
-        config = LoraConfig(
-            r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=0.0, target_modules=list(PROJECTIONS),
-            layers_to_transform=list(range(self.first, count)), bias="none",
-        )
-        with warnings.catch_warnings():
-            # peft asks transformers about gradient checkpointing through a name transformers deprecated.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            self.peft_model = get_peft_model(training.model, config)
-        self.parameters = [p for p in self.peft_model.parameters() if p.requires_grad]
-        self.stage = Stage(training.model, training.layers[self.first:])
-        head = training.model.get_output_embeddings()
-        self.label_rows = head.weight[[layout.label_ids[label] for label in LABELS]].detach().float()
-        self.norm = training.model.model.norm
-
-    def logits(self, prefix_hidden: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(batch, 3) label logits for a batch of examples' lower features."""
-        _, prefix_kv = self.stage.prefix(prefix_hidden)
-        hidden = self.stage.after_prefix(pad_right([f.float() for f in features]), prefix_kv)
-        last = torch.tensor([f.shape[0] - 1 for f in features])
-        answers = self.norm(hidden[torch.arange(len(features)), last])
-        return answers @ self.label_rows.T
-
-    def lora_state(self) -> dict[str, torch.Tensor]:
-        """Copies of the trainable LoRA matrices by parameter name."""
-        return {n: p.detach().clone() for n, p in self.peft_model.named_parameters() if p.requires_grad}
-
-    def load_lora_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Put saved LoRA matrices back."""
-        named = dict(self.peft_model.named_parameters())
-        with torch.no_grad():
-            for name, value in state.items():
-                named[name].copy_(value)
-
-    def export(self, state: dict[str, torch.Tensor], recipe_notes: dict[str, object]) -> AnalystAdapter:
-        """The adapter file's contents for LoRA matrices ``state``."""
-        self.load_lora_state(state)
-        pairs: dict[tuple[int, str], LoraPair] = {}
-        scaling = None
-        for index in range(self.first, len(self.training.layers)):
-            layer = self.training.layers[index]
-            for projection in PROJECTIONS:
-                parent = layer.self_attn if projection.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else layer.mlp
-                module = getattr(parent, projection)
-                pairs[(index, projection)] = LoraPair(
-                    module.lora_A["default"].weight.detach().clone(), module.lora_B["default"].weight.detach().clone()
-                )
-                scaling = module.scaling["default"]
-        return AnalystAdapter(
-            base_model=self.training.name, base_fingerprint=self.training.fingerprint,
-            prompt_version=ADAPTED_ANALYST_PROMPT_VERSION, labels=LABELS,
-            label_words={label: ADAPTED_LABEL_WORDS[label] for label in LABELS}, scaling=float(scaling or 0.0),
-            pairs=pairs, recipe=recipe_notes,
-        )
-
-
-def dev_scores(trainer: AdapterTrainer, prefix_hidden: torch.Tensor, dev: Encoded) -> dict[str, float]:
-    """Accuracy per dev file (among each file's own labels) and their mean."""
-    correct: dict[str, list[bool]] = {}
-    with torch.no_grad():
-        for start in range(0, len(dev.features), 32):
-            logits = trainer.logits(prefix_hidden, dev.features[start : start + 32])
-            allowed = dev.allowed[start : start + 32]
-            predicted = logits.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
-            for i, hit in enumerate((predicted == dev.gold[start : start + 32]).tolist()):
-                correct.setdefault(dev.sources[start + i], []).append(hit)
-    scores = {source: sum(hits) / len(hits) for source, hits in sorted(correct.items())}
-    scores["mean"] = sum(scores.values()) / len(scores)
-    return scores
-
-
 @dataclass
 class PreparedRun:
     """A run's model, examples and lower-layer features, ready for training steps."""
@@ -264,33 +166,6 @@ def prepare(job: TuneJob, *, progress: bool = True, reuse_only: bool = False) ->
     return PreparedRun(
         trainer, examples, dev, prefix_hidden, train_set, dev_set, _run_key(job, training, examples, dev), workdir
     )
-
-
-def train_step(
-    trainer: AdapterTrainer, prefix_hidden: torch.Tensor, data: Encoded, batch: Sequence[int],
-    optimizer: torch.optim.Optimizer,
-) -> float:
-    """One optimiser step on the examples ``batch`` indexes in ``data``; the batch's loss."""
-    logits = trainer.logits(prefix_hidden, [data.features[i] for i in batch])
-    logits = logits.masked_fill(~data.allowed[list(batch)], float("-inf"))
-    loss = torch.nn.functional.cross_entropy(logits, data.gold[list(batch)])
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    # A batch of injected copies can pull hard against what the model believes: clipping keeps one such batch
-    # from undoing the steps before it (without it, a rate that learns also diverged now and then).
-    torch.nn.utils.clip_grad_norm_(trainer.parameters, trainer.recipe.clip_norm)
-    optimizer.step()
-    return loss.item()
-
-
-def cosine_rate(total_steps: int, warmup_share: float) -> Callable[[int], float]:
-    """The rate's multiplier at each step: a linear warm-up, then a cosine down to a tenth."""
-    warmup = max(1, round(total_steps * warmup_share))
-
-    def rate(step: int) -> float:
-        return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total_steps)))
-
-    return rate
 
 
 def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = time.monotonic) -> TuneResult:

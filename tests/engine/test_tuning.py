@@ -153,7 +153,7 @@ def test_tune_writes_an_adapter_whose_readout_is_the_trained_one(tiny_model_dir:
             getattr(parent, projection).weight += adapter.scaling * pair.b @ pair.a
         after = training.model(input_ids=ids).logits[0, -1, label_ids]
     assert not torch.allclose(before, after, atol=1e-4)
-    from engine.tuning.trainer import AdapterTrainer  # the trainer's own readout of the same message
+    from engine.tuning.steps import AdapterTrainer  # the trainer's own readout of the same message
     fresh = load_training_model(str(tiny_model_dir))
     trainer = AdapterTrainer(fresh, layout, TINY_RECIPE)
     trainer.load_lora_state({
