@@ -197,9 +197,12 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     lengths = [f.shape[0] for f in train_set.features]
     stopped = "done"
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    batches: list[list[int]] = []  # this epoch's, drawn once per epoch (or on resuming mid-epoch)
     while step < total_steps:
         epoch, within = divmod(step, steps_per_epoch)
-        batch = epoch_batches(len(lengths), recipe.batch_size, lengths, recipe.seed + epoch)[within]
+        if within == 0 or not batches:
+            batches = epoch_batches(len(lengths), recipe.batch_size, lengths, recipe.seed + epoch)
+        batch = batches[within]
         loss = train_step(trainer, prefix_hidden, train_set, batch, optimizer)
         schedule.step()
         step += 1
