@@ -275,5 +275,8 @@ def cpu_description() -> dict[str, object]:
 
         described["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:
-        pass
+        return described
+    from engine import int8_kernel
+
+    described["int8_kernel"] = int8_kernel().split(" (")[0]  # "AVX2" or "oneDNN": int8 figures depend on it
     return described

@@ -59,6 +59,15 @@ def describe_analyst_adapter(settings: EngineSettings) -> str:
     return describe_adapter(settings)
 
 
+def int8_kernel() -> str:
+    """Which kernel computes int8 products on this CPU: "AVX2 (<library>)" (engine/kernels/native.py, built on first
+    use) or "oneDNN". For ``moodbot doctor``."""
+    from engine.kernels.native import avx2_int8
+
+    kernel = avx2_int8()
+    return f"AVX2 ({kernel.path})" if kernel is not None else "oneDNN"
+
+
 def prepared_weights_state(settings: EngineSettings) -> PreparedWeights:
     """Whether a start with ``settings`` finds its prepared int8 weights cached (reads file headers, loads nothing,
     downloads nothing): ``state`` is "cached", "not yet", "off" or "not used", with ``path``, ``size_bytes`` and
@@ -98,6 +107,7 @@ __all__ = [
     "create_engine",
     "describe_analyst_adapter",
     "has_crisis_phrase",
+    "int8_kernel",
     "prepared_weights_state",
     "script_of",
 ]

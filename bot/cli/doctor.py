@@ -23,7 +23,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from bot.config import OPEN_BOT_WARNING, Config, ConfigError, load_config
 from bot.logs import configure_logging, redact
-from engine import EngineError, create_engine, describe_analyst_adapter, prepared_weights_state
+from engine import EngineError, create_engine, describe_analyst_adapter, int8_kernel, prepared_weights_state
 from storage import Store
 
 PROBE_TABLE = "moodbot_doctor_probe"
@@ -67,6 +67,9 @@ def doctor(config_path: Path | None, out: TextIO | None = None, environ: dict[st
     async def run_checks() -> None:
         for check in (check_token, check_database, check_prepared_weights):
             report(await check(config))
+        kernel = await check_int8_kernel(config)
+        if kernel is not None:
+            report(kernel)
         adapter = await check_adapter(config)
         if adapter is not None:
             report(adapter)
@@ -145,6 +148,14 @@ async def check_prepared_weights(config: Config) -> Check:
         where = f" in {state.path.parent}" if state.path is not None else ""
         return Check("prepared weights", True, f"not yet: the first start prepares them{where}")
     return Check("prepared weights", True, f"{state.state}: {state.detail}")
+
+
+async def check_int8_kernel(config: Config) -> Check | None:
+    """Which kernel the int8 layers will use (the AVX2 one is built here on first use); None unless the model runs
+    locally in int8."""
+    if config.engine.backend != "local" or config.engine.resolved_precision != "int8":
+        return None
+    return Check("int8 kernel", True, await asyncio.to_thread(int8_kernel))
 
 
 async def check_adapter(config: Config) -> Check | None:

@@ -22,6 +22,11 @@ price is a little distance from bf16 (mean KL to fp32 0.0034 against weight-only
 head is not packed, as the vocabulary-sized matrix is shared with the embedding and the most sensitive to activation
 rounding. It stays weight-only except when nine or more chats decode together, where the decode step computes it
 with int8 activations (engine.kernels.decode.HEAD_INT8_ACTIVATION_ROWS).
+
+On CPUs with AVX2 but no int8 dot products, packing keeps the plain int8 rows instead and
+:mod:`engine.kernels.native`'s AVX2 kernel computes the same products from the same seven-bit activations (exact
+integer sums, as oneDNN's): there oneDNN streams a single row's weights at half the memory bandwidth, which is what a
+reply's every token waits on (bench/RESULTS.md, "The AVX2 int8 kernel").
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engine.kernels import native
 from engine.settings import cpu_has_int8_dot_products
 
 COMPUTE_DTYPE = torch.bfloat16
@@ -131,12 +137,14 @@ def onednn_int8_available() -> bool:
 class Int8Linear(nn.Module):
     """A Linear layer with int8 weights and bf16 scales; computes in bf16.
 
-    After :meth:`pack` the weights live only in oneDNN's packed layout and every input is quantised per row. Unpacked,
+    After :meth:`pack` the weights live only in oneDNN's packed layout (or, for the AVX2 kernel, as the plain rows
+    it reads) and every input is quantised per row. Unpacked,
     it keeps its input in bf16 (weight-only), unless ``int8_activations`` is set: then each input row is quantised to
     int8 too (W8A8). Only :func:`with_int8_activations` sets it, on a copy that shares the weights.
     """
 
     int8_activations = False
+    kernel: native.Avx2Int8 | None = None  # set by pack() on AVX2 CPUs without int8 dot products
 
     def __init__(self, weight_int8: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -159,10 +167,16 @@ class Int8Linear(nn.Module):
         """Quantise an existing Linear."""
         return cls(*quantize_rows(linear.weight), linear.bias)
 
-    def pack(self) -> None:
-        """Move the weights into oneDNN's packed int8 layout, dropping the plain copy (see the module docstring)."""
+    def pack(self, *, native_kernel: bool = True) -> None:
+        """Move the weights into oneDNN's packed int8 layout, dropping the plain copy (see the module docstring); on
+        an AVX2 CPU without int8 dot products, keep the plain rows for the AVX2 kernel instead (engine.kernels.native),
+        unless ``native_kernel`` is False (benchmarks compare the two)."""
         weight = self.weight_int8
-        self.packed = torch.ops.onednn.qlinear_prepack(weight, None)
+        self.kernel = native.avx2_int8() if native_kernel else None
+        if self.kernel is not None:
+            self.packed = weight.contiguous()  # the kernel reads quantize_rows' layout as it is
+        else:
+            self.packed = torch.ops.onednn.qlinear_prepack(weight, None)
         self.register_buffer("float_scales", self.scales.float(), persistent=False)
         # Σ_k w[o, k] * scale[o]: what a zero point shifts each output by.
         self.register_buffer("column_sums", weight.float().sum(dim=1).mul_(self.float_scales), persistent=False)
@@ -179,18 +193,34 @@ class Int8Linear(nn.Module):
         flat = x.reshape(-1, x.shape[-1]).to(COMPUTE_DTYPE)
         if self.packed is not None:
             return self.forward_quantized(quantize_rows_of_activations(flat)).view(*x.shape[:-1], self.out_features)
+        kernel = native.avx2_int8()
         if self.int8_activations:
             out = int8_matmul_per_row(flat, self.weight_int8, self.scales)
+        elif kernel is not None and flat.shape[0] <= native.WEIGHT_ONLY_MAX_ROWS and self.weight_int8.is_contiguous():
+            # The output head of a decode step: torch's weight-only kernel reads it well below memory speed on AVX2.
+            out = kernel.weight_only_matmul(flat, self.weight_int8, self.float_weight_scales()).to(COMPUTE_DTYPE)
         else:
             out = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
         if self.bias is not None:
             out = out + self.bias
         return out.view(*x.shape[:-1], self.out_features)
 
+    def float_weight_scales(self) -> torch.Tensor:
+        """The weight scales in float32 (made once; the AVX2 weight-only product reads them so)."""
+        cached = self.__dict__.get("_float_weight_scales")
+        if cached is None or cached.shape != self.scales.shape:
+            cached = self.scales.float()
+            self.__dict__["_float_weight_scales"] = cached
+        return cached
+
     def one_row(
         self, values: torch.Tensor, scale: float, zero_point: int, out_dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
         """The packed layer's output (1, out), bias included, for one uint8 row ``scale * (values - zero_point)``."""
+        if self.kernel is not None:
+            out = self.kernel.matmul(values, self.packed, self.float_scales, self.column_sums, self.float_bias,
+                                     scale=scale, zero_point=zero_point)
+            return out if out_dtype == torch.float32 else out.to(out_dtype)
         return torch.ops.onednn.qlinear_pointwise(
             values, scale, zero_point, self.packed, self.float_scales, self.zero_weight_points,
             self.float_bias, 1.0, 0, out_dtype, "none", [], "",
@@ -204,13 +234,18 @@ class Int8Linear(nn.Module):
             # Asked for bf16 output directly, oneDNN took a reference path on an AVX2-only CPU: ~200x slower than
             # float32 output (bench/RESULTS.md); the conversion of one row afterwards costs next to nothing.
             return self.one_row(activations.values, *activations.single_row, torch.float32).to(out_dtype)
-        # Several rows, each with its own scale and zero point: the kernel multiplies the raw uint8 values, and
-        # the per-row affine correction follows, so no row's result depends on another's range.
+        assert activations.scales is not None and activations.zero_points is not None
+        if self.kernel is not None:
+            return self.kernel.matmul(
+                activations.values, self.packed, self.float_scales, self.column_sums, self.float_bias,
+                row_scales=activations.scales, zero_points=activations.zero_points,
+            ).to(out_dtype)
+        # Several rows, each with its own scale and zero point: oneDNN multiplies the raw uint8 values, and the
+        # per-row affine correction follows, so no row's result depends on another's range.
         accumulated = torch.ops.onednn.qlinear_pointwise(
             activations.values, 1.0, 0, self.packed, self.float_scales, self.zero_weight_points,
             None, 1.0, 0, torch.float32, "none", [], "",
         )
-        assert activations.scales is not None and activations.zero_points is not None
         out = torch.addr(accumulated, activations.zero_points.view(-1), self.column_sums, alpha=-1)
         out = out.mul_(activations.scales)
         if self.float_bias is not None:

@@ -14,6 +14,7 @@ import pytest
 from bot.cli import main
 from bot.cli.doctor import PROBE_TABLE, check_allowlists, doctor
 from bot.config import OPEN_BOT_WARNING, TOKEN_ENV_VAR, Config, TelegramConfig
+from engine.kernels import native
 from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
 WRONG_TOKEN = "777:AAWrongTokenThatTheServerRejects-0123456"
@@ -138,6 +139,8 @@ async def test_prepared_weights_line_says_whether_the_start_will_be_quick(
     code, lines = await run_doctor(config)
     assert code == 0, lines
     assert lines[4] == f"ok  prepared weights: not yet: the first start prepares them in {folder}"
+    kernel = "AVX2 (" if native.wanted() and native.compiler() else "oneDNN"  # the AVX2 kernel is built here
+    assert lines[5].startswith(f"ok  int8 kernel: {kernel}"), lines
     [prepared] = folder.glob("*.safetensors")  # the model check loaded the model, which prepared them
     code, lines = await run_doctor(config)
     size_mb = prepared.stat().st_size / 2**20

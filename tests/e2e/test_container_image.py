@@ -21,6 +21,7 @@ from typing import IO
 
 import pytest
 
+from engine.kernels import native
 from tests.support.fakebotapi import TEST_TOKEN, FakeBotApi
 
 IMAGE = os.environ.get("MOODBOT_TEST_IMAGE", "")
@@ -123,6 +124,9 @@ async def test_doctor_passes_and_puts_an_owner_only_database_in_the_volume(confi
         ("ok ", "config"), ("ok ", "token"), ("ok ", "database"), ("ok ", "model")
     ], output
     assert TEST_TOKEN not in output
+    if native.wanted():  # AVX2 without VNNI: the kernel built with the image, so the container needs no compiler
+        assert re.search(r"^ok  int8 kernel: AVX2 \(/opt/venv/\S+/engine/kernels/prebuilt/avx2_int8-\w+\.so\)$",
+                         output, re.M), output
     modes = modes_in_volume(volume)
     assert modes["/data"] == "700 moodbot"
     assert modes["/data/moodbot.db"] == "600 moodbot"

@@ -18,3 +18,7 @@ def test_the_cpu_description_names_the_vector_features_this_cpu_has() -> None:
     assert described["vector_features"] == [flag for flag in VECTOR_FLAGS if flag in flags]
     assert described["cores"] and described["cpu"]
     assert str(described["torch_cpu_capability"]).startswith(("AVX", "DEFAULT", "NO AVX", "ZVECTOR", "SVE"))
+    # The int8 kernel chosen for this CPU: the AVX2 one exactly where it is wanted and could be built.
+    from engine.kernels import native
+
+    assert described["int8_kernel"] == ("AVX2" if native.avx2_int8() is not None else "oneDNN")

@@ -18,7 +18,7 @@ PUBLIC = {"engine", "engine.base", "engine.errors", "engine.settings", "engine.v
 
 # What each room may import besides itself. The public modules take nothing from the rooms, but engine/__init__
 # re-exports roles.language's script_of, imports the two backends lazily, when asked for one, and asks loading's
-# prepared_files (no torch) whether prepared weights are cached.
+# prepared_files (no torch) whether prepared weights are cached, and kernels' native which int8 kernel this CPU uses.
 ALLOWED = {
     "public": {"public"},
     "roles": {"public"},
@@ -30,7 +30,8 @@ ALLOWED = {
     "tuning": {"public", "roles", "kernels", "loading", "adapters"},  # trains what local/ runs
 }
 PUBLIC_API_REACHES = {
-    ("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "tuning"), ("engine", "loading")
+    ("engine", "roles"), ("engine", "local"), ("engine", "remote"), ("engine", "tuning"), ("engine", "loading"),
+    ("engine", "kernels"),
 }
 
 MAX_MODULE_LINES = 400

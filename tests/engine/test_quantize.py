@@ -10,6 +10,7 @@ from torch import nn
 
 from engine import EngineSettings, LocalEngine
 from engine.kernels import int8 as quantize
+from engine.kernels import native
 from engine.kernels.int8 import Int8Embedding, Int8Linear, quantize_rows, with_int8_activations
 from engine.loading.model import LoadedModel, load_model
 from engine.local.analyst import Analyst
@@ -87,8 +88,18 @@ def _reply(loaded: LoadedModel) -> list[int]:
 needs_onednn = pytest.mark.skipif(not quantize.onednn_int8_available(), reason="this torch has no oneDNN int8 matmul")
 
 
+@pytest.fixture(params=["AVX2 kernel", "oneDNN"])
+def int8_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Packed layers computed by each kernel this machine can run: oneDNN always, the AVX2 one where it is chosen."""
+    if request.param == "oneDNN":
+        monkeypatch.setattr(native, "avx2_int8", lambda: None)
+    elif native.avx2_int8() is None:
+        pytest.skip("the AVX2 kernel is not chosen on this CPU (int8 dot products, or no compiler): oneDNN only")
+    return request.param
+
+
 @needs_onednn
-def test_packed_layer_matches_the_float_layer_and_frees_its_plain_weights() -> None:
+def test_packed_layer_matches_the_float_layer_and_frees_its_plain_weights(int8_kernel: str) -> None:
     linear = nn.Linear(64, 48, bias=True)
     layer = Int8Linear.from_linear(linear)
     layer.pack()
@@ -104,7 +115,7 @@ def test_packed_layer_matches_the_float_layer_and_frees_its_plain_weights() -> N
 
 
 @needs_onednn
-def test_packed_layer_quantises_each_row_on_its_own() -> None:
+def test_packed_layer_quantises_each_row_on_its_own(int8_kernel: str) -> None:
     layer = Int8Linear.from_linear(nn.Linear(64, 48))
     layer.pack()
     x = torch.randn(4, 64)
@@ -115,7 +126,7 @@ def test_packed_layer_quantises_each_row_on_its_own() -> None:
 
 
 @needs_onednn
-def test_packed_layer_multiplies_exactly_what_the_quantised_rows_say() -> None:
+def test_packed_layer_multiplies_exactly_what_the_quantised_rows_say(int8_kernel: str) -> None:
     # Large weights (int8 near ±127) and inputs spanning the whole activation range: on CPUs without int8 dot
     # products oneDNN adds pairs of uint8 x int8 products in int16, which saturates unless activations keep to 7 bits.
     torch.manual_seed(0)
@@ -158,7 +169,7 @@ def test_activation_rows_round_trip_within_half_a_step() -> None:
 
 
 @needs_onednn
-def test_int8_model_packs_every_projection_but_the_shared_head(tiny_model_dir: Path) -> None:
+def test_int8_model_packs_every_projection_but_the_shared_head(tiny_model_dir: Path, int8_kernel: str) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
     model = loaded.model
     layers = [m for m in model.modules() if isinstance(m, Int8Linear)]

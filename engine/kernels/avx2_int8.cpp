@@ -1,0 +1,184 @@
+// uint8 x int8 matrix products for CPUs with AVX2 but no int8 dot-product instructions (no VNNI).
+//
+// y[r, o] = row_scale[r] * (weight_scale[o] * sum_k x[r, k] * w[o, k] - zero_point[r] * column_sum[o]) + bias[o]
+//
+// x: uint8 activations (rows, in), each row quantised on its own with values in 0..127 (engine/kernels/int8.py,
+// ACTIVATION_MAX); w: int8 weights (out, in), row-major, as quantize_rows stores them; column_sum[o] is
+// weight_scale[o] * sum_k w[o, k]. Seven-bit activations let vpmaddubsw add two products into int16 without
+// saturating (2 * 127 * 128 < 32768), so every sum is exact in integers, as oneDNN's is.
+//
+// Why it exists: on AVX2 oneDNN reads the weights of a one-row product at about half the memory bandwidth, and a
+// reply's decode step is one row per layer. Here each thread streams its share of weight rows once; the rows of x
+// (one token, or a prompt's few dozen) stay in cache, and a tile of up to 4 tokens x 2 weight rows keeps its
+// partial sums in registers. Threads come from OpenMP: built against the libgomp torch loads, the same pool
+// torch's own operators use, so the two never compete for the cores.
+
+#include <immintrin.h>
+#include <stdint.h>
+
+namespace {
+
+__attribute__((target("avx2"))) inline int32_t horizontal_sum(__m256i v) {
+  __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(1, 0, 3, 2)));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(sum);
+}
+
+// Integer dot products of ROWS rows of x with COLS weight rows starting at w; sums[i][j] gets row i . weight j.
+template <int ROWS, int COLS>
+__attribute__((target("avx2"))) inline void tile(const uint8_t* x, int64_t in, const int8_t* w, int32_t sums[4][2]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[ROWS][COLS];
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < COLS; ++j) acc[i][j] = _mm256_setzero_si256();
+  const int64_t whole = in & ~int64_t(31);
+  for (int64_t k = 0; k < whole; k += 32) {
+    __m256i xv[ROWS];
+    for (int i = 0; i < ROWS; ++i) xv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i * in + k));
+    for (int j = 0; j < COLS; ++j) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * in + k));
+      for (int i = 0; i < ROWS; ++i)
+        acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(xv[i], wv), ones));
+    }
+  }
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < COLS; ++j) {
+      int32_t total = horizontal_sum(acc[i][j]);
+      for (int64_t k = whole; k < in; ++k) total += int32_t(x[i * in + k]) * int32_t(w[j * in + k]);
+      sums[i][j] = total;
+    }
+}
+
+// The scales, zero points and bias of one product: per row (arrays) or, for one row, two plain numbers.
+struct Affine {
+  const float* row_scales;   // (rows,) or null: then every row has scale / zero_point
+  const float* zero_points;  // (rows,) or null
+  float scale, zero_point;
+  const float* weight_scales;  // (out,)
+  const float* column_sums;    // (out,)
+  const float* bias;           // (out,) or null
+};
+
+template <int ROWS, int COLS>
+__attribute__((target("avx2"))) inline void tile_and_scale(
+    const uint8_t* x, int64_t in, const int8_t* w, int64_t out, int64_t r, int64_t o, const Affine& a, float* y) {
+  int32_t sums[4][2];
+  tile<ROWS, COLS>(x + r * in, in, w + o * in, sums);
+  for (int i = 0; i < ROWS; ++i) {
+    const float row_scale = a.row_scales ? a.row_scales[r + i] : a.scale;
+    const float zero_point = a.zero_points ? a.zero_points[r + i] : a.zero_point;
+    for (int j = 0; j < COLS; ++j) {
+      const float value = a.weight_scales[o + j] * float(sums[i][j]) - zero_point * a.column_sums[o + j];
+      y[(r + i) * out + o + j] = row_scale * value + (a.bias ? a.bias[o + j] : 0.0f);
+    }
+  }
+}
+
+template <int COLS>
+__attribute__((target("avx2"))) void column_block(
+    const uint8_t* x, int64_t rows, int64_t in, const int8_t* w, int64_t out, int64_t o, const Affine& a, float* y) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4)
+    tile_and_scale<4, COLS>(x, in, w, out, r, o, a, y);
+  switch (rows - r) {
+    case 3: tile_and_scale<3, COLS>(x, in, w, out, r, o, a, y); break;
+    case 2: tile_and_scale<2, COLS>(x, in, w, out, r, o, a, y); break;
+    case 1: tile_and_scale<1, COLS>(x, in, w, out, r, o, a, y); break;
+    default: break;
+  }
+}
+
+// ROWS float rows of x times COLS int8 weight rows (weight-only: the int8 weights
+// become floats in registers); sums[i][j] gets row i . weight j.
+template <int ROWS, int COLS>
+__attribute__((target("avx2,fma"))) inline void float_tile(const float* x, int64_t in, const int8_t* w,
+                                                           float sums[4][2]) {
+  __m256 acc[ROWS][COLS];
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < COLS; ++j) acc[i][j] = _mm256_setzero_ps();
+  const int64_t whole = in & ~int64_t(7);
+  for (int64_t k = 0; k < whole; k += 8) {
+    __m256 wv[COLS];
+    for (int j = 0; j < COLS; ++j)
+      wv[j] = _mm256_cvtepi32_ps(
+          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + j * in + k))));
+    for (int i = 0; i < ROWS; ++i) {
+      const __m256 xv = _mm256_loadu_ps(x + i * in + k);
+      for (int j = 0; j < COLS; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < COLS; ++j) {
+      __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+      sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+      sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+      float total = _mm_cvtss_f32(sum);
+      for (int64_t k = whole; k < in; ++k) total += x[i * in + k] * float(w[j * in + k]);
+      sums[i][j] = total;
+    }
+}
+
+template <int ROWS>
+__attribute__((target("avx2,fma"))) void float_rows(const float* x, int64_t in, const int8_t* w, int64_t out,
+                                                    int64_t o, int cols, const float* weight_scales, float* y) {
+  float sums[4][2];
+  if (cols == 2) float_tile<ROWS, 2>(x, in, w + o * in, sums);
+  else float_tile<ROWS, 1>(x, in, w + o * in, sums);
+  for (int i = 0; i < ROWS; ++i)
+    for (int j = 0; j < cols; ++j) y[i * out + o + j] = weight_scales[o + j] * sums[i][j];
+}
+
+}  // namespace
+
+extern "C" {
+
+// 1 when this CPU can run moodbot_u8s8_matmul (AVX2), else 0.
+int moodbot_avx2_supported(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+
+// The product described at the top of this file. row_scales and zero_points may be null (one scale and zero point
+// for all rows: scale, zero_point), and bias too. Uses the calling process's OpenMP threads.
+__attribute__((target("avx2"))) void moodbot_u8s8_matmul(
+    const uint8_t* x, int64_t rows, int64_t in, const int8_t* w, int64_t out, const float* row_scales,
+    const float* zero_points, float scale, float zero_point, const float* weight_scales, const float* column_sums,
+    const float* bias, float* y) {
+  const Affine a{row_scales, zero_points, scale, zero_point, weight_scales, column_sums, bias};
+  // Two weight rows per block: small enough that a one-row product still splits into many blocks per thread.
+  const int64_t pairs = out / 2;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pairs; ++p)
+    column_block<2>(x, rows, in, w, out, 2 * p, a, y);
+  if (out % 2)
+    column_block<1>(x, rows, in, w, out, out - 1, a, y);
+}
+
+// y[r, o] = weight_scale[o] * sum_k x[r, k] * w[o, k] for float32 x (rows <= 8, in) and int8 w (out, in): a
+// weight-only product, for the output head (its input stays in floats: the logits are the most sensitive to
+// rounding). Memory-bound like the product above; the int8 weights are widened to floats in registers.
+__attribute__((target("avx2,fma"))) int moodbot_f32s8_matmul(const float* x, int64_t rows, int64_t in,
+                                                            const int8_t* w, int64_t out, const float* weight_scales,
+                                                            float* y) {
+  if (rows < 1 || rows > 8) return 0;
+  const int64_t pairs = (out + 1) / 2;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int64_t o = 2 * p;
+    const int cols = o + 1 < out ? 2 : 1;
+    for (int64_t done = 0; done < rows; done += 4) {  // four rows at a time: their sums fill the registers
+      const float* xs = x + done * in;
+      float* ys = y + done * out;
+      switch (rows - done) {
+        case 1: float_rows<1>(xs, in, w, out, o, cols, weight_scales, ys); break;
+        case 2: float_rows<2>(xs, in, w, out, o, cols, weight_scales, ys); break;
+        case 3: float_rows<3>(xs, in, w, out, o, cols, weight_scales, ys); break;
+        default: float_rows<4>(xs, in, w, out, o, cols, weight_scales, ys); break;
+      }
+    }
+  }
+  return 1;
+}
+
+}  // extern "C"

@@ -1,0 +1,206 @@
+"""The AVX2 int8 kernel (engine/kernels/avx2_int8.cpp): exact products, the same answers as oneDNN's, and a quiet
+fall back to oneDNN when it cannot be built or gives a wrong answer."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from engine.kernels import int8 as quantize
+from engine.kernels import native
+from engine.kernels.int8 import Int8Linear
+
+needs_kernel = pytest.mark.skipif(
+    native.avx2_int8() is None, reason="no AVX2 without int8 dot products here, or no C++ compiler: oneDNN is used"
+)
+
+
+@pytest.fixture
+def fresh_kernel() -> Iterator[None]:
+    """Forget the process's kernel before and after the test, so the test decides how it is found."""
+    native.avx2_int8.cache_clear()
+    yield
+    native.avx2_int8.cache_clear()
+
+
+def _reference(values, weight, weight_scales, bias, row_scales, zero_points) -> torch.Tensor:
+    dequantized = (values.double() - zero_points.double()[:, None]) * row_scales.double()[:, None]
+    product = dequantized @ (weight.double() * weight_scales.double()[:, None]).T
+    return product if bias is None else product + bias.double()
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 3, 4, 9])
+@pytest.mark.parametrize(("width", "out"), [(64, 1), (103, 5), (896, 33)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_products_match_the_float_reference(rows: int, width: int, out: int, with_bias: bool) -> None:
+    # Full-range inputs: weights at ±127 and activations at 127 are where vpmaddubsw's int16 pairs would saturate.
+    generator = torch.Generator().manual_seed(rows * 1000 + width + out)
+    values = torch.randint(0, quantize.ACTIVATION_MAX + 1, (rows, width), generator=generator, dtype=torch.uint8)
+    values[0, :] = quantize.ACTIVATION_MAX
+    weight = torch.randint(-127, 128, (out, width), generator=generator, dtype=torch.int8)
+    weight[0, :] = 127
+    weight_scales = torch.rand(out, generator=generator) * 0.01 + 0.001
+    column_sums = weight.float().sum(1) * weight_scales
+    bias = torch.randn(out, generator=generator) if with_bias else None
+    row_scales = torch.rand(rows, generator=generator) + 0.1
+    zero_points = torch.randint(0, 128, (rows,), generator=generator).float()
+    kernel = native.avx2_int8()
+    assert kernel is not None
+    got = kernel.matmul(values, weight, weight_scales, column_sums, bias, row_scales=row_scales,
+                        zero_points=zero_points)
+    expected = _reference(values, weight, weight_scales, bias, row_scales, zero_points)
+    assert got.shape == (rows, out) and got.dtype == torch.float32
+    assert float((got.double() - expected).abs().max()) <= 1e-5 * float(expected.abs().max()) + 1e-6
+    if rows == 1:  # one row's scale and zero point as plain numbers: the decode step's call
+        alone = kernel.matmul(values, weight, weight_scales, column_sums, bias, scale=float(row_scales[0]),
+                              zero_point=float(zero_points[0]))
+        assert torch.equal(alone, got)
+
+
+@needs_kernel
+def test_a_packed_layer_gives_the_same_outputs_through_either_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(192, 70, bias=True)
+    with_kernel = Int8Linear.from_linear(linear)
+    with_kernel.pack()
+    monkeypatch.setattr(native, "avx2_int8", lambda: None)
+    with_onednn = Int8Linear.from_linear(linear)
+    with_onednn.pack()
+    assert with_kernel.kernel is not None and with_onednn.kernel is None
+    assert with_kernel.weight_int8 is None and with_kernel.packed.layout == torch.strided  # one copy, plain rows
+    assert with_onednn.packed.layout != torch.strided  # oneDNN's own layout
+    x = torch.randn(6, 192) + 0.3
+    with torch.inference_mode():
+        for rows in (x, x[:1]):
+            ours, theirs = with_kernel(rows).float(), with_onednn(rows).float()
+            assert (ours - theirs).abs().max() <= 1e-2 * theirs.abs().max()  # bf16 output: a rounding apart
+            quantized = quantize.quantize_rows_of_activations(rows)
+            exact_ours = with_kernel.forward_quantized(quantized, torch.float32)
+            exact_theirs = with_onednn.forward_quantized(quantized, torch.float32)
+            assert (exact_ours - exact_theirs).abs().max() <= 1e-5 * exact_theirs.abs().max()
+
+
+def test_without_a_compiler_the_layers_use_onednn_and_say_why(
+    fresh_kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(native, "wanted", lambda: True)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        assert native.avx2_int8() is None
+        assert native.avx2_int8() is None  # asked again: decided once, said once
+    assert [r.getMessage() for r in caplog.records] == [
+        "the AVX2 int8 kernel is not used (int8 products go through oneDNN): no C++ compiler (set CXX, or install g++)"
+    ]
+    if quantize.onednn_int8_available():
+        layer = Int8Linear.from_linear(nn.Linear(32, 8))
+        layer.pack()
+        assert layer.kernel is None and layer.packed is not None and layer.packed.layout != torch.strided
+
+
+def test_a_failed_build_is_reported_and_leaves_no_file(
+    fresh_kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = tmp_path / "cxx"
+    failing.write_text("#!/bin/sh\necho 'avx2_int8.cpp:1: error: something broke' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(native, "wanted", lambda: True)
+    monkeypatch.setenv("CXX", str(failing))
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        assert native.avx2_int8() is None
+    assert "cxx failed: avx2_int8.cpp:1: error: something broke" in caplog.text
+    assert not any(p.suffix == ".so" for p in native.kernel_folder().rglob("*"))
+
+
+@needs_kernel
+def test_the_library_is_built_once_and_reused(
+    fresh_kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "kernels"
+    built = native.build(folder)
+    assert built.exists() and built.parent == folder and (folder.stat().st_mode & 0o077) == 0
+
+    def no_compiling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(subprocess, "run", no_compiling)
+    assert native.build(folder) == built
+
+
+@needs_kernel
+def test_a_library_that_computes_wrong_answers_is_not_used(
+    fresh_kernel: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    right = native.Avx2Int8.matmul
+
+    def off_by_one(self: native.Avx2Int8, *args: object, **kwargs: object) -> torch.Tensor:
+        return right(self, *args, **kwargs) + 1.0
+
+    monkeypatch.setattr(native.Avx2Int8, "matmul", off_by_one)
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        assert native.avx2_int8() is None
+    assert "disagrees with float" in caplog.text
+
+
+def test_it_is_wanted_only_on_x86_without_int8_dot_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(native.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(native, "cpu_has_int8_dot_products", lambda: False)
+    assert native.wanted()
+    monkeypatch.setenv(native.DISABLE_VARIABLE, "off")
+    assert not native.wanted()  # turned off by the environment
+    monkeypatch.delenv(native.DISABLE_VARIABLE)
+    monkeypatch.setattr(native, "cpu_has_int8_dot_products", lambda: True)
+    assert not native.wanted()  # VNNI: oneDNN uses the int8 dot products, which the kernel does not
+    monkeypatch.setattr(native, "cpu_has_int8_dot_products", lambda: False)
+    monkeypatch.setattr(native.torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    assert not native.wanted()  # no AVX2
+    monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")
+    assert not native.wanted()
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize(("width", "out"), [(64, 1), (103, 5), (896, 33)])
+def test_weight_only_products_match_the_float_reference(rows: int, width: int, out: int) -> None:
+    generator = torch.Generator().manual_seed(rows * 1000 + width + out)
+    x = torch.randn(rows, width, generator=generator)
+    weight = torch.randint(-127, 128, (out, width), generator=generator, dtype=torch.int8)
+    weight_scales = torch.rand(out, generator=generator) * 0.01 + 0.001
+    kernel = native.avx2_int8()
+    assert kernel is not None
+    got = kernel.weight_only_matmul(x, weight, weight_scales)
+    expected = x.double() @ (weight.double() * weight_scales.double()[:, None]).T
+    assert got.shape == (rows, out)
+    assert float((got.double() - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
+
+
+@needs_kernel
+def test_the_weight_only_head_uses_the_kernel_for_up_to_8_rows_and_agrees_with_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(1)
+    head = Int8Linear.from_linear(nn.Linear(96, 300, bias=False))  # an unpacked layer, as the output head stays
+    kernel = native.avx2_int8()
+    assert kernel is not None
+    calls: list[int] = []
+    counted = native.Avx2Int8.weight_only_matmul
+
+    def counting(self: native.Avx2Int8, x: torch.Tensor, *args: object) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return counted(self, x, *args)
+
+    monkeypatch.setattr(native.Avx2Int8, "weight_only_matmul", counting)
+    with torch.inference_mode():
+        for rows in (1, 8, 9):
+            x = torch.randn(rows, 96).to(quantize.COMPUTE_DTYPE)
+            torch_out = torch.ops.aten._weight_int8pack_mm(x, head.weight_int8, head.scales).float()
+            ours = head(x).float()
+            assert (ours - torch_out).abs().max() <= 1e-2 * torch_out.abs().max()  # a bf16 rounding apart
+    assert calls == [1, 8]  # nine rows: torch's kernel (the decode step's larger batches quantise the head's input)
