@@ -119,11 +119,41 @@ __attribute__((target("avx2,fma"))) inline void float_tile(const float* x, int64
     }
 }
 
+// One float row of x times two int8 weight rows, with four partial sums per weight row: a single chain of fused
+// multiply-adds would wait on its own latency at every step, and one row is the decode step's common case.
+__attribute__((target("avx2,fma"))) inline void float_one_row(const float* x, int64_t in, const int8_t* w,
+                                                              int cols, float sums[4][2]) {
+  __m256 acc[2][4];
+  for (int j = 0; j < 2; ++j)
+    for (int u = 0; u < 4; ++u) acc[j][u] = _mm256_setzero_ps();
+  const int64_t whole = in & ~int64_t(31);
+  for (int64_t k = 0; k < whole; k += 32) {
+    for (int u = 0; u < 4; ++u) {
+      const __m256 xv = _mm256_loadu_ps(x + k + 8 * u);
+      for (int j = 0; j < cols; ++j) {
+        const __m256 wv = _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + j * in + k + 8 * u))));
+        acc[j][u] = _mm256_fmadd_ps(xv, wv, acc[j][u]);
+      }
+    }
+  }
+  for (int j = 0; j < cols; ++j) {
+    const __m256 both = _mm256_add_ps(_mm256_add_ps(acc[j][0], acc[j][1]), _mm256_add_ps(acc[j][2], acc[j][3]));
+    __m128 sum = _mm_add_ps(_mm256_castps256_ps128(both), _mm256_extractf128_ps(both, 1));
+    sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+    sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+    float total = _mm_cvtss_f32(sum);
+    for (int64_t k = whole; k < in; ++k) total += x[k] * float(w[j * in + k]);
+    sums[0][j] = total;
+  }
+}
+
 template <int ROWS>
 __attribute__((target("avx2,fma"))) void float_rows(const float* x, int64_t in, const int8_t* w, int64_t out,
                                                     int64_t o, int cols, const float* weight_scales, float* y) {
   float sums[4][2];
-  if (cols == 2) float_tile<ROWS, 2>(x, in, w + o * in, sums);
+  if (ROWS == 1) float_one_row(x, in, w + o * in, cols, sums);
+  else if (cols == 2) float_tile<ROWS, 2>(x, in, w + o * in, sums);
   else float_tile<ROWS, 1>(x, in, w + o * in, sums);
   for (int i = 0; i < ROWS; ++i)
     for (int j = 0; j < cols; ++j) y[i * out + o + j] = weight_scales[o + j] * sums[i][j];
