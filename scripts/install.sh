@@ -25,6 +25,9 @@ if [[ -n "$extras" ]] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; t
   echo "building llama-cpp-python from source for the remote-backend tests (once: a few minutes; needs cmake and a C++ compiler)"
 fi
 .venv/bin/python -m pip install --quiet -e ".${extras}"
+# The AVX2 int8 kernel (engine/kernels/native.py), built now with the system's C++ compiler where there is one, so a
+# service that may not write its code folder finds it ready; without one, int8 uses oneDNN (slower on AVX2 servers).
+.venv/bin/python -m engine.kernels.native >/dev/null || echo "  (optional: install g++ and run this again)"
 # Owner-only from the start: config.toml is where the token goes (and the remote backend's API key).
 [[ -f config.toml ]] || install -m 600 config.example.toml config.toml
 echo "moodbot installed in .venv (config: config.toml)"

@@ -138,9 +138,10 @@ class Int8Linear(nn.Module):
     """A Linear layer with int8 weights and bf16 scales; computes in bf16.
 
     After :meth:`pack` the weights live only in oneDNN's packed layout (or, for the AVX2 kernel, as the plain rows
-    it reads) and every input is quantised per row. Unpacked,
-    it keeps its input in bf16 (weight-only), unless ``int8_activations`` is set: then each input row is quantised to
-    int8 too (W8A8). Only :func:`with_int8_activations` sets it, on a copy that shares the weights.
+    it reads) and every input is quantised per row. Unpacked, it keeps its input in bf16 (weight-only), unless
+    ``int8_activations`` is set: then each input row is quantised to int8 too (W8A8). Only
+    :func:`with_int8_activations` sets it, on a copy that shares the weights. Where the AVX2 kernel is used, unpacked
+    layers (the output head) stay weight-only in it either way: there it is faster than both of torch's kernels.
     """
 
     int8_activations = False
@@ -194,11 +195,13 @@ class Int8Linear(nn.Module):
         if self.packed is not None:
             return self.forward_quantized(quantize_rows_of_activations(flat)).view(*x.shape[:-1], self.out_features)
         kernel = native.avx2_int8()
-        if self.int8_activations:
-            out = int8_matmul_per_row(flat, self.weight_int8, self.scales)
-        elif kernel is not None and flat.shape[0] <= native.WEIGHT_ONLY_MAX_ROWS and self.weight_int8.is_contiguous():
-            # The output head of a decode step: torch's weight-only kernel reads it well below memory speed on AVX2.
+        if kernel is not None and self.weight_int8.is_contiguous():
+            # The output head on AVX2 without int8 dot products, for any number of rows (int8_activations or not):
+            # torch's weight-only kernel reads one row's weights below memory speed there, and torch._int_mm, which
+            # int8_activations would use, is many times slower still without VNNI (bench/RESULTS.md).
             out = kernel.weight_only_matmul(flat, self.weight_int8, self.float_weight_scales()).to(COMPUTE_DTYPE)
+        elif self.int8_activations:
+            out = int8_matmul_per_row(flat, self.weight_int8, self.scales)
         else:
             out = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
         if self.bias is not None:

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("avx2_int8.cpp")
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fno-math-errno")
 DISABLE_VARIABLE = "MOODBOT_NATIVE_KERNEL"
-WEIGHT_ONLY_MAX_ROWS = 8  # moodbot_f32s8_matmul's limit: the head of up to 8 chats decoding together
 
 _pointer, _size, _float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
@@ -119,6 +118,9 @@ def build(folder: Path, *, private: bool = True) -> Path:
             raise RuntimeError(f"{Path(cxx).name} failed: {result.stderr.strip()[-500:]}")
         built.chmod(0o700 if private else 0o755)
         os.replace(built, target)
+    for stale in folder.glob("avx2_int8-*.so"):  # earlier sources' or torch versions' builds: never loaded again
+        if stale != target:
+            stale.unlink(missing_ok=True)
     return target
 
 
@@ -177,10 +179,10 @@ class Avx2Int8:
 
 
     def weight_only_matmul(self, x: torch.Tensor, weight: torch.Tensor, weight_scales: torch.Tensor) -> torch.Tensor:
-        """(rows, out) float32: ``x @ (weight * weight_scales).T`` for 1-8 float rows ``x`` (rows, in), int8
-        ``weight`` (out, in) contiguous and float32 ``weight_scales`` (out,): the output head's product."""
+        """(rows, out) float32: ``x @ (weight * weight_scales).T`` for float rows ``x`` (rows, in), int8 ``weight``
+        (out, in) contiguous and float32 ``weight_scales`` (out,): the output head's product."""
         rows, width = x.shape
-        assert 1 <= rows <= WEIGHT_ONLY_MAX_ROWS and weight.is_contiguous() and weight.shape[1] == width
+        assert rows >= 1 and weight.is_contiguous() and weight.shape[1] == width
         x = x.float().contiguous()
         result = torch.empty(rows, weight.shape[0], dtype=torch.float32)
         done = self._weight_only(x.data_ptr(), rows, width, weight.data_ptr(), weight.shape[0],
@@ -247,7 +249,11 @@ def main() -> int:
     if platform.machine().lower() not in {"x86_64", "amd64"}:
         print(f"no AVX2 kernel for {platform.machine()}: int8 uses torch's own kernels there")
         return 0
-    print(build(prebuilt_folder(), private=False))
+    try:
+        print(build(prebuilt_folder(), private=False))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        print(f"the AVX2 int8 kernel was not built ({error}): int8 uses oneDNN, slower on AVX2 CPUs without VNNI")
+        return 1
     return 0
 
 

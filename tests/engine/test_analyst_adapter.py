@@ -11,6 +11,7 @@ import torch
 from engine import EngineSettings, LocalEngine
 from engine.adapters.file import AdapterError, AnalystAdapter
 from engine.kernels import int8 as quantize
+from engine.kernels import native
 from engine.kernels.arithmetic import PACKED_ROWS, FloatStreamArithmetic
 from engine.kernels.low_rank import AdaptedProjection, update_nbytes
 from engine.kernels.paths import FastPaths
@@ -104,6 +105,7 @@ def test_lower_precisions_agree_with_the_merged_reference(
         pytest.skip("this torch build has no oneDNN int8 matmul (packed int8 only)")
     if precision == "int8 weight-only":
         monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # as on ARM
+        monkeypatch.setattr(native, "avx2_int8", lambda: None)  # nor the AVX2 kernel
     loaded = load(model_dir, precision.split()[0])
     analyst = adapted_analyst(loaded, adapter, care_question=False)
     inner = analyst.prompt_pass.arithmetic.inner

@@ -22,8 +22,10 @@ needs_kernel = pytest.mark.skipif(
 
 
 @pytest.fixture
-def fresh_kernel() -> Iterator[None]:
-    """Forget the process's kernel before and after the test, so the test decides how it is found."""
+def fresh_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Forget the process's kernel before and after the test, and any library built ahead of time (install.sh
+    builds one), so the test decides how it is found."""
+    monkeypatch.setattr(native, "prebuilt_folder", lambda: tmp_path / "nothing-prebuilt")
     native.avx2_int8.cache_clear()
     yield
     native.avx2_int8.cache_clear()
@@ -119,12 +121,16 @@ def test_a_failed_build_is_reported_and_leaves_no_file(
 
 
 @needs_kernel
-def test_the_library_is_built_once_and_reused(
+def test_the_library_is_built_once_reused_and_replaces_older_builds(
     fresh_kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "kernels"
     built = native.build(folder)
-    assert built.exists() and built.parent == folder and (folder.stat().st_mode & 0o077) == 0
+    assert built.exists() and built.parent == folder and (folder.stat().st_mode & 0o077) == 0  # the bot's alone
+    built.unlink()
+    (folder / "avx2_int8-0123456789abcdef.so").write_bytes(b"an older source's build")
+    assert native.build(folder) == built
+    assert sorted(folder.iterdir()) == [built]  # the older build is gone, and no scratch folder is left
 
     def no_compiling(*args: object, **kwargs: object) -> None:
         raise AssertionError("built again")
@@ -166,7 +172,7 @@ def test_it_is_wanted_only_on_x86_without_int8_dot_products(monkeypatch: pytest.
 
 
 @needs_kernel
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 17])
 @pytest.mark.parametrize(("width", "out"), [(64, 1), (103, 5), (896, 33)])
 def test_weight_only_products_match_the_float_reference(rows: int, width: int, out: int) -> None:
     generator = torch.Generator().manual_seed(rows * 1000 + width + out)
@@ -182,7 +188,7 @@ def test_weight_only_products_match_the_float_reference(rows: int, width: int, o
 
 
 @needs_kernel
-def test_the_weight_only_head_uses_the_kernel_for_up_to_8_rows_and_agrees_with_torch(
+def test_the_unpacked_head_uses_the_kernel_for_any_rows_and_agrees_with_torch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     torch.manual_seed(1)
@@ -197,10 +203,37 @@ def test_the_weight_only_head_uses_the_kernel_for_up_to_8_rows_and_agrees_with_t
         return counted(self, x, *args)
 
     monkeypatch.setattr(native.Avx2Int8, "weight_only_matmul", counting)
+    int8_activation_head = quantize.with_int8_activations(head)  # what many chats decoding together would use
     with torch.inference_mode():
-        for rows in (1, 8, 9):
+        for rows in (1, 8, 9, 20):
             x = torch.randn(rows, 96).to(quantize.COMPUTE_DTYPE)
             torch_out = torch.ops.aten._weight_int8pack_mm(x, head.weight_int8, head.scales).float()
-            ours = head(x).float()
-            assert (ours - torch_out).abs().max() <= 1e-2 * torch_out.abs().max()  # a bf16 rounding apart
-    assert calls == [1, 8]  # nine rows: torch's kernel (the decode step's larger batches quantise the head's input)
+            for layer in (head, int8_activation_head):
+                ours = layer(x).float()
+                assert (ours - torch_out).abs().max() <= 1e-2 * torch_out.abs().max()  # a bf16 rounding apart
+    assert calls == [1, 1, 8, 8, 9, 9, 20, 20]
+
+
+@needs_kernel
+def test_a_library_built_ahead_of_time_is_found_without_a_compiler(
+    fresh_kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prebuilt = tmp_path / "prebuilt"
+    monkeypatch.setattr(native, "prebuilt_folder", lambda: prebuilt)
+    assert native.main() == 0  # what install.sh and the image build run
+    [library] = prebuilt.glob("avx2_int8-*.so")
+    assert capsys.readouterr().out.strip() == str(library)
+    assert (prebuilt.stat().st_mode & 0o777) == 0o755 and (library.stat().st_mode & 0o777) == 0o755  # for the bot
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    kernel = native.avx2_int8()
+    assert kernel is not None and kernel.path == library
+    assert not native.kernel_folder().exists()  # nothing built into the cache
+
+
+def test_install_reports_a_kernel_it_could_not_build(
+    fresh_kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert native.main() == 1
+    assert capsys.readouterr().out.startswith("the AVX2 int8 kernel was not built (no C++ compiler")

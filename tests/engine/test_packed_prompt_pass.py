@@ -8,7 +8,7 @@ from statistics import fmean
 import pytest
 import torch
 
-from engine.kernels import attention
+from engine.kernels import attention, native
 from engine.kernels import int8 as quantize
 from engine.kernels.prompt_pass import ForwardPromptPass, StackPromptPass
 from engine.loading.model import LoadedModel, load_model
@@ -111,6 +111,7 @@ def test_no_packed_pass_outside_packed_int8(tiny_model_dir: Path, monkeypatch: p
     bf16 = load_model(EngineSettings(model=str(tiny_model_dir), precision="bf16", threads=1))
     assert isinstance(Analyst(bf16.paths, bf16.tokenizer, calibrate=False).prompt_pass, ForwardPromptPass)
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # weight-only int8, as on ARM
+    monkeypatch.setattr(native, "avx2_int8", lambda: None)  # nor the AVX2 kernel
     weight_only = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
     assert isinstance(Analyst(weight_only.paths, weight_only.tokenizer, calibrate=False).prompt_pass, ForwardPromptPass)
 

@@ -10,6 +10,7 @@ from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import rotate_half
 
 from engine.kernels import int8 as quantize
+from engine.kernels import native
 from engine.kernels.paths import FastPaths
 from engine.kernels.rotary import rotation_matrix
 from engine.loading.model import load_model
@@ -58,6 +59,7 @@ def test_no_packed_path_without_onednn_or_outside_int8(tiny_model_dir: Path, mon
     bf16 = load_model(EngineSettings(model=str(tiny_model_dir), precision="bf16", threads=1))
     assert bf16.paths.packed_row_step is None
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # weight-only int8, as on ARM
+    monkeypatch.setattr(native, "avx2_int8", lambda: None)  # nor the AVX2 kernel
     weight_only = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
     assert weight_only.paths.packed_row_step is None
 

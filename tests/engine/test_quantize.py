@@ -36,7 +36,9 @@ def test_int8_linear_matches_the_float_layer() -> None:
     assert (got - expected).norm() / expected.norm() < 0.03
 
 
-def test_int8_activations_quantise_each_row_on_its_own() -> None:
+def test_int8_activations_quantise_each_row_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where the AVX2 kernel is used, unpacked layers stay weight-only in it whatever the flag (Int8Linear.forward).
+    monkeypatch.setattr(native, "avx2_int8", lambda: None)
     linear = nn.Linear(64, 48, bias=True)
     quantized = Int8Linear.from_linear(linear)
     x = torch.randn(4, 64)
@@ -57,6 +59,7 @@ def test_without_onednn_activations_are_int8_for_classification_only(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # e.g. an ARM server's torch
+    monkeypatch.setattr(native, "avx2_int8", lambda: None)  # nor the AVX2 kernel
     calls: list[int] = []
     per_row = quantize.int8_matmul_per_row
     monkeypatch.setattr(quantize, "int8_matmul_per_row", lambda *a: calls.append(1) or per_row(*a))
