@@ -2,6 +2,7 @@
 
     python -m bench.profile_cpu                      # int8, the Qwen2.5 0.5B stand-in, 2 threads
     python -m bench.profile_cpu --precision fp32 --tokens 32
+    python -m bench.profile_cpu --chats 1             # without the 16 chats decoding together
 
 Each operator's self time is put in one bucket (int8 products, weight-only int8 products, quantising
 activations, attention, norms and element-wise work, copies); "outside operators" is the wall time no operator
@@ -25,9 +26,9 @@ from bench.measure import cpu_description
 # Operator name fragments -> bucket; the first match wins (checked in this order).
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("int8 products (AVX2 kernel)", ("moodbot::avx2_int8",)),
+    ("weight-only int8 products", ("moodbot::avx2_weight_only", "_weight_int8pack_mm")),
     ("int8 products (oneDNN packed)", ("onednn::qlinear", "qlinear", "mkldnn", "onednn")),
     ("int8 products (torch._int_mm)", ("_int_mm",)),
-    ("weight-only int8 products", ("_weight_int8pack_mm",)),
     ("float products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
     ("quantising activations", ("aten::round", "aten::clamp", "aten::amax", "aten::aminmax", "aten::quantize",
                                 "aten::_to_copy", "aten::to", "aten::abs", "aten::div")),
@@ -77,16 +78,20 @@ def label_native_products() -> None:
 
     from engine.kernels.native import Avx2Int8
 
-    unlabelled = Avx2Int8.matmul
+    def labelled(method: Any, label: str) -> Any:
+        def call(self: Avx2Int8, *args: Any, **kwargs: Any) -> Any:
+            with record_function(label):
+                return method(self, *args, **kwargs)
 
-    def matmul(self: Avx2Int8, *args: Any, **kwargs: Any) -> Any:
-        with record_function("moodbot::avx2_int8"):
-            return unlabelled(self, *args, **kwargs)
+        return call
 
-    Avx2Int8.matmul = matmul  # type: ignore[method-assign]
+    Avx2Int8.matmul = labelled(Avx2Int8.matmul, "moodbot::avx2_int8")  # type: ignore[method-assign]
+    Avx2Int8.weight_only_matmul = labelled(  # type: ignore[method-assign]
+        Avx2Int8.weight_only_matmul, "moodbot::avx2_weight_only"
+    )
 
 
-async def _profile(model: Path, threads: int, precision: str, tokens: int) -> dict[str, Any]:
+async def _profile(model: Path, threads: int, precision: str, tokens: int, chats: int) -> dict[str, Any]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -113,6 +118,25 @@ async def _profile(model: Path, threads: int, precision: str, tokens: int) -> di
         steps = len(stream.generated) - 1
         return summarise(profiler.key_averages(), wall_ms, steps) | {"unit": "decode step", "steps": steps}
 
+    def decode_together() -> dict[str, Any]:  # ``chats`` chats' decode steps as one batch, as the worker runs them
+        from transformers import DynamicCache
+
+        step = loaded.paths.decode_step
+        prompt_ids = torch.randint(3, 1000, (chats, 40), generator=torch.Generator().manual_seed(0))
+        tokens = torch.randint(3, 1000, (chats, 1), generator=torch.Generator().manual_seed(1))
+        cache = DynamicCache()
+        with torch.inference_mode():
+            loaded.model(input_ids=prompt_ids, cache=cache, use_cache=True)
+            step(tokens, torch.full((chats, 1), 40), cache)  # outside the profile: first-call set-up
+            with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                started = time.perf_counter()
+                for position in range(41, 41 + tokens_per_chat):
+                    step(tokens, torch.full((chats, 1), position), cache)
+                wall_ms = (time.perf_counter() - started) * 1000
+        return summarise(profiler.key_averages(), wall_ms, tokens_per_chat) | {
+            "unit": f"decode step of {chats} chats together", "steps": tokens_per_chat}
+
+    tokens_per_chat = max(4, tokens // 4)
     classify_batch = engine._worker.classify_batch  # the analyst itself, past the queue
 
     def classify() -> dict[str, Any]:
@@ -129,6 +153,8 @@ async def _profile(model: Path, threads: int, precision: str, tokens: int) -> di
         "machine": cpu_description(), "precision": engine.settings.resolved_precision, "threads": threads,
         "torch": torch.__version__, "decode": await engine.call(decode), "classify": await engine.call(classify),
     }
+    if chats > 1 and loaded.paths.decode_step is not None:
+        result["decode_together"] = await engine.call(decode_together)
     await engine.close()
     return result
 
@@ -139,8 +165,10 @@ def main() -> None:
     parser.add_argument("--precision", default="int8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=64, help="decode steps profiled")
+    parser.add_argument("--chats", type=int, default=16, help="chats decoding together in the batched profile")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_profile(args.model, args.threads, args.precision, args.tokens)), indent=1))
+    result = asyncio.run(_profile(args.model, args.threads, args.precision, args.tokens, args.chats))
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
