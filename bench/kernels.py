@@ -86,7 +86,7 @@ def measure(rows_list: tuple[int, ...], rounds: int, megabytes: int) -> list[dic
         del ours, theirs
     name, out, width = HEAD
     head = _layers(out, width, 0, False, False)[:1]  # 136 MB: larger than any cache on its own
-    for rows in (1, 4):
+    for rows in (1, 4, 16):  # one chat, a few, and the many-chat decode step
         x = torch.randn(rows, width).to(COMPUTE_DTYPE)
         times = _timed([
             _cycling(head, lambda layer, x=x: kernel.weight_only_matmul(
