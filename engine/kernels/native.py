@@ -6,8 +6,9 @@ The kernel here keeps the plain int8 rows (``quantize_rows``' layout: no second 
 seven-bit activations :mod:`engine.kernels.int8` already makes on such CPUs, exactly (integer sums), as fast as memory
 allows; bench/RESULTS.md has the measurements. With VNNI, oneDNN stays (it uses those instructions; this does not).
 
-Built once per source version into ``$XDG_CACHE_HOME/moodbot/kernels`` (``~/.cache/moodbot/kernels``) and reused;
-an image build makes it ahead of time (``python -m engine.kernels.native``) for containers without a compiler.
+Built ahead of time by ``python -m engine.kernels.native`` (scripts/install.sh and the image build run it, so a
+service or a container needs no compiler at start), else once per source version into
+``$XDG_CACHE_HOME/moodbot/kernels`` (``~/.cache/moodbot/kernels``) and reused.
 No compiler, a failed build or a wrong answer on a small check: the int8 layers use oneDNN as before, and the log
 says why once. ``MOODBOT_NATIVE_KERNEL=off`` turns it off (to compare, or to rule it out).
 
