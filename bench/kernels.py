@@ -45,15 +45,14 @@ def _timed(calls: list[Callable[[], Any]], rounds: int) -> list[float]:
     return [statistics.median(times) for times in per_round]
 
 
-def _layers(out: int, width: int, megabytes: int, pack: bool, kernel: bool) -> list[Int8Linear]:
+def _layers(out: int, width: int, megabytes: int, kernel: bool) -> list[Int8Linear]:
     """Copies of one random layer, enough to fill ``megabytes``; packed for the AVX2 kernel or for oneDNN."""
     weight, scales = quantize_rows(torch.randn(out, width) * 0.05)
     copies = max(2, megabytes * 2**20 // (out * width))
     layers = []
     for _ in range(copies):
         layer = Int8Linear(weight.clone(), scales.clone(), None)
-        if pack:
-            layer.pack(native_kernel=kernel)
+        layer.pack(native_kernel=kernel)
         layers.append(layer)
     return layers
 
@@ -75,7 +74,7 @@ def measure(rows_list: tuple[int, ...], rounds: int, megabytes: int) -> list[dic
         raise SystemExit("the AVX2 kernel is not chosen on this CPU (see `moodbot doctor`): nothing to compare")
     results = []
     for name, out, width in SHAPES:
-        ours, theirs = _layers(out, width, megabytes, True, True), _layers(out, width, megabytes, True, False)
+        ours, theirs = _layers(out, width, megabytes, True), _layers(out, width, megabytes, False)
         for rows in rows_list:
             activations = quantize_rows_of_activations(torch.randn(rows, width))
             times = _timed([
@@ -85,7 +84,7 @@ def measure(rows_list: tuple[int, ...], rounds: int, megabytes: int) -> list[dic
             results.append(_row(name, out, width, rows, {"AVX2 kernel": times[0], "oneDNN": times[1]}))
         del ours, theirs
     name, out, width = HEAD
-    head = _layers(out, width, 0, False, False)[:1]  # 136 MB: larger than any cache on its own
+    head = [Int8Linear(*quantize_rows(torch.randn(out, width) * 0.05), None)]  # 136 MB: more than any cache
     for rows in (1, 4, 16):  # one chat, a few, and the many-chat decode step
         x = torch.randn(rows, width).to(COMPUTE_DTYPE)
         times = _timed([

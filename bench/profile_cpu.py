@@ -118,6 +118,8 @@ async def _profile(model: Path, threads: int, precision: str, tokens: int, chats
         steps = len(stream.generated) - 1
         return summarise(profiler.key_averages(), wall_ms, steps) | {"unit": "decode step", "steps": steps}
 
+    tokens_per_chat = max(4, tokens // 4)
+
     def decode_together() -> dict[str, Any]:  # ``chats`` chats' decode steps as one batch, as the worker runs them
         from transformers import DynamicCache
 
@@ -136,7 +138,6 @@ async def _profile(model: Path, threads: int, precision: str, tokens: int, chats
         return summarise(profiler.key_averages(), wall_ms, tokens_per_chat) | {
             "unit": f"decode step of {chats} chats together", "steps": tokens_per_chat}
 
-    tokens_per_chat = max(4, tokens // 4)
     classify_batch = engine._worker.classify_batch  # the analyst itself, past the queue
 
     def classify() -> dict[str, Any]:

@@ -178,10 +178,12 @@ class Int8Linear(nn.Module):
             self.packed = weight.contiguous()  # the kernel reads quantize_rows' layout as it is
         else:
             self.packed = torch.ops.onednn.qlinear_prepack(weight, None)
+            self.register_buffer(  # oneDNN's argument for the weights' zero points (symmetric: all 0)
+                "zero_weight_points", torch.zeros(self.out_features, dtype=torch.long), persistent=False
+            )
         self.register_buffer("float_scales", self.scales.float(), persistent=False)
         # Σ_k w[o, k] * scale[o]: what a zero point shifts each output by.
         self.register_buffer("column_sums", weight.float().sum(dim=1).mul_(self.float_scales), persistent=False)
-        self.register_buffer("zero_weight_points", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
         self.register_buffer("float_bias", None if self.bias is None else self.bias.float(), persistent=False)
         self.weight_int8 = None
 
@@ -209,12 +211,12 @@ class Int8Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
     def float_weight_scales(self) -> torch.Tensor:
-        """The weight scales in float32 (made once; the AVX2 weight-only product reads them so)."""
-        cached = self.__dict__.get("_float_weight_scales")
-        if cached is None or cached.shape != self.scales.shape:
-            cached = self.scales.float()
-            self.__dict__["_float_weight_scales"] = cached
-        return cached
+        """The weight scales in float32 (made once per scales tensor; the AVX2 weight-only product reads them so)."""
+        scales, floats = self.__dict__.get("_float_weight_scales", (None, None))
+        if scales is not self.scales:  # first use, or the scales were replaced (engine.kernels.layer.fuse_rows)
+            scales, floats = self.scales, self.scales.float()
+            self.__dict__["_float_weight_scales"] = (scales, floats)
+        return floats
 
     def one_row(
         self, values: torch.Tensor, scale: float, zero_point: int, out_dtype: torch.dtype = torch.float32

@@ -126,7 +126,8 @@ def build(folder: Path, *, private: bool = True) -> Path:
 
 
 class Avx2Int8:
-    """The loaded library: :meth:`matmul` computes a packed int8 layer's product (see avx2_int8.cpp)."""
+    """The loaded library: :meth:`matmul` computes a packed int8 layer's product, :meth:`weight_only_matmul` the
+    output head's (see avx2_int8.cpp)."""
 
     def __init__(self, path: Path) -> None:
         library = ctypes.CDLL(str(path))
@@ -178,7 +179,6 @@ class Avx2Int8:
         )
         return result
 
-
     def weight_only_matmul(self, x: torch.Tensor, weight: torch.Tensor, weight_scales: torch.Tensor) -> torch.Tensor:
         """(rows, out) float32: ``x @ (weight * weight_scales).T`` for float rows ``x`` (rows, in), int8 ``weight``
         (out, in) contiguous and float32 ``weight_scales`` (out,): the output head's product."""
@@ -192,11 +192,16 @@ class Avx2Int8:
         return result
 
 
+def on_x86() -> bool:
+    """Whether this machine is x86-64, the only one the kernel's source is for."""
+    return platform.machine().lower() in {"x86_64", "amd64"}
+
+
 def wanted() -> bool:
     """Whether this CPU should use the kernel: AVX2 without int8 dot products, and not turned off."""
     if os.environ.get(DISABLE_VARIABLE, "").strip().lower() in {"off", "0", "false", "no"}:
         return False
-    if platform.machine().lower() not in {"x86_64", "amd64"} or cpu_has_int8_dot_products():
+    if not on_x86() or cpu_has_int8_dot_products():
         return False
     return torch.backends.cpu.get_cpu_capability() in {"AVX2", "AVX512"}
 
@@ -247,7 +252,7 @@ def check(kernel: Avx2Int8) -> None:
 
 def main() -> int:
     """Build the library into :func:`prebuilt_folder` (for images: the container then needs no compiler)."""
-    if platform.machine().lower() not in {"x86_64", "amd64"}:
+    if not on_x86():
         print(f"no AVX2 kernel for {platform.machine()}: int8 uses torch's own kernels there")
         return 0
     try:

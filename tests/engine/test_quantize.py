@@ -91,16 +91,6 @@ def _reply(loaded: LoadedModel) -> list[int]:
 needs_onednn = pytest.mark.skipif(not quantize.onednn_int8_available(), reason="this torch has no oneDNN int8 matmul")
 
 
-@pytest.fixture(params=["AVX2 kernel", "oneDNN"])
-def int8_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Packed layers computed by each kernel this machine can run: oneDNN always, the AVX2 one where it is chosen."""
-    if request.param == "oneDNN":
-        monkeypatch.setattr(native, "avx2_int8", lambda: None)
-    elif native.avx2_int8() is None:
-        pytest.skip("the AVX2 kernel is not chosen on this CPU (int8 dot products, or no compiler): oneDNN only")
-    return request.param
-
-
 @needs_onednn
 def test_packed_layer_matches_the_float_layer_and_frees_its_plain_weights(int8_kernel: str) -> None:
     linear = nn.Linear(64, 48, bias=True)
