@@ -18,7 +18,6 @@ a projection, an input quantised for a projection, and the projection itself.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,19 +46,11 @@ class FoldedNorm:
 
     def rows(self, hidden: torch.Tensor) -> QuantizedActivations:
         """RMSNorm(hidden) * gain for rows (rows, hidden), quantised per row: each row's 1/rms rides in its scale."""
-        inverse_rms = hidden.square().mean(dim=-1, keepdim=True).add_(self.eps).rsqrt_()  # (rows, 1)
-        quantized = quantize_rows_of_activations(hidden * self.gain)
-        if quantized.single_row is not None:
-            scale, zero_point = quantized.single_row
-            return QuantizedActivations(quantized.values, single_row=(scale * float(inverse_rms), zero_point))
-        assert quantized.scales is not None
-        return QuantizedActivations(quantized.values, quantized.scales * inverse_rms, quantized.zero_points)
+        return quantize_rows_of_activations(hidden, self.gain, self.eps)
 
     def one_row(self, hidden: torch.Tensor) -> OneRow:
-        """The same for one row (1, hidden), its 1/rms computed as a Python number."""
-        mean_square = float(torch.linalg.vector_norm(hidden)) ** 2 / hidden.shape[-1]
-        values, scale, zero_point = quantize_one_row(hidden * self.gain)
-        return values, scale / math.sqrt(mean_square + self.eps), zero_point
+        """The same for one row (1, hidden), its scale and zero point as Python numbers."""
+        return quantize_one_row(hidden, self.gain, self.eps)
 
 
 class Arithmetic(Protocol):

@@ -1,4 +1,5 @@
-// uint8 x int8 matrix products for CPUs with AVX2 but no int8 dot-product instructions (no VNNI).
+// uint8 x int8 matrix products for CPUs with AVX2 but no int8 dot-product instructions (no VNNI), and the
+// per-row quantisation of their inputs (moodbot_quantize_rows, at the end).
 //
 // y[r, o] = row_scale[r] * (weight_scale[o] * sum_k x[r, k] * w[o, k] - zero_point[r] * column_sum[o]) + bias[o]
 //
@@ -159,6 +160,73 @@ __attribute__((target("avx2,fma"))) void float_rows(const float* x, int64_t in, 
     for (int j = 0; j < cols; ++j) y[i * out + o + j] = weight_scales[o + j] * sums[i][j];
 }
 
+
+// Horizontal minimum, maximum and sum of eight floats.
+__attribute__((target("avx2"))) inline float horizontal_min(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_min_ss(m, _mm_movehdup_ps(m)));
+}
+
+__attribute__((target("avx2"))) inline float horizontal_max(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+__attribute__((target("avx2"))) inline float horizontal_add(__m256 v) {
+  __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
+
+// One row of moodbot_quantize_rows (below): t = x * gain (or x), its range widened to include 0, then
+// values = clamp(round(t / scale) + zero_point, 0, max_value). Rounding is to nearest even, as torch.round's.
+__attribute__((target("avx2,fma"))) void quantize_row(const float* x, int64_t in, const float* gain, float eps,
+                                                     float max_value, uint8_t* values, float* scale_out,
+                                                     float* zero_point_out) {
+  const int64_t whole = in & ~int64_t(7);
+  __m256 low = _mm256_setzero_ps(), high = _mm256_setzero_ps(), squares = _mm256_setzero_ps();
+  for (int64_t k = 0; k < whole; k += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + k);
+    const __m256 t = gain ? _mm256_mul_ps(xv, _mm256_loadu_ps(gain + k)) : xv;
+    squares = _mm256_fmadd_ps(xv, xv, squares);
+    low = _mm256_min_ps(low, t);
+    high = _mm256_max_ps(high, t);
+  }
+  float lo = horizontal_min(low), hi = horizontal_max(high), sum_squares = horizontal_add(squares);
+  for (int64_t k = whole; k < in; ++k) {
+    const float t = gain ? x[k] * gain[k] : x[k];
+    sum_squares += x[k] * x[k];
+    lo = t < lo ? t : lo;
+    hi = t > hi ? t : hi;
+  }
+  float scale = (hi - lo) / max_value;
+  scale = scale < 1e-12f ? 1e-12f : scale;
+  const float inverse = 1.0f / scale;
+  const float zero_point = __builtin_nearbyintf(-(lo * inverse));
+  const __m256 inverse_v = _mm256_set1_ps(inverse), zero_v = _mm256_set1_ps(zero_point);
+  const __m256 floor_v = _mm256_setzero_ps(), ceiling_v = _mm256_set1_ps(max_value);
+  for (int64_t k = 0; k < whole; k += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + k);
+    const __m256 t = gain ? _mm256_mul_ps(xv, _mm256_loadu_ps(gain + k)) : xv;
+    __m256 q = _mm256_round_ps(_mm256_mul_ps(t, inverse_v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zero_v), floor_v), ceiling_v);
+    const __m256i as_int = _mm256_cvtps_epi32(q);  // 0..255 in each 32-bit lane: pack down to bytes
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(as_int), _mm256_extracti128_si256(as_int, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(values + k), _mm_packus_epi16(words, words));
+  }
+  for (int64_t k = whole; k < in; ++k) {
+    const float t = gain ? x[k] * gain[k] : x[k];
+    float q = __builtin_nearbyintf(t * inverse) + zero_point;
+    q = q < 0.0f ? 0.0f : (q > max_value ? max_value : q);
+    values[k] = uint8_t(q);
+  }
+  // With a gain, the row is RMSNorm(x) * gain: its 1 / rms is one number, which joins the scale.
+  *scale_out = gain ? scale / __builtin_sqrtf(sum_squares / float(in) + eps) : scale;
+  *zero_point_out = zero_point;
+}
+
 }  // namespace
 
 extern "C" {
@@ -210,6 +278,19 @@ __attribute__((target("avx2,fma"))) int moodbot_f32s8_matmul(const float* x, int
     }
   }
   return 1;
+}
+
+// Asymmetric uint8 quantisation of each float32 row of x (rows, in) on its own, as engine/kernels/int8.py's
+// quantize_rows_of_activations does in several tensor operations: values (rows, in) in 0..max_value, and per row
+// a scale and a zero point with x[r] ~ scale[r] * (values[r] - zero_point[r]). With gain (in,) non-null, the row
+// quantised is RMSNorm(x[r]) * gain (epsilon eps): x * gain is quantised and the row's 1 / rms joins its scale
+// (engine.kernels.arithmetic.FoldedNorm). One pass to find the range, one to write: a few microseconds a row.
+__attribute__((target("avx2,fma"))) void moodbot_quantize_rows(const float* x, int64_t rows, int64_t in,
+                                                              const float* gain, float eps, float max_value,
+                                                              uint8_t* values, float* scales, float* zero_points) {
+#pragma omp parallel for schedule(static) if (rows >= 8)
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row(x + r * in, in, gain, eps, max_value, values + r * in, scales + r, zero_points + r);
 }
 
 }  // extern "C"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,16 +97,31 @@ class QuantizedActivations:
         return self.values.float().sub_(self.zero_points).mul_(self.scales)
 
 
-def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
+def quantize_rows_of_activations(
+    flat: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
+) -> QuantizedActivations:
     """Asymmetric uint8 quantisation of each row of ``flat`` (rows, in) on its own (range widened to include 0).
 
     Asymmetric, because activations are often lopsided (after SiLU, or with one large channel): with every layer
     quantised this way the next-token distribution was closer to fp32's than with one symmetric scale per row
     (mean KL 0.0050 vs 0.0073, bench/RESULTS.md).
+
+    With ``gain`` (float32 (in,)), the rows quantised are ``RMSNorm(flat) * gain`` with epsilon ``eps``: ``flat *
+    gain`` is quantised and each row's 1/rms joins its scale (engine.kernels.arithmetic.FoldedNorm). Where the AVX2
+    kernel is used, it does all of this in one call (about twenty small tensor operations otherwise).
     """
+    kernel = native.avx2_int8()
+    if kernel is not None:
+        if flat.shape[0] == 1:
+            return QuantizedActivations(*_one_row(kernel.quantize_row(flat, ACTIVATION_MAX, gain, eps)))
+        return QuantizedActivations(*kernel.quantize_rows(flat, ACTIVATION_MAX, gain, eps))
     as_float = flat.float()
+    inverse_rms = None if gain is None else as_float.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_()
+    if gain is not None:
+        as_float = as_float * gain
     if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
         values, scale, zero_point = quantize_one_row(as_float)
+        scale = scale if inverse_rms is None else scale * float(inverse_rms)
         return QuantizedActivations(values, single_row=(scale, zero_point))
     # Two reductions: torch.aminmax along a dimension measured 7-10x slower than amin and amax (torch 2.13, CPU).
     low = as_float.amin(dim=-1, keepdim=True).clamp_(max=0)
@@ -114,12 +130,26 @@ def quantize_rows_of_activations(flat: torch.Tensor) -> QuantizedActivations:
     inverse = scales.reciprocal()
     zero_points = low.mul_(inverse).neg_().round_()
     values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, ACTIVATION_MAX).to(torch.uint8)
-    return QuantizedActivations(values, scales, zero_points)
+    return QuantizedActivations(values, scales if inverse_rms is None else scales * inverse_rms, zero_points)
 
 
-def quantize_one_row(row: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+def _one_row(row: tuple[torch.Tensor, float, int]) -> tuple[torch.Tensor, None, None, tuple[float, int]]:
+    values, scale, zero_point = row
+    return values, None, None, (scale, zero_point)
+
+
+def quantize_one_row(
+    row: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
+) -> tuple[torch.Tensor, float, int]:
     """One float32 row (1, in) as asymmetric uint8 with its scale and zero point as Python numbers:
-    ``row ≈ scale * (values - zero_point)``."""
+    ``row ≈ scale * (values - zero_point)``; ``gain`` and ``eps`` as for :func:`quantize_rows_of_activations`."""
+    kernel = native.avx2_int8()
+    if kernel is not None:
+        return kernel.quantize_row(row, ACTIVATION_MAX, gain, eps)
+    if gain is not None:
+        mean_square = float(torch.linalg.vector_norm(row)) ** 2 / row.shape[-1]
+        values, scale, zero_point = quantize_one_row(row * gain)
+        return values, scale / math.sqrt(mean_square + eps), zero_point
     low, high = (float(v) for v in torch.aminmax(row))
     low, high = min(low, 0.0), max(high, 0.0)
     scale = max((high - low) / ACTIVATION_MAX, 1e-12)

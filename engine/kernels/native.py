@@ -4,7 +4,8 @@ On CPUs with AVX2 but no int8 dot-product instructions (most rented EPYC Zen 2/3
 reads a one-row product's weights at about half the memory bandwidth, and a reply's every token is one row per layer.
 The kernel here keeps the plain int8 rows (``quantize_rows``' layout: no second copy) and multiplies them by the
 seven-bit activations :mod:`engine.kernels.int8` already makes on such CPUs, exactly (integer sums), as fast as memory
-allows; bench/RESULTS.md has the measurements. With VNNI, oneDNN stays (it uses those instructions; this does not).
+allows; bench/RESULTS.md has the measurements. It also quantises those activations, each row in one call (the
+norm folded in: engine.kernels.arithmetic.FoldedNorm), where tensor operations took about twenty small ones a row. With VNNI, oneDNN stays (it uses those instructions; this does not).
 
 Built ahead of time by ``python -m engine.kernels.native`` (scripts/install.sh and the image build run it, so a
 service or a container needs no compiler at start), else once per source version into
@@ -142,6 +143,9 @@ class Avx2Int8:
         self._weight_only = library.moodbot_f32s8_matmul
         self._weight_only.argtypes = [_pointer, _size, _size, _pointer, _size, _pointer, _pointer]
         self._weight_only.restype = ctypes.c_int
+        self._quantize = library.moodbot_quantize_rows
+        self._quantize.argtypes = [_pointer, _size, _size, _pointer, _float, _float, _pointer, _pointer, _pointer]
+        self._quantize.restype = None
         self.path = path
 
     def cpu_supported(self) -> bool:
@@ -179,6 +183,33 @@ class Avx2Int8:
         )
         return result
 
+    def quantize_rows(
+        self, x: torch.Tensor, max_value: float, gain: torch.Tensor | None = None, eps: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each row of ``x`` (rows, in) as asymmetric uint8 in 0..``max_value``: (values (rows, in), scales (rows,
+        1), zero points (rows, 1), float32 whole numbers) with ``x[r] ≈ scale[r] * (values[r] - zero_point[r])``.
+        With ``gain`` (in,) float32, the rows quantised are ``RMSNorm(x) * gain`` (epsilon ``eps``)."""
+        x = x.float().contiguous()
+        rows, width = x.shape
+        values = torch.empty(rows, width, dtype=torch.uint8)
+        scales, zero_points = torch.empty(rows, 1), torch.empty(rows, 1)
+        self._quantize(x.data_ptr(), rows, width, None if gain is None else _gain_pointer(gain, width), eps,
+                       max_value, values.data_ptr(), scales.data_ptr(), zero_points.data_ptr())
+        return values, scales, zero_points
+
+    def quantize_row(
+        self, x: torch.Tensor, max_value: float, gain: torch.Tensor | None = None, eps: float = 0.0
+    ) -> tuple[torch.Tensor, float, int]:
+        """:meth:`quantize_rows` for one row (1, in), its scale and zero point as Python numbers (a decode step's
+        single-row products take them so)."""
+        x = x.float().contiguous()
+        width = x.shape[-1]
+        values = torch.empty(1, width, dtype=torch.uint8)
+        scale, zero_point = _float(), _float()
+        self._quantize(x.data_ptr(), 1, width, None if gain is None else _gain_pointer(gain, width), eps,
+                       max_value, values.data_ptr(), ctypes.byref(scale), ctypes.byref(zero_point))
+        return values, scale.value, int(zero_point.value)
+
     def weight_only_matmul(self, x: torch.Tensor, weight: torch.Tensor, weight_scales: torch.Tensor) -> torch.Tensor:
         """(rows, out) float32: ``x @ (weight * weight_scales).T`` for float rows ``x`` (rows, in), int8 ``weight``
         (out, in) contiguous and float32 ``weight_scales`` (out,): the output head's product."""
@@ -190,6 +221,11 @@ class Avx2Int8:
                                  weight_scales.data_ptr(), result.data_ptr())
         assert done == 1
         return result
+
+
+def _gain_pointer(gain: torch.Tensor, width: int) -> int:
+    assert gain.dtype == torch.float32 and gain.is_contiguous() and gain.numel() == width
+    return gain.data_ptr()
 
 
 def on_x86() -> bool:
@@ -245,6 +281,13 @@ def check(kernel: Avx2Int8) -> None:
     expected_weight_only = floats.double() @ (weight.double() * weight_scales.double()[:, None]).T
     assert float((weight_only.double() - expected_weight_only).abs().max()) <= 1e-5 * float(
         expected_weight_only.abs().max()), "the weight-only product disagrees with float"
+    rows_to_quantize = torch.randn(3, width, generator=generator) * 4.0
+    gain = torch.rand(width, generator=generator) + 0.5
+    values, scales, zero_points = kernel.quantize_rows(rows_to_quantize, 127.0, gain, 1e-6)
+    normed = rows_to_quantize * gain * rows_to_quantize.square().mean(-1, keepdim=True).add(1e-6).rsqrt()
+    assert int(values.max()) <= 127, "the quantised values leave their range"
+    assert bool(((values.float() - zero_points) * scales - normed).abs().le(scales * 0.5001 + 1e-6).all()), (
+        "the quantised rows do not stand for their inputs")
     tolerance = 1e-5 * float(expected.abs().max())
     assert float((got.double() - expected).abs().max()) <= tolerance, "the AVX2 int8 kernel disagrees with float"
     assert float((one.double() - (expected[:1] - bias.double())).abs().max()) <= tolerance, "one row disagrees"

@@ -237,3 +237,54 @@ def test_install_reports_a_kernel_it_could_not_build(
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     assert native.main() == 1
     assert capsys.readouterr().out.startswith("the AVX2 int8 kernel was not built (no C++ compiler")
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 3, 9])
+@pytest.mark.parametrize("width", [7, 64, 901])
+@pytest.mark.parametrize("with_norm", [False, True])
+def test_the_kernel_quantises_rows_as_the_tensor_operations_do(
+    rows: int, width: int, with_norm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator = torch.Generator().manual_seed(rows * 100 + width)
+    hidden = torch.randn(rows, width, generator=generator) * 3.0
+    hidden[0, 0] = 40.0  # one large channel, as real activations have
+    if rows > 1:
+        hidden[1] = hidden[1].abs()  # a row with no negative value: the range still includes 0
+    if rows > 2:
+        hidden[2] = 0.0  # a row of zeros: the smallest scale, every value at the zero point
+    gain = torch.rand(width, generator=generator) + 0.5 if with_norm else None
+    by_kernel = quantize.quantize_rows_of_activations(hidden, gain, 1e-6)
+    monkeypatch.setattr(native, "avx2_int8", lambda: None)
+    by_torch = quantize.quantize_rows_of_activations(hidden, gain, 1e-6)
+    assert torch.equal(by_kernel.values, by_torch.values)
+    assert by_kernel.values.dtype == torch.uint8 and int(by_kernel.values.max()) <= quantize.ACTIVATION_MAX
+    if rows == 1:
+        assert by_kernel.single_row is not None and by_torch.single_row is not None
+        assert by_kernel.single_row[1] == by_torch.single_row[1]
+        assert by_kernel.single_row[0] == pytest.approx(by_torch.single_row[0], rel=1e-5)
+    else:
+        assert torch.equal(by_kernel.zero_points, by_torch.zero_points)
+        torch.testing.assert_close(by_kernel.scales, by_torch.scales, rtol=1e-5, atol=0)
+    torch.testing.assert_close(by_kernel.dequantized(), by_torch.dequantized(), rtol=1e-5, atol=1e-6)
+
+
+@needs_kernel
+def test_a_folded_norm_quantises_through_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.kernels.arithmetic import FoldedNorm
+
+    kernel = native.avx2_int8()
+    calls: list[int] = []
+    original = kernel.quantize_rows
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "quantize_rows", counted)
+    norm = FoldedNorm(torch.rand(64) + 0.5, 1e-6)
+    hidden = torch.randn(5, 64)
+    quantized = norm.rows(hidden)
+    assert calls == [1]
+    expected = nn.functional.rms_norm(hidden, (64,), eps=1e-6) * norm.gain
+    assert float((quantized.dequantized() - expected).abs().max()) <= float(quantized.scales.max()) * 0.51
