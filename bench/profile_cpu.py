@@ -123,7 +123,7 @@ async def _profile(model: Path, threads: int, precision: str, tokens: int, chats
     def decode_together() -> dict[str, Any]:  # ``chats`` chats' decode steps as one batch, as the worker runs them
         from transformers import DynamicCache
 
-        step = loaded.paths.decode_step
+        step = loaded.paths.decode  # what the worker runs for a batch of chats
         prompt_ids = torch.randint(3, 1000, (chats, 40), generator=torch.Generator().manual_seed(0))
         tokens = torch.randint(3, 1000, (chats, 1), generator=torch.Generator().manual_seed(1))
         cache = DynamicCache()

@@ -2,12 +2,11 @@
 appended to the sequence's cache.
 
 :class:`DecodeStep` runs a batch of chats in the model's own arithmetic (any precision), each row left-padded to
-the batch's cache length. :class:`PackedRowDecodeStep` runs a single chat on packed int8 layers in about half the
-tensor operations: with one token the matmuls take about 17 of the ~24 ms an int8 step of the 0.5B model costs on 2
-cores, and most of the rest is the fixed cost of ~90 small tensor operations per layer (each a few microseconds).
-It keeps the residual stream in float32 with the norms folded into the activation scales
-(engine/kernels/arithmetic.py) and rotates queries and keys with one matmul (engine/kernels/rotary.py). Batches keep
-the general step, whose per-row activation scales this single-row arithmetic does not have.
+the batch's cache length. :class:`PackedDecodeStep` runs chats on packed int8 layers in about half the tensor
+operations: with one token the matmuls take most of a step of the 0.5B model, and much of the rest is the fixed cost
+of small tensor operations (each a few microseconds). It keeps the residual stream in float32 with the norms folded
+into the activation scales (engine/kernels/arithmetic.py); a single chat rotates queries and keys with one matmul
+(engine/kernels/rotary.py) and takes its activation scale as a Python number, a batch per-row scale tensors.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from engine.kernels.arithmetic import MODULES, PACKED_ROW
+from engine.kernels.arithmetic import MODULES, PACKED_ROW, PACKED_ROWS, Arithmetic
 from engine.kernels.attention import grouped_attention
 from engine.kernels.int8 import COMPUTE_DTYPE, with_int8_activations
 from engine.kernels.layer import AttentionShape, Stack, run_layer
-from engine.kernels.rotary import MultiplyAdd, Rotations
+from engine.kernels.rotary import MultiplyAdd, Rotations, scaled_for_queries
 
 # From this many chats decoding together, an int8 output head quantises its input rows too (per row, symmetric) and
 # multiplies int8 by int8 (torch._int_mm) on the plain weights it shares with the embedding. torch's weight-only
@@ -71,14 +70,28 @@ class CachedAttention:
         return attended.view(batch, heads * head_dim), hidden
 
 
+class OutputHead:
+    """The output head as a decode step of ``rows`` chats computes it: int8 x int8 from HEAD_INT8_ACTIVATION_ROWS
+    rows on (see there), weight-only below."""
+
+    def __init__(self, head: torch.nn.Module) -> None:
+        self.head = head
+        self.int8_activations = with_int8_activations(head)  # itself unless it is a plain int8 layer
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, vocab) for final-norm hidden states (rows, hidden)."""
+        if hidden.shape[0] < HEAD_INT8_ACTIVATION_ROWS:
+            return self.head(hidden)
+        return self.int8_activations(hidden)
+
+
 class DecodeStep:
     """Feeds one token per sequence through the model in its own arithmetic; returns next-token logits (float32)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.layers = stack.layers  # the model's own modules, q/k/v and gate/up fused
-        # The head as it computes with int8 activations (itself unless it is a plain int8 layer).
-        self.int8_activation_head = with_int8_activations(stack.head)
+        self.head = OutputHead(stack.head)
 
     @torch.inference_mode()
     def __call__(
@@ -93,40 +106,56 @@ class DecodeStep:
         batch, inner, shape = input_ids.shape[0], self.stack.inner, self.stack.shape
         hidden = inner.embed_tokens(input_ids).view(batch, -1)  # (batch, hidden), the residual stream
         cos, sin = inner.rotary_emb(hidden, position_ids)  # (batch, 1, head_dim): broadcast over heads
-        bias = None
-        if attention_mask is not None:
-            bias = torch.zeros(attention_mask.shape, dtype=torch.float32)
-            bias = bias.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
         attention = CachedAttention(shape, cache, MultiplyAdd(cos, sin, shape.head_dim), scaling=shape.scaling,
-                                    bias=bias)
+                                    bias=padding_bias(attention_mask))
         for index, layer in enumerate(self.stack.layers):
             hidden = run_layer(layer, MODULES, index, hidden, attention)
-        return self._head(inner.norm(hidden)).float()
-
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The output head for (batch, hidden): int8 x int8 from HEAD_INT8_ACTIVATION_ROWS rows on (see there)."""
-        if hidden.shape[0] < HEAD_INT8_ACTIVATION_ROWS:
-            return self.stack.head(hidden)
-        return self.int8_activation_head(hidden)
+        return self.head(inner.norm(hidden)).float()
 
 
-class PackedRowDecodeStep:
-    """Feeds one token of one sequence through a model whose projections are all packed int8."""
+def padding_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(batch, 1, 1, cached + 1) float32 scores' bias hiding padding (0 in ``attention_mask``), or None."""
+    if attention_mask is None:
+        return None
+    bias = torch.zeros(attention_mask.shape, dtype=torch.float32)
+    return bias.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
+
+
+class PackedDecodeStep:
+    """Feeds one token per sequence through a model whose projections are all packed int8: a float32 residual
+    stream with the norms folded into the activation scales, each row quantised on its own. A single chat's row
+    takes its scale and zero point as Python numbers and rotates with one matmul; a batch of chats
+    (left-padded, as for :class:`DecodeStep`) takes per-row scale tensors, the arithmetic prompt passes use, so a
+    chat computes the same numbers alone or with others, without the bf16 conversions around every projection
+    the general step makes."""
 
     def __init__(self, stack: Stack) -> None:
         """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack)."""
         self.stack = stack
+        self.head = OutputHead(stack.head)
 
     @torch.inference_mode()
-    def __call__(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-        """input_ids and position_ids (1, 1); appends to ``cache``; returns logits (1, vocab) in float32."""
-        inner, shape = self.stack.inner, self.stack.shape
-        hidden = inner.embed_tokens(input_ids).view(1, -1).float()  # the residual stream, float32
-        cos, sin = inner.rotary_emb(hidden, position_ids)  # (1, 1, head_dim) in float32
-        rotate = Rotations(cos, sin, shape.heads, shape.kv_heads, shape.scaling)  # queries' scaled, keys' not
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: DynamicCache,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """As :meth:`DecodeStep.__call__`."""
+        batch, inner, shape = input_ids.shape[0], self.stack.inner, self.stack.shape
+        hidden = inner.embed_tokens(input_ids).view(batch, -1).float()  # the residual stream, float32
+        cos, sin = inner.rotary_emb(hidden, position_ids)  # (batch, 1, head_dim) in float32
+        if batch == 1 and attention_mask is None:
+            rotate: MultiplyAdd | Rotations = Rotations(cos, sin, shape.heads, shape.kv_heads, shape.scaling)
+            arithmetic: Arithmetic = PACKED_ROW
+        else:  # queries' copy of cos and sin scaled: (batch, heads + kv_heads, head_dim)
+            cos, sin = (c.view(batch, -1, shape.head_dim) for c in scaled_for_queries(
+                cos, sin, shape.heads, shape.kv_heads, shape.scaling))
+            rotate, arithmetic = MultiplyAdd(cos, sin, shape.head_dim), PACKED_ROWS
         # Keys and values are cached in bf16, as the general step caches them; attention reads them in float32.
-        attention = CachedAttention(shape, cache, rotate, scaling=None, cache_dtype=COMPUTE_DTYPE,
-                                    values_dtype=torch.float32)
+        attention = CachedAttention(shape, cache, rotate, scaling=None, bias=padding_bias(attention_mask),
+                                    cache_dtype=COMPUTE_DTYPE, values_dtype=torch.float32)
         for index, layer in enumerate(self.stack.layers):
-            hidden = run_layer(layer, PACKED_ROW, index, hidden, attention)
-        return self.stack.head(inner.norm(hidden)).float()
+            hidden = run_layer(layer, arithmetic, index, hidden, attention)
+        return self.head(inner.norm(hidden)).float()

@@ -5,7 +5,8 @@ reads a one-row product's weights at about half the memory bandwidth, and a repl
 The kernel here keeps the plain int8 rows (``quantize_rows``' layout: no second copy) and multiplies them by the
 seven-bit activations :mod:`engine.kernels.int8` already makes on such CPUs, exactly (integer sums), as fast as memory
 allows; bench/RESULTS.md has the measurements. It also quantises those activations, each row in one call (the
-norm folded in: engine.kernels.arithmetic.FoldedNorm), where tensor operations took about twenty small ones a row. With VNNI, oneDNN stays (it uses those instructions; this does not).
+norm folded in: engine.kernels.arithmetic.FoldedNorm), where tensor operations took about twenty small ones a row.
+With VNNI, oneDNN stays (it uses those instructions; this does not).
 
 Built ahead of time by ``python -m engine.kernels.native`` (scripts/install.sh and the image build run it, so a
 service or a container needs no compiler at start), else once per source version into

@@ -3,8 +3,8 @@
 Which computation runs where is decided here and nowhere else:
 
 - a prompt (reply prefill): transformers' forward, weight-only int8 where the model is int8;
-- one new token per chat (decoding): a single chat on packed int8 layers takes engine.kernels.decode's
-  PackedRowDecodeStep, other batches and precisions its DecodeStep; models of other shapes transformers' forward;
+- one new token per chat (decoding): packed int8 layers take engine.kernels.decode's PackedDecodeStep (one chat or
+  many), other precisions its DecodeStep; models of other shapes transformers' forward;
 - many new tokens over a fixed prefix (classification): engine.kernels.prompt_pass's StackPromptPass on packed
   int8 layers, else its ForwardPromptPass; both quantise activations per row where the model is int8 (the copy of
   the model that engine.kernels.int8.with_int8_activations makes once);
@@ -24,7 +24,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from engine.kernels.arithmetic import PACKED_ROWS, FloatStreamArithmetic
-from engine.kernels.decode import DecodeStep, PackedRowDecodeStep
+from engine.kernels.decode import DecodeStep, PackedDecodeStep
 from engine.kernels.int8 import Int8Linear, pack_linears, with_int8_activations
 from engine.kernels.layer import Stack, model_stack, packed_stack
 from engine.kernels.low_rank import FUSED_PROJECTIONS, LowRankArithmetic, LowRankPair, adapted_stack
@@ -47,7 +47,7 @@ class FastPaths:
         self.int8_activation_model = with_int8_activations(model)  # what prompt passes run through transformers
         self.decode_step = DecodeStep(general) if general is not None else None
         self.packed = packed
-        self.packed_row_step = PackedRowDecodeStep(packed) if packed is not None else None
+        self.packed_step = PackedDecodeStep(packed) if packed is not None else None
 
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
@@ -69,8 +69,8 @@ class FastPaths:
         """Feed one token per sequence: input_ids and position_ids (batch, 1); ``attention_mask`` (batch, cached + 1)
         with 0 at padding, or None when no row is padded. Appends to ``cache``; returns logits (batch, vocab) in
         float32."""
-        if self.packed_row_step is not None and attention_mask is None and input_ids.shape[0] == 1:
-            return self.packed_row_step(input_ids, position_ids, cache)
+        if self.packed_step is not None:
+            return self.packed_step(input_ids, position_ids, cache, attention_mask)
         if self.decode_step is not None:
             return self.decode_step(input_ids, position_ids, cache, attention_mask)
         return self.model(

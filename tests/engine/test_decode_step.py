@@ -57,8 +57,18 @@ def test_single_stream_steps_match_transformers(
 
 
 def test_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path) -> None:
-    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="fp32", threads=1))
+    _padded_batch_against_each_alone(tiny_model_dir, "fp32")
+
+
+def test_packed_int8_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path, int8_kernel: str) -> None:
+    _padded_batch_against_each_alone(tiny_model_dir, "int8")
+
+
+def _padded_batch_against_each_alone(tiny_model_dir: Path, precision: str) -> None:
+    loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision=precision, threads=1))
     model, step = loaded.model, loaded.paths.decode
+    # int8: the packed step takes both, a batch with per-row scale tensors and a chat alone with plain numbers.
+    assert (loaded.paths.packed_step is not None) == (precision == "int8" and quantize.onednn_int8_available())
     long, short = PROMPTS
     pad = len(long) - len(short)
     caches = []
@@ -77,7 +87,8 @@ def test_padded_batch_step_matches_each_sequence_alone(tiny_model_dir: Path) -> 
         mask[1, :pad] = 0
         logits = step(torch.tensor([[11], [11]]), torch.tensor([[len(long)], [len(short)]]), batched, mask)
         alone = [step(torch.tensor([[11]]), torch.tensor([[len(p)]]), c) for p, c in zip(PROMPTS, caches, strict=True)]
-    torch.testing.assert_close(logits, torch.cat(alone), atol=1e-5, rtol=1e-5)
+    tolerance = 1e-5 if precision == "fp32" else 1e-3
+    torch.testing.assert_close(logits, torch.cat(alone), atol=tolerance, rtol=tolerance)
     assert batched.get_seq_length() == len(long) + 1
 
 
@@ -149,15 +160,16 @@ def test_real_model_greedy_reply_is_the_same_with_and_without_it(smollm2_gguf: P
 def test_other_model_shapes_keep_transformers_forward() -> None:
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=64))
     paths = build_fast_paths(model)
-    assert paths.decode_step is None and paths.packed_row_step is None
+    assert paths.decode_step is None and paths.packed_step is None
 
 
 @pytest.mark.parametrize("chats", [8, 10])
+@pytest.mark.parametrize("step_name", ["decode_step", "packed_step"])
 def test_many_chats_share_an_int8_x_int8_output_head(
-    tiny_model_dir: Path, chats: int, int8_kernel: str, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, chats: int, step_name: str, int8_kernel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    step = loaded.paths.decode_step
+    step = getattr(loaded.paths, step_name)
     assert step is not None and isinstance(loaded.model.get_output_embeddings(), Int8Linear)
     calls = []
     real = quantize.int8_matmul_per_row

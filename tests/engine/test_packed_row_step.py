@@ -43,7 +43,7 @@ def _steps(paths: FastPaths, model: torch.nn.Module, prompt: list[int], tokens: 
 def test_single_chat_int8_step_takes_the_packed_path_and_agrees_with_the_general_step(tiny_model_dir: Path) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
     step = loaded.paths
-    assert step.packed_row_step is not None
+    assert step.packed_step is not None
     prompt, tokens = [5, 17, 42, 99, 7, 3, 64, 12], [11, 23, 31, 2, 77]
     lean, lean_cache = _steps(step, loaded.model, prompt, tokens, packed_row=True)
     general, general_cache = _steps(step, loaded.model, prompt, tokens, packed_row=False)
@@ -57,11 +57,11 @@ def test_single_chat_int8_step_takes_the_packed_path_and_agrees_with_the_general
 
 def test_no_packed_path_without_onednn_or_outside_int8(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bf16 = load_model(EngineSettings(model=str(tiny_model_dir), precision="bf16", threads=1))
-    assert bf16.paths.packed_row_step is None
+    assert bf16.paths.packed_step is None
     monkeypatch.setattr(quantize, "onednn_int8_available", lambda: False)  # weight-only int8, as on ARM
     monkeypatch.setattr(native, "avx2_int8", lambda: None)  # nor the AVX2 kernel
     weight_only = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
-    assert weight_only.paths.packed_row_step is None
+    assert weight_only.paths.packed_step is None
 
 
 def _distance(reference: torch.Tensor, other: torch.Tensor) -> tuple[float, float]:
@@ -84,7 +84,7 @@ def test_real_model_packed_path_is_as_close_to_fp32_as_the_general_int8_step(smo
     del reference
     loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2))
     step = loaded.paths
-    assert step.packed_row_step is not None
+    assert step.packed_step is not None
     lean, _ = _steps(step, loaded.model, prompt, reply, packed_row=True)
     general, _ = _steps(step, loaded.model, prompt, reply, packed_row=False)
     lean_kl, lean_agreement = _distance(expected, lean)
