@@ -26,11 +26,12 @@ from bench.measure import cpu_description
 # Operator name fragments -> bucket; the first match wins (checked in this order).
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("int8 products (AVX2 kernel)", ("moodbot::avx2_int8",)),
+    ("int8 x int8 output head (AVX2 kernel)", ("moodbot::avx2_head_int8",)),
     ("weight-only int8 products", ("moodbot::avx2_weight_only", "_weight_int8pack_mm")),
     ("int8 products (oneDNN packed)", ("onednn::qlinear", "qlinear", "mkldnn", "onednn")),
     ("int8 products (torch._int_mm)", ("_int_mm",)),
     ("float products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
-    ("quantising activations", ("aten::round", "aten::clamp", "aten::amax", "aten::aminmax", "aten::quantize",
+    ("quantising activations", ("moodbot::avx2_quantize", "aten::round", "aten::clamp", "aten::amax", "aten::aminmax", "aten::quantize",
                                 "aten::_to_copy", "aten::to", "aten::abs", "aten::div")),
     ("attention", ("scaled_dot_product", "_flash_attention", "aten::softmax", "aten::_softmax")),
     ("norms, rotary, element-wise", ("aten::mul", "aten::add", "aten::rsqrt", "aten::pow", "aten::mean",
@@ -89,6 +90,9 @@ def label_native_products() -> None:
     Avx2Int8.weight_only_matmul = labelled(  # type: ignore[method-assign]
         Avx2Int8.weight_only_matmul, "moodbot::avx2_weight_only"
     )
+    Avx2Int8.signed_matmul = labelled(Avx2Int8.signed_matmul, "moodbot::avx2_head_int8")  # type: ignore[method-assign]
+    Avx2Int8.quantize_rows = labelled(Avx2Int8.quantize_rows, "moodbot::avx2_quantize")  # type: ignore[method-assign]
+    Avx2Int8.quantize_row = labelled(Avx2Int8.quantize_row, "moodbot::avx2_quantize")  # type: ignore[method-assign]
 
 
 async def _profile(model: Path, threads: int, precision: str, tokens: int, chats: int) -> dict[str, Any]:

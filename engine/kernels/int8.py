@@ -52,12 +52,17 @@ COMPUTE_DTYPE = torch.bfloat16
 ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else 127
 
 
+def symmetric_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``flat`` (rows, in) as int8 in -127..127 with its own scale: (values, scales (rows, 1) float32)."""
+    as_float = flat.float()
+    row_scales = as_float.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-8).div_(127.0)  # (rows, 1)
+    return torch.round(as_float / row_scales).to(torch.int8), row_scales
+
+
 def int8_matmul_per_row(flat: torch.Tensor, weight_int8: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """``flat @ (int8 * scales).T`` with ``flat`` (rows, in) quantised to int8 with one scale per row; returns
     (rows, out) in bf16."""
-    as_float = flat.float()
-    row_scales = as_float.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-8).div_(127.0)  # (rows, 1)
-    quantized = torch.round(as_float / row_scales).to(torch.int8)
+    quantized, row_scales = symmetric_rows(flat)
     accumulated = torch._int_mm(quantized, weight_int8.t())  # int32 (rows, out); the transpose is a view
     return accumulated.float().mul_(row_scales).mul_(scales.float()).to(COMPUTE_DTYPE)
 
@@ -171,7 +176,8 @@ class Int8Linear(nn.Module):
     it reads) and every input is quantised per row. Unpacked, it keeps its input in bf16 (weight-only), unless
     ``int8_activations`` is set: then each input row is quantised to int8 too (W8A8). Only
     :func:`with_int8_activations` sets it, on a copy that shares the weights. Where the AVX2 kernel is used, unpacked
-    layers (the output head) stay weight-only in it either way: there it is faster than both of torch's kernels.
+    layers (the output head) compute in it either way (weight-only, or int8 x int8 with ``int8_activations``): there
+it is faster than torch's kernels.
     """
 
     int8_activations = False
@@ -228,10 +234,14 @@ class Int8Linear(nn.Module):
             return self.forward_quantized(quantize_rows_of_activations(flat)).view(*x.shape[:-1], self.out_features)
         kernel = native.avx2_int8()
         if kernel is not None and self.weight_int8.is_contiguous():
-            # The output head on AVX2 without int8 dot products, for any number of rows (int8_activations or not):
-            # torch's weight-only kernel reads one row's weights below memory speed there, and torch._int_mm, which
-            # int8_activations would use, is many times slower still without VNNI (bench/RESULTS.md).
-            out = kernel.weight_only_matmul(flat, self.weight_int8, self.float_weight_scales()).to(COMPUTE_DTYPE)
+            # The output head on AVX2 without int8 dot products: torch's weight-only kernel reads one row's weights
+            # below memory speed there, and torch._int_mm is many times slower still without VNNI
+            # (bench/RESULTS.md); the AVX2 kernel computes both forms, with the same per-row int8 as _int_mm's.
+            if self.int8_activations:
+                out = kernel.signed_matmul(*symmetric_rows(flat), self.weight_int8, self.float_weight_scales())
+            else:
+                out = kernel.weight_only_matmul(flat, self.weight_int8, self.float_weight_scales())
+            out = out.to(COMPUTE_DTYPE)
         elif self.int8_activations:
             out = int8_matmul_per_row(flat, self.weight_int8, self.scales)
         else:

@@ -144,6 +144,9 @@ class Avx2Int8:
         self._weight_only = library.moodbot_f32s8_matmul
         self._weight_only.argtypes = [_pointer, _size, _size, _pointer, _size, _pointer, _pointer]
         self._weight_only.restype = ctypes.c_int
+        self._signed = library.moodbot_s8s8_matmul
+        self._signed.argtypes = [_pointer, _size, _size, _pointer, _size, _pointer, _pointer, _pointer]
+        self._signed.restype = None
         self._quantize = library.moodbot_quantize_rows
         self._quantize.argtypes = [_pointer, _size, _size, _pointer, _float, _float, _pointer, _pointer, _pointer]
         self._quantize.restype = None
@@ -182,6 +185,21 @@ class Avx2Int8:
             weight_scales.data_ptr(), column_sums.data_ptr(), None if bias is None else bias.data_ptr(),
             result.data_ptr(),
         )
+        return result
+
+    def signed_matmul(
+        self, values: torch.Tensor, row_scales: torch.Tensor, weight: torch.Tensor, weight_scales: torch.Tensor
+    ) -> torch.Tensor:
+        """(rows, out) float32: ``(values * row_scales) @ (weight * weight_scales).T`` for int8 ``values`` (rows, in)
+        in -127..127 with float32 ``row_scales`` (rows,) or (rows, 1), int8 ``weight`` (out, in) contiguous and
+        float32 ``weight_scales`` (out,)."""
+        rows, width = values.shape
+        assert values.dtype == torch.int8 and weight.dtype == torch.int8 and weight.shape[1] == width
+        assert weight.is_contiguous() and row_scales.numel() == rows
+        values, row_scales = values.contiguous(), row_scales.float().contiguous()
+        result = torch.empty(rows, weight.shape[0], dtype=torch.float32)
+        self._signed(values.data_ptr(), rows, width, weight.data_ptr(), weight.shape[0], row_scales.data_ptr(),
+                     weight_scales.data_ptr(), result.data_ptr())
         return result
 
     def quantize_rows(
@@ -282,6 +300,12 @@ def check(kernel: Avx2Int8) -> None:
     expected_weight_only = floats.double() @ (weight.double() * weight_scales.double()[:, None]).T
     assert float((weight_only.double() - expected_weight_only).abs().max()) <= 1e-5 * float(
         expected_weight_only.abs().max()), "the weight-only product disagrees with float"
+    signed = torch.randint(-127, 128, (rows, width), generator=generator, dtype=torch.int8)
+    expected_signed = (signed.double() * row_scales.double()[:, None]) @ (
+        weight.double() * weight_scales.double()[:, None]).T
+    got_signed = kernel.signed_matmul(signed, row_scales, weight, weight_scales)
+    assert float((got_signed.double() - expected_signed).abs().max()) <= 1e-5 * float(
+        expected_signed.abs().max()), "the int8 x int8 product disagrees with float"
     rows_to_quantize = torch.randn(3, width, generator=generator) * 4.0
     gain = torch.rand(width, generator=generator) + 0.5
     values, scales, zero_points = kernel.quantize_rows(rows_to_quantize, 127.0, gain, 1e-6)

@@ -172,16 +172,15 @@ def test_many_chats_share_an_int8_x_int8_output_head(
     step = getattr(loaded.paths, step_name)
     assert step is not None and isinstance(loaded.model.get_output_embeddings(), Int8Linear)
     calls = []
-    real = quantize.int8_matmul_per_row
-    monkeypatch.setattr(quantize, "int8_matmul_per_row", lambda *args: calls.append(1) or real(*args))
+    real = quantize.symmetric_rows  # the head's int8 rows, for torch._int_mm or the AVX2 kernel
+    monkeypatch.setattr(quantize, "symmetric_rows", lambda *args: calls.append(1) or real(*args))
     prompts = torch.randint(3, 100, (chats, 6), generator=torch.Generator().manual_seed(chats))
     tokens = torch.randint(3, 100, (chats, 1), generator=torch.Generator().manual_seed(1))
     cache = DynamicCache()
     with torch.inference_mode():
         loaded.model(input_ids=prompts, cache=cache, use_cache=True)
         batched = step(tokens, torch.full((chats, 1), 6), cache)
-        # With the AVX2 kernel the head stays weight-only at every size (torch._int_mm is slow without VNNI).
-        int8_head = chats >= decode_step_module.HEAD_INT8_ACTIVATION_ROWS and int8_kernel == "oneDNN"
+        int8_head = chats >= decode_step_module.HEAD_INT8_ACTIVATION_ROWS
         assert len(calls) == (1 if int8_head else 0)
         for layer in cache.layers:  # drop the token just appended, and take the same step with the weight-only head
             layer.keys, layer.values = layer.keys[:, :, :6], layer.values[:, :, :6]

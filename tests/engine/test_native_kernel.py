@@ -195,23 +195,49 @@ def test_the_unpacked_head_uses_the_kernel_for_any_rows_and_agrees_with_torch(
     head = Int8Linear.from_linear(nn.Linear(96, 300, bias=False))  # an unpacked layer, as the output head stays
     kernel = native.avx2_int8()
     assert kernel is not None
-    calls: list[int] = []
-    counted = native.Avx2Int8.weight_only_matmul
+    calls: list[tuple[str, int]] = []
+    weight_only, signed = native.Avx2Int8.weight_only_matmul, native.Avx2Int8.signed_matmul
 
-    def counting(self: native.Avx2Int8, x: torch.Tensor, *args: object) -> torch.Tensor:
-        calls.append(x.shape[0])
-        return counted(self, x, *args)
+    def counting_weight_only(self: native.Avx2Int8, x: torch.Tensor, *args: object) -> torch.Tensor:
+        calls.append(("weight-only", x.shape[0]))
+        return weight_only(self, x, *args)
 
-    monkeypatch.setattr(native.Avx2Int8, "weight_only_matmul", counting)
-    int8_activation_head = quantize.with_int8_activations(head)  # what many chats decoding together would use
+    def counting_signed(self: native.Avx2Int8, x: torch.Tensor, *args: object) -> torch.Tensor:
+        calls.append(("int8", x.shape[0]))
+        return signed(self, x, *args)
+
+    monkeypatch.setattr(native.Avx2Int8, "weight_only_matmul", counting_weight_only)
+    monkeypatch.setattr(native.Avx2Int8, "signed_matmul", counting_signed)
+    int8_activation_head = quantize.with_int8_activations(head)  # what many chats decoding together use
     with torch.inference_mode():
         for rows in (1, 8, 9, 20):
             x = torch.randn(rows, 96).to(quantize.COMPUTE_DTYPE)
             torch_out = torch.ops.aten._weight_int8pack_mm(x, head.weight_int8, head.scales).float()
-            for layer in (head, int8_activation_head):
-                ours = layer(x).float()
-                assert (ours - torch_out).abs().max() <= 1e-2 * torch_out.abs().max()  # a bf16 rounding apart
-    assert calls == [1, 1, 8, 8, 9, 9, 20, 20]
+            # torch._int_mm is exact in integers: the kernel's int8 x int8 product must give what it gives.
+            torch_int8 = quantize.int8_matmul_per_row(x, head.weight_int8, head.scales).float()
+            ours = head(x).float()
+            assert (ours - torch_out).abs().max() <= 1e-2 * torch_out.abs().max()  # a bf16 rounding apart
+            ours_int8 = int8_activation_head(x).float()
+            assert (ours_int8 - torch_int8).abs().max() <= 1e-2 * torch_int8.abs().max()
+            assert (ours_int8 - torch_out).abs().max() <= 5e-2 * torch_out.abs().max()  # int8 rounding
+    assert calls == [(kind, rows) for rows in (1, 8, 9, 20) for kind in ("weight-only", "int8")]
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 2, 5, 9])
+@pytest.mark.parametrize(("width", "out"), [(64, 1), (103, 5), (896, 33)])
+def test_signed_products_match_the_float_reference(rows: int, width: int, out: int) -> None:
+    generator = torch.Generator().manual_seed(rows * 1000 + width + out)
+    values = torch.randint(-127, 128, (rows, width), generator=generator, dtype=torch.int8)
+    values[0, :] = -127  # the sign moved onto the weights: the full range both ways must stay exact
+    weight = torch.randint(-127, 128, (out, width), generator=generator, dtype=torch.int8)
+    weight[0, :] = 127
+    row_scales, weight_scales = torch.rand(rows, generator=generator) + 0.1, torch.rand(out, generator=generator)
+    kernel = native.avx2_int8()
+    assert kernel is not None
+    got = kernel.signed_matmul(values, row_scales, weight, weight_scales)
+    expected = (values.double() * row_scales.double()[:, None]) @ (weight.double() * weight_scales.double()[:, None]).T
+    assert float((got.double() - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
 
 
 @needs_kernel
