@@ -22,7 +22,8 @@ import torch
 
 from bench.measure import cpu_description
 from engine.kernels import native
-from engine.kernels.int8 import COMPUTE_DTYPE, Int8Linear, quantize_rows, quantize_rows_of_activations
+from engine.kernels.activations import quantize_rows_of_activations
+from engine.kernels.int8 import COMPUTE_DTYPE, Int8Linear, quantize_rows
 
 # (name, out, in) of the Qwen2.5 0.5B layers as moodbot runs them (q/k/v and gate/up fused) and its output head.
 SHAPES = (("q, k, v", 1152, 896), ("o", 896, 896), ("gate, up", 9728, 896), ("down", 896, 4864))

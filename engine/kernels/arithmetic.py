@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from engine.kernels.int8 import Int8Linear, QuantizedActivations, quantize_one_row, quantize_rows_of_activations
+from engine.kernels.activations import QuantizedActivations, quantize_one_row, quantize_rows_of_activations
+from engine.kernels.int8 import Int8Linear
 
 OneRow = tuple[torch.Tensor, float, int]  # uint8 values (1, in), scale, zero point: ``scale * (values - zero_point)``
 

@@ -3,10 +3,11 @@
 //
 // y[r, o] = row_scale[r] * (weight_scale[o] * sum_k x[r, k] * w[o, k] - zero_point[r] * column_sum[o]) + bias[o]
 //
-// x: uint8 activations (rows, in), each row quantised on its own with values in 0..127 (engine/kernels/int8.py,
-// ACTIVATION_MAX); w: int8 weights (out, in), row-major, as quantize_rows stores them; column_sum[o] is
-// weight_scale[o] * sum_k w[o, k]. Seven-bit activations let vpmaddubsw add two products into int16 without
-// saturating (2 * 127 * 128 < 32768), so every sum is exact in integers, as oneDNN's is.
+// x: uint8 activations (rows, in), each row quantised on its own with values in 0..127
+// (engine/kernels/activations.py, ACTIVATION_MAX); w: int8 weights (out, in), row-major, as quantize_rows stores
+// them; column_sum[o] is weight_scale[o] * sum_k w[o, k]. Seven-bit activations let vpmaddubsw add two products
+// into int16 without saturating (2 * 127 * 128 < 32768), so every sum is exact in integers, as oneDNN's is. The
+// output head of many chats takes signed eight-bit rows instead (moodbot_s8s8_matmul).
 //
 // Why it exists: on AVX2 oneDNN reads the weights of a one-row product at about half the memory bandwidth, and a
 // reply's decode step is one row per layer. Here each thread streams its share of weight rows once; the rows of x
@@ -342,7 +343,7 @@ __attribute__((target("avx2,fma"))) int moodbot_f32s8_matmul(const float* x, int
   return 1;
 }
 
-// Asymmetric uint8 quantisation of each float32 row of x (rows, in) on its own, as engine/kernels/int8.py's
+// Asymmetric uint8 quantisation of each float32 row of x (rows, in) on its own, as engine/kernels/activations.py's
 // quantize_rows_of_activations does in several tensor operations: values (rows, in) in 0..max_value, and per row
 // a scale and a zero point with x[r] ~ scale[r] * (values[r] - zero_point[r]). With gain (in,) non-null, the row
 // quantised is RMSNorm(x[r]) * gain (epsilon eps): x * gain is quantised and the row's 1 / rms joins its scale

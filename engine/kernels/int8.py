@@ -14,8 +14,8 @@ a head row is a vocabulary entry, and so is an embedding row).
 Where torch has oneDNN's int8 matmul (x86 builds), :func:`pack_linears` goes further for every linear layer but the
 output head: the weights move into oneDNN's packed layout (replacing the plain copy, so memory does not grow) and
 the layer always quantises its input, each row with its own asymmetric uint8 scale and zero point
-(:func:`quantize_rows_of_activations`). On the 2-core test server this kernel costs about the same as the
-weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
+(engine.kernels.activations.quantize_rows_of_activations). On the 2-core test server this kernel costs about the
+same as the weight-only one for a single token but stays nearly flat as rows are added (16 rows: 3.4x faster, a 64-token
 prompt: 4.8x), so long prompts, classification and batched decoding of many chats get faster (a single chat's
 decode step and classification then skip transformers' forward: engine/kernels/decode.py and prompt_pass.py). The
 price is a little distance from bf16 (mean KL to fp32 0.0034 against weight-only's 0.0016; bench/RESULTS.md); the
@@ -33,30 +33,15 @@ from __future__ import annotations
 
 import copy
 import gc
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from engine.kernels import native
-from engine.settings import cpu_has_int8_dot_products
+from engine.kernels.activations import QuantizedActivations, quantize_rows_of_activations, symmetric_rows
 
 COMPUTE_DTYPE = torch.bfloat16
-
-# The highest uint8 value an activation may take. Without int8 dot-product instructions (AVX2-only CPUs), oneDNN
-# multiplies uint8 by int8 with vpmaddubsw, which adds pairs of products into int16 and saturates: two products of
-# 255 * 127 overflow it and the sum comes back wrong. Seven bits (0..127) keep every pair within int16, at the cost
-# of one bit of activation precision; with VNNI the products accumulate in int32 and all eight bits are used.
-ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else 127
-
-
-def symmetric_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row of ``flat`` (rows, in) as int8 in -127..127 with its own scale: (values, scales (rows, 1) float32)."""
-    as_float = flat.float()
-    row_scales = as_float.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-8).div_(127.0)  # (rows, 1)
-    return torch.round(as_float / row_scales).to(torch.int8), row_scales
 
 
 def int8_matmul_per_row(flat: torch.Tensor, weight_int8: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -82,84 +67,6 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         quantized[start : start + ROW_CHUNK] = torch.round(w / chunk_scales.float()[:, None]).clamp(-128, 127)
         scales[start : start + ROW_CHUNK] = chunk_scales
     return quantized, scales
-
-
-@dataclass(frozen=True)
-class QuantizedActivations:
-    """Rows of activations as uint8: ``x[r] ≈ scales[r] * (values[r] - zero_points[r])``."""
-
-    values: torch.Tensor  # uint8 (rows, in)
-    scales: torch.Tensor | None = None  # float32 (rows, 1); None for a single row (see single_row)
-    zero_points: torch.Tensor | None = None  # float32 (rows, 1), whole numbers in [0, ACTIVATION_MAX]
-    single_row: tuple[float, int] | None = None  # (scale, zero point) as Python numbers when there is one row
-
-    def dequantized(self) -> torch.Tensor:
-        """The rows these values stand for, (rows, in) in float32: what a projection of them multiplies."""
-        if self.single_row is not None:
-            scale, zero_point = self.single_row
-            return self.values.float().sub_(zero_point).mul_(scale)
-        assert self.scales is not None and self.zero_points is not None
-        return self.values.float().sub_(self.zero_points).mul_(self.scales)
-
-
-def quantize_rows_of_activations(
-    flat: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
-) -> QuantizedActivations:
-    """Asymmetric uint8 quantisation of each row of ``flat`` (rows, in) on its own (range widened to include 0).
-
-    Asymmetric, because activations are often lopsided (after SiLU, or with one large channel): with every layer
-    quantised this way the next-token distribution was closer to fp32's than with one symmetric scale per row
-    (mean KL 0.0050 vs 0.0073, bench/RESULTS.md).
-
-    With ``gain`` (float32 (in,)), the rows quantised are ``RMSNorm(flat) * gain`` with epsilon ``eps``: ``flat *
-    gain`` is quantised and each row's 1/rms joins its scale (engine.kernels.arithmetic.FoldedNorm). Where the AVX2
-    kernel is used, it does all of this in one call (about twenty small tensor operations otherwise).
-    """
-    kernel = native.avx2_int8()
-    if kernel is not None:
-        if flat.shape[0] == 1:
-            return QuantizedActivations(*_one_row(kernel.quantize_row(flat, ACTIVATION_MAX, gain, eps)))
-        return QuantizedActivations(*kernel.quantize_rows(flat, ACTIVATION_MAX, gain, eps))
-    as_float = flat.float()
-    inverse_rms = None if gain is None else as_float.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_()
-    if gain is not None:
-        as_float = as_float * gain
-    if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
-        values, scale, zero_point = quantize_one_row(as_float)
-        scale = scale if inverse_rms is None else scale * float(inverse_rms)
-        return QuantizedActivations(values, single_row=(scale, zero_point))
-    # Two reductions: torch.aminmax along a dimension measured 7-10x slower than amin and amax (torch 2.13, CPU).
-    low = as_float.amin(dim=-1, keepdim=True).clamp_(max=0)
-    high = as_float.amax(dim=-1, keepdim=True).clamp_(min=0)
-    scales = high.sub_(low).div_(float(ACTIVATION_MAX)).clamp_(min=1e-12)
-    inverse = scales.reciprocal()
-    zero_points = low.mul_(inverse).neg_().round_()
-    values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, ACTIVATION_MAX).to(torch.uint8)
-    return QuantizedActivations(values, scales if inverse_rms is None else scales * inverse_rms, zero_points)
-
-
-def _one_row(row: tuple[torch.Tensor, float, int]) -> tuple[torch.Tensor, None, None, tuple[float, int]]:
-    values, scale, zero_point = row
-    return values, None, None, (scale, zero_point)
-
-
-def quantize_one_row(
-    row: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
-) -> tuple[torch.Tensor, float, int]:
-    """One float32 row (1, in) as asymmetric uint8 with its scale and zero point as Python numbers:
-    ``row ≈ scale * (values - zero_point)``; ``gain`` and ``eps`` as for :func:`quantize_rows_of_activations`."""
-    kernel = native.avx2_int8()
-    if kernel is not None:
-        return kernel.quantize_row(row, ACTIVATION_MAX, gain, eps)
-    if gain is not None:
-        mean_square = float(torch.linalg.vector_norm(row)) ** 2 / row.shape[-1]
-        values, scale, zero_point = quantize_one_row(row * gain)
-        return values, scale / math.sqrt(mean_square + eps), zero_point
-    low, high = (float(v) for v in torch.aminmax(row))
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = max((high - low) / ACTIVATION_MAX, 1e-12)
-    zero_point = round(-low / scale)
-    return row.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, ACTIVATION_MAX).to(torch.uint8), scale, zero_point
 
 
 def onednn_int8_available() -> bool:

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from engine.kernels.activations import QuantizedActivations
 from engine.kernels.arithmetic import Arithmetic, OneRow
-from engine.kernels.int8 import QuantizedActivations
 from engine.kernels.layer import Stack
 
 # A Layer's fused projections and the model projections each one computes, outputs side by side in this order.

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from engine.kernels import activations, native
 from engine.kernels import int8 as quantize
-from engine.kernels import native
 from engine.kernels.int8 import Int8Linear
 
 needs_kernel = pytest.mark.skipif(
@@ -44,8 +44,8 @@ def _reference(values, weight, weight_scales, bias, row_scales, zero_points) -> 
 def test_products_match_the_float_reference(rows: int, width: int, out: int, with_bias: bool) -> None:
     # Full-range inputs: weights at ±127 and activations at 127 are where vpmaddubsw's int16 pairs would saturate.
     generator = torch.Generator().manual_seed(rows * 1000 + width + out)
-    values = torch.randint(0, quantize.ACTIVATION_MAX + 1, (rows, width), generator=generator, dtype=torch.uint8)
-    values[0, :] = quantize.ACTIVATION_MAX
+    values = torch.randint(0, activations.ACTIVATION_MAX + 1, (rows, width), generator=generator, dtype=torch.uint8)
+    values[0, :] = activations.ACTIVATION_MAX
     weight = torch.randint(-127, 128, (out, width), generator=generator, dtype=torch.int8)
     weight[0, :] = 127
     weight_scales = torch.rand(out, generator=generator) * 0.01 + 0.001
@@ -83,7 +83,7 @@ def test_a_packed_layer_gives_the_same_outputs_through_either_kernel(monkeypatch
         for rows in (x, x[:1]):
             ours, theirs = with_kernel(rows).float(), with_onednn(rows).float()
             assert (ours - theirs).abs().max() <= 1e-2 * theirs.abs().max()  # bf16 output: a rounding apart
-            quantized = quantize.quantize_rows_of_activations(rows)
+            quantized = activations.quantize_rows_of_activations(rows)
             exact_ours = with_kernel.forward_quantized(quantized, torch.float32)
             exact_theirs = with_onednn.forward_quantized(quantized, torch.float32)
             assert (exact_ours - exact_theirs).abs().max() <= 1e-5 * exact_theirs.abs().max()
@@ -280,11 +280,11 @@ def test_the_kernel_quantises_rows_as_the_tensor_operations_do(
     if rows > 2:
         hidden[2] = 0.0  # a row of zeros: the smallest scale, every value at the zero point
     gain = torch.rand(width, generator=generator) + 0.5 if with_norm else None
-    by_kernel = quantize.quantize_rows_of_activations(hidden, gain, 1e-6)
+    by_kernel = activations.quantize_rows_of_activations(hidden, gain, 1e-6)
     monkeypatch.setattr(native, "avx2_int8", lambda: None)
-    by_torch = quantize.quantize_rows_of_activations(hidden, gain, 1e-6)
+    by_torch = activations.quantize_rows_of_activations(hidden, gain, 1e-6)
     assert torch.equal(by_kernel.values, by_torch.values)
-    assert by_kernel.values.dtype == torch.uint8 and int(by_kernel.values.max()) <= quantize.ACTIVATION_MAX
+    assert by_kernel.values.dtype == torch.uint8 and int(by_kernel.values.max()) <= activations.ACTIVATION_MAX
     if rows == 1:
         assert by_kernel.single_row is not None and by_torch.single_row is not None
         assert by_kernel.single_row[1] == by_torch.single_row[1]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from engine import EngineSettings, LocalEngine
+from engine.kernels import activations as rows_of
 from engine.kernels import int8 as quantize
 from engine.kernels import native
 from engine.kernels.int8 import Int8Embedding, Int8Linear, quantize_rows, with_int8_activations
@@ -130,14 +131,14 @@ def test_packed_layer_multiplies_exactly_what_the_quantised_rows_say(int8_kernel
     weights = layer.weight_int8.double() * layer.scales.double()[:, None]
     layer.pack()
     x = torch.rand(3, 256) * 4.0  # all positive: the values run from 0 to the top of the range
-    activations = quantize.quantize_rows_of_activations(x)
-    assert int(activations.values.max()) == quantize.ACTIVATION_MAX
+    activations = rows_of.quantize_rows_of_activations(x)
+    assert int(activations.values.max()) == rows_of.ACTIVATION_MAX
     assert activations.scales is not None and activations.zero_points is not None
     restored = (activations.values.double() - activations.zero_points.double()) * activations.scales.double()
     expected = restored @ weights.t()
     with torch.inference_mode():
         got = layer.forward_quantized(activations, torch.float32).double()
-        one = quantize.quantize_rows_of_activations(x[:1])
+        one = rows_of.quantize_rows_of_activations(x[:1])
         got_one = layer.forward_quantized(one, torch.float32).double()
     assert ((got - expected).abs().max() / expected.abs().max()) < 1e-4
     assert one.single_row is not None
@@ -150,12 +151,12 @@ def test_activation_rows_round_trip_within_half_a_step() -> None:
     x = torch.randn(6, 40) * torch.tensor([[0.1], [1.0], [10.0], [1.0], [1.0], [1.0]])
     x[4] = x[4].abs() + 3.0  # all positive: the range is widened to include zero
     x[5] = 0.0
-    activations = quantize.quantize_rows_of_activations(x)
+    activations = rows_of.quantize_rows_of_activations(x)
     assert activations.values.dtype == torch.uint8
     assert activations.scales is not None and activations.zero_points is not None
     restored = (activations.values.float() - activations.zero_points) * activations.scales
     assert ((restored - x).abs() <= activations.scales * 0.51).all()
-    single = quantize.quantize_rows_of_activations(x[1:2])
+    single = rows_of.quantize_rows_of_activations(x[1:2])
     assert single.single_row is not None
     scale, zero_point = single.single_row
     assert ((single.values.float() - zero_point) * scale - x[1]).abs().max() <= scale * 0.51
