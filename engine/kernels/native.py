@@ -129,7 +129,8 @@ def build(folder: Path, *, private: bool = True) -> Path:
 
 class Avx2Int8:
     """The loaded library: :meth:`matmul` computes a packed int8 layer's product, :meth:`weight_only_matmul` the
-    output head's (see avx2_int8.cpp)."""
+    output head's for one chat and :meth:`signed_matmul` for many; :meth:`quantize_rows` and :meth:`quantize_row`
+    make the layers' inputs (see avx2_int8.cpp)."""
 
     def __init__(self, path: Path) -> None:
         library = ctypes.CDLL(str(path))
