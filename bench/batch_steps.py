@@ -74,7 +74,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     print(json.dumps(measure(args.model, args.chats, args.cached, args.steps, args.rounds, args.threads), indent=1))
 
 

@@ -55,19 +55,16 @@ def quantize_rows_of_activations(
     gain`` is quantised and each row's 1/rms joins its scale (engine.kernels.arithmetic.FoldedNorm). Where the AVX2
     kernel is used, it does all of this in one call (about twenty small tensor operations otherwise).
     """
+    if flat.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
+        values, scale, zero_point = quantize_one_row(flat.float(), gain, eps)
+        return QuantizedActivations(values, single_row=(scale, zero_point))
     kernel = native.avx2_int8()
     if kernel is not None:
-        if flat.shape[0] == 1:
-            return QuantizedActivations(*_one_row(kernel.quantize_row(flat, ACTIVATION_MAX, gain, eps)))
         return QuantizedActivations(*kernel.quantize_rows(flat, ACTIVATION_MAX, gain, eps))
     as_float = flat.float()
     inverse_rms = None if gain is None else as_float.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_()
     if gain is not None:
         as_float = as_float * gain
-    if as_float.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
-        values, scale, zero_point = quantize_one_row(as_float)
-        scale = scale if inverse_rms is None else scale * float(inverse_rms)
-        return QuantizedActivations(values, single_row=(scale, zero_point))
     # Two reductions: torch.aminmax along a dimension measured 7-10x slower than amin and amax (torch 2.13, CPU).
     low = as_float.amin(dim=-1, keepdim=True).clamp_(max=0)
     high = as_float.amax(dim=-1, keepdim=True).clamp_(min=0)
@@ -76,11 +73,6 @@ def quantize_rows_of_activations(
     zero_points = low.mul_(inverse).neg_().round_()
     values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, ACTIVATION_MAX).to(torch.uint8)
     return QuantizedActivations(values, scales if inverse_rms is None else scales * inverse_rms, zero_points)
-
-
-def _one_row(row: tuple[torch.Tensor, float, int]) -> tuple[torch.Tensor, None, None, tuple[float, int]]:
-    values, scale, zero_point = row
-    return values, None, None, (scale, zero_point)
 
 
 def quantize_one_row(

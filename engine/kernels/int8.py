@@ -84,7 +84,7 @@ class Int8Linear(nn.Module):
     ``int8_activations`` is set: then each input row is quantised to int8 too (W8A8). Only
     :func:`with_int8_activations` sets it, on a copy that shares the weights. Where the AVX2 kernel is used, unpacked
     layers (the output head) compute in it either way (weight-only, or int8 x int8 with ``int8_activations``): there
-it is faster than torch's kernels.
+    it is faster than torch's kernels.
     """
 
     int8_activations = False
