@@ -88,10 +88,11 @@ class OutputHead:
 class DecodeStep:
     """Feeds one token per sequence through the model in its own arithmetic; returns next-token logits (float32)."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, head: OutputHead | None = None) -> None:
+        """``head``: an :class:`OutputHead` of ``stack.head`` another step already made (one copy of its int8 twin)."""
         self.stack = stack
         self.layers = stack.layers  # the model's own modules, q/k/v and gate/up fused
-        self.head = OutputHead(stack.head)
+        self.head = head or OutputHead(stack.head)
 
     @torch.inference_mode()
     def __call__(
@@ -129,10 +130,11 @@ class PackedDecodeStep:
     chat computes the same numbers alone or with others, without the bf16 conversions around every projection
     the general step makes."""
 
-    def __init__(self, stack: Stack) -> None:
-        """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack)."""
+    def __init__(self, stack: Stack, head: OutputHead | None = None) -> None:
+        """``stack``: folded norms and packed layers (engine.kernels.layer.packed_stack); ``head`` as for
+        :class:`DecodeStep`."""
         self.stack = stack
-        self.head = OutputHead(stack.head)
+        self.head = head or OutputHead(stack.head)
 
     @torch.inference_mode()
     def __call__(

@@ -47,7 +47,11 @@ class FastPaths:
         self.int8_activation_model = with_int8_activations(model)  # what prompt passes run through transformers
         self.decode_step = DecodeStep(general) if general is not None else None
         self.packed = packed
-        self.packed_step = PackedDecodeStep(packed) if packed is not None else None
+        # Both steps end in the same head module: one OutputHead, so its int8 twin and scales exist once.
+        shared_head = None
+        if self.decode_step is not None and packed is not None and packed.head is self.decode_step.stack.head:
+            shared_head = self.decode_step.head
+        self.packed_step = PackedDecodeStep(packed, shared_head) if packed is not None else None
 
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:

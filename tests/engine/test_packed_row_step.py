@@ -43,7 +43,8 @@ def _steps(paths: FastPaths, model: torch.nn.Module, prompt: list[int], tokens: 
 def test_single_chat_int8_step_takes_the_packed_path_and_agrees_with_the_general_step(tiny_model_dir: Path) -> None:
     loaded = load_model(EngineSettings(model=str(tiny_model_dir), precision="int8", threads=1))
     step = loaded.paths
-    assert step.packed_step is not None
+    assert step.packed_step is not None and step.decode_step is not None
+    assert step.packed_step.head is step.decode_step.head  # one output head (and one int8 twin of it) for both
     prompt, tokens = [5, 17, 42, 99, 7, 3, 64, 12], [11, 23, 31, 2, 77]
     lean, lean_cache = _steps(step, loaded.model, prompt, tokens, packed_row=True)
     general, general_cache = _steps(step, loaded.model, prompt, tokens, packed_row=False)
@@ -84,7 +85,8 @@ def test_real_model_packed_path_is_as_close_to_fp32_as_the_general_int8_step(smo
     del reference
     loaded = load_model(EngineSettings(model=str(smollm2_gguf), precision="int8", threads=2))
     step = loaded.paths
-    assert step.packed_step is not None
+    assert step.packed_step is not None and step.decode_step is not None
+    assert step.packed_step.head is step.decode_step.head  # one output head (and one int8 twin of it) for both
     lean, _ = _steps(step, loaded.model, prompt, reply, packed_row=True)
     general, _ = _steps(step, loaded.model, prompt, reply, packed_row=False)
     lean_kl, lean_agreement = _distance(expected, lean)
