@@ -32,20 +32,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", type=int, default=None, help="balanced training examples per epoch")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None, help="adapt the top N decoder layers")
-    parser.add_argument("--rank", type=int, default=None)
+    parser.add_argument("--rank", type=int, default=None, help="LoRA rank (alpha follows it: the same scaling)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak rate (a run changing only this reuses the prepared features)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="steps between dev evaluations and checkpoints (fewer: more time for training)")
 
 
 def tune_command(config: Config, args: argparse.Namespace) -> None:
     """Run ``moodbot tune`` with parsed ``args`` and print the result."""
     from engine import RECIPES, TuneJob, tune
 
-    recipe = RECIPES[args.recipe].with_overrides(
+    base = RECIPES[args.recipe]
+    recipe = base.with_overrides(
         seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers, rank=args.rank,
-        learning_rate=args.learning_rate,
-        max_minutes=args.max_minutes,
+        alpha=base.alpha * args.rank / base.rank if args.rank else None,
+        learning_rate=args.learning_rate, max_minutes=args.max_minutes, eval_every=args.eval_every,
     )
     job = TuneJob(
         model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,

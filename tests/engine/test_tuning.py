@@ -233,7 +233,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
 
     out = tmp_path / "a.safetensors"
     argv = ["tune", "--model", str(tiny_model_dir), "--recipe", "quick", "--layers", "1", "--rank", "2",
-            "--examples", "12", "--epochs", "1", "--out", str(out)]
+            "--examples", "12", "--epochs", "1", "--eval-every", "1", "--out", str(out)]
     for path in data_files:
         argv += ["--data", str(path)]
     assert main(argv) == 0
@@ -242,8 +242,11 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert "dev accuracy (mean) over training:" in printed
     adapter = load_adapter(out)
     assert adapter.rank == 2
+    assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
     history = adapter.recipe["history"]  # the curve travels with the adapter
     assert isinstance(history, list) and history and {"step", "minutes", "mean"} <= set(history[-1])
+    assert [point["step"] for point in history] == list(range(1, len(history) + 1))  # --eval-every 1: every step
+    assert len(history) > 1
 
 
 def test_moodbot_tune_with_a_bad_file_is_one_line_and_exit_2(tiny_model_dir: Path, tmp_path: Path,
