@@ -46,9 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.without) - names
     if unknown:
         raise SystemExit(f"--without names no --data file: {', '.join(sorted(unknown))}")
-    recipe = RECIPES[args.recipe]
-    if args.rank:  # the same scaling (alpha / rank), so the rank changes capacity, not the step size
-        recipe = recipe.with_overrides(rank=args.rank, alpha=recipe.alpha * args.rank / recipe.rank)
+    recipe = RECIPES[args.recipe].with_rank(args.rank)  # the same scaling: the rank changes capacity, not the step
     job = TuneJob(model=args.model, data=args.data, out=args.work / "unused.safetensors", recipe=recipe,
                   workdir=args.work)
     features = args.work / "features.pt"

@@ -44,10 +44,8 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     """Run ``moodbot tune`` with parsed ``args`` and print the result."""
     from engine import RECIPES, TuneJob, tune
 
-    base = RECIPES[args.recipe]
-    recipe = base.with_overrides(
-        seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers, rank=args.rank,
-        alpha=base.alpha * args.rank / base.rank if args.rank else None,
+    recipe = RECIPES[args.recipe].with_rank(args.rank).with_overrides(
+        seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers,
         learning_rate=args.learning_rate, max_minutes=args.max_minutes, eval_every=args.eval_every,
     )
     job = TuneJob(

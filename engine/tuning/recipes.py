@@ -34,6 +34,11 @@ class Recipe:
         """A copy with the given fields changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def with_rank(self, rank: int | None) -> Recipe:
+        """A copy with another LoRA rank and alpha scaled alike, so the update's scaling (alpha / rank) and with it the
+        step size stay as they were: the rank changes capacity only. None: this recipe."""
+        return replace(self, rank=rank, alpha=self.alpha * rank / self.rank) if rank else self
+
 
 RECIPES: dict[str, Recipe] = {
     # Under half an hour on a 2-core CPU, preparation included. The top 12 of 24 layers: with only the top 4, an
