@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--without", action="append", default=[], help="file name to leave out (repeatable)")
     parser.add_argument("--rank", type=int, help="the adapter's rank instead of the recipe's (alpha scaled alike)")
+    parser.add_argument("--min-words", type=int, default=0, help="the tune run's --min-words")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
 
@@ -48,14 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--without names no --data file: {', '.join(sorted(unknown))}")
     recipe = RECIPES[args.recipe].with_rank(args.rank)  # the same scaling: the rank changes capacity, not the step
     job = TuneJob(model=args.model, data=args.data, out=args.work / "unused.safetensors", recipe=recipe,
-                  workdir=args.work)
+                  workdir=args.work, min_words=args.min_words)
     features = args.work / "features.pt"
     if not features.exists():
         raise SystemExit(f"{features}: run `moodbot tune` with the same data and recipe first")
     try:
         run = prepare(job, progress=False, reuse_only=True)
     except StaleFeatures as exc:
-        raise SystemExit(f"{exc}: pass the tune run's --data files in the same order, and its recipe") from exc
+        raise SystemExit(
+            f"{exc}: pass the tune run's --data files in the same order, its recipe and --min-words"
+        ) from exc
     kept = [i for i, example in enumerate(run.examples) if example.source not in args.without]
 
     trainer = run.trainer

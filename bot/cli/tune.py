@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labelled TSV file (text<TAB>label: 1 pos, 0 neg, 2 neutral); repeat for several")
     parser.add_argument("--dev", type=Path, action="append", default=[],
                         help="labelled file(s) for early stopping (default: a held-out part of each --data file)")
+    parser.add_argument("--min-words", type=int, default=0,
+                        help="leave out --data rows of fewer words, e.g. 6 for SST-2's phrase fragments "
+                             "(a Chinese character counts as a word)")
     parser.add_argument("--out", type=Path, required=True, help="the adapter file to write (.safetensors)")
     parser.add_argument("--recipe", choices=("quick", "default"), default="default",
                         help="quick: under half an hour on 2 cores; default: about an hour")
@@ -50,7 +53,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     )
     job = TuneJob(
         model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,
-        workdir=args.workdir,
+        workdir=args.workdir, min_words=args.min_words,
     )
     result = tune(job)
     scores = ", ".join(f"{name} {value:.1%}" for name, value in result.dev_scores.items() if name != "mean")

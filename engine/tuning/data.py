@@ -8,12 +8,17 @@ A file holds ``text<TAB>label`` lines (1 positive, 0 negative, 2 neutral; a head
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 LABEL_CODES = {"0": "negative", "1": "positive", "2": "neutral"}
+
+# Kana and CJK ideographs: scripts written without spaces between words, where each character counts as one.
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(f"[{_UNSPACED}]|[^\\W{_UNSPACED}]+")
 
 
 class TrainingDataError(ValueError):
@@ -56,6 +61,18 @@ def read_labelled(path: Path) -> list[LabelledText]:
     labels = {label for _, label in rows}
     choices = ("positive", "neutral", "negative") if "neutral" in labels else ("positive", "negative")
     return [LabelledText(text, label, path.name, choices) for text, label in rows]
+
+
+def word_count(text: str) -> int:
+    """Words in ``text``: runs of letters or digits, with each Chinese or Japanese character counted as one
+    (punctuation is not a word)."""
+    return len(_WORD.findall(text))
+
+
+def at_least_words(examples: Sequence[LabelledText], min_words: int) -> list[LabelledText]:
+    """The examples of ``min_words`` words or more. Phrase-level sets (SST-2's training file is 43% fragments of
+    under six words, labelled on their own) then give whole sentences, which is what people write."""
+    return [example for example in examples if word_count(example.text) >= min_words]
 
 
 def split_off_dev(

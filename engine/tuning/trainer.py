@@ -25,7 +25,14 @@ from tqdm import tqdm
 
 from engine.adapters.layout import adapted_prompt_layout
 from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
-from engine.tuning.data import LabelledText, balanced, read_labelled, split_off_dev
+from engine.tuning.data import (
+    LabelledText,
+    TrainingDataError,
+    at_least_words,
+    balanced,
+    read_labelled,
+    split_off_dev,
+)
 from engine.tuning.injections import instruction
 from engine.tuning.network import TrainingModel, load_training_model, lower_features
 from engine.tuning.recipes import Recipe
@@ -59,6 +66,7 @@ class TuneJob:
     recipe: Recipe
     dev: list[Path] = field(default_factory=list)  # empty: hold out recipe.dev_per_file rows of each data file
     workdir: Path | None = None  # checkpoints and cached features (default: next to ``out``)
+    min_words: int = 0  # rows of ``data`` with fewer words are left out (``--dev`` files are kept whole)
 
 
 @dataclass
@@ -147,6 +155,11 @@ def prepare(job: TuneJob, *, progress: bool = True, reuse_only: bool = False) ->
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
     rows = [example for path in job.data for example in read_labelled(path)]  # bad data fails before loading
+    if job.min_words:
+        rows = at_least_words(rows, job.min_words)
+        for path in job.data:
+            if not any(example.source == path.name for example in rows):
+                raise TrainingDataError(f"{path}: no row has {job.min_words} words or more")
     if job.dev:
         train, dev = rows, [example for path in job.dev for example in read_labelled(path)]
     else:
@@ -181,7 +194,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_rate(total_steps, recipe.warmup_share))
     step, best_score, best_state, stale, history = 0, -1.0, trainer.lora_state(), 0, []
     best_scores: dict[str, float] = {}  # per dev file, of the best state so far
-    spent_before = 0.0
+    spent_before, evaluation_minutes, mark = 0.0, 0.0, None  # mark: when the last step or evaluation ended
     checkpoint = workdir / CHECKPOINT
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
@@ -209,8 +222,16 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_score:.3f}" if best_score >= 0 else "-")
         minutes = (spent_before + clock() - started) / 60  # loading and preparing count too
-        if step % recipe.eval_every == 0 or step == total_steps or minutes >= recipe.max_minutes:
+        step_minutes, mark = (minutes - mark if mark is not None else 0.0), minutes
+        # The limit counts the evaluation that ends the run: the last one is made while one more step and an
+        # evaluation (as long as the last ones took) would still fit, so the run is over by the limit.
+        out_of_time = minutes + step_minutes + evaluation_minutes >= recipe.max_minutes
+        if step % recipe.eval_every == 0 or step == total_steps or out_of_time:
+            evaluating = clock()
             scores = dev_scores(trainer, prefix_hidden, dev_set)
+            evaluation_minutes = (clock() - evaluating) / 60
+            mark = minutes + evaluation_minutes
+            out_of_time = out_of_time or mark + step_minutes + evaluation_minutes >= recipe.max_minutes
             history.append({"step": step, "minutes": round(minutes, 2), "mean": round(scores["mean"], 4)})
             if scores["mean"] > best_score:
                 best_score, best_state, best_scores, stale = scores["mean"], trainer.lora_state(), scores, 0
@@ -225,7 +246,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             if stale >= recipe.patience:
                 stopped = "early stop"
                 break
-            if minutes >= recipe.max_minutes:
+            if out_of_time and step < total_steps:
                 stopped = "time limit"
                 break
     bar.close()

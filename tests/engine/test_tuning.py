@@ -14,7 +14,14 @@ from bot.cli.evaluation import INJECTIONS as EVAL_INJECTIONS
 from engine.adapters.file import load_adapter
 from engine.adapters.layout import adapted_prompt_layout
 from engine.loading.fingerprint import fingerprint
-from engine.tuning.data import TrainingDataError, balanced, read_labelled, split_off_dev
+from engine.tuning.data import (
+    TrainingDataError,
+    at_least_words,
+    balanced,
+    read_labelled,
+    split_off_dev,
+    word_count,
+)
 from engine.tuning.injections import instruction
 from engine.tuning.network import load_training_model
 from engine.tuning.recipes import Recipe
@@ -52,6 +59,38 @@ def test_a_malformed_row_names_its_file_and_line(tmp_path: Path) -> None:
     bad.write_text("text\tlabel\nfine\t1\nno label here\n", encoding="utf-8")
     with pytest.raises(TrainingDataError, match=r"bad.tsv:3"):
         read_labelled(bad)
+
+
+def test_words_are_counted_by_spaces_and_chinese_characters_one_by_one() -> None:
+    assert word_count("it 's a good film .") == 5  # SST-2's tokenised text: punctuation is no word
+    assert word_count("@user lol, see you at 3!") == 6
+    assert word_count("房间很干净") == 5 and word_count("房间很干净，服务好 ok") == 9
+    assert word_count("…!!") == 0
+
+
+def test_a_minimum_of_words_leaves_out_phrase_fragments_only(tmp_path: Path) -> None:
+    phrases = write_tsv(tmp_path / "phrases.tsv", [("good", 1), ("the worst", 0), ("a gentle and moving story", 1),
+                                                  ("it never finds its footing at all", 0), ("酒店很差劲啊", 0)])
+    kept = at_least_words(read_labelled(phrases), 5)
+    assert [e.text for e in kept] == ["a gentle and moving story", "it never finds its footing at all", "酒店很差劲啊"]
+
+
+def test_tune_with_a_minimum_of_words_trains_on_longer_rows_and_refuses_a_file_left_empty(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    from engine.tuning.trainer import prepare
+
+    job = TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors", recipe=TINY_RECIPE,
+                  min_words=6)
+    run = prepare(job, progress=False)
+    texts = {e.text for e in [*run.examples, *run.dev]}
+    assert texts and all(word_count(text) >= 6 for text in texts)
+    assert "I feel sad and lonely 3" in texts and not {"The meeting is at 3", "I feel happy 3"} & texts
+    assert {e.source for e in run.examples} == {"en.tsv", "zh.tsv", "chat.tsv"}
+    short = write_tsv(tmp_path / "short.tsv", [("ok", 1), ("no", 0)])
+    with pytest.raises(TrainingDataError, match=r"short\.tsv: no row has 6 words"):
+        prepare(TuneJob(model=str(tiny_model_dir), data=[*data_files, short], out=tmp_path / "b.safetensors",
+                        recipe=TINY_RECIPE, min_words=6), progress=False)
 
 
 def test_balancing_gives_every_file_and_every_label_within_it_an_equal_share(data_files: list[Path]) -> None:
@@ -197,6 +236,32 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_a
     for key, pair in first.pairs.items():
         torch.testing.assert_close(second.pairs[key].a, pair.a, rtol=0, atol=0)
         torch.testing.assert_close(second.pairs[key].b, pair.b, rtol=0, atol=0)
+
+
+def test_the_time_limit_counts_the_evaluation_it_triggers(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.tuning import trainer
+
+    now = [0.0]
+
+    def clock() -> float:  # every look at the clock is a tenth of a minute of training
+        now[0] += 6.0
+        return now[0]
+
+    scores = trainer.dev_scores
+
+    def slow_dev_scores(*args: object) -> dict[str, float]:  # an evaluation takes three minutes
+        now[0] += 180.0
+        return scores(*args)
+
+    monkeypatch.setattr(trainer, "dev_scores", slow_dev_scores)
+    recipe = TINY_RECIPE.with_overrides(epochs=50, eval_every=4, max_minutes=8.0)
+    result = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors", recipe=recipe),
+                  progress=False, clock=clock)
+    assert result.stopped == "time limit"
+    assert len(result.history) >= 2  # it did train and evaluate before the limit
+    assert result.seconds / 60 <= recipe.max_minutes  # the last evaluation ended by the limit, not three minutes on
 
 
 def test_a_second_run_changing_only_how_it_trains_reuses_the_prepared_features(
