@@ -157,8 +157,9 @@ def prepare(job: TuneJob, *, progress: bool = True, reuse_only: bool = False) ->
     rows = [example for path in job.data for example in read_labelled(path)]  # bad data fails before loading
     if job.min_words:
         rows = at_least_words(rows, job.min_words)
+        sources = {example.source for example in rows}
         for path in job.data:
-            if not any(example.source == path.name for example in rows):
+            if path.name not in sources:
                 raise TrainingDataError(f"{path}: no row has {job.min_words} words or more")
     if job.dev:
         train, dev = rows, [example for path in job.dev for example in read_labelled(path)]
