@@ -6,13 +6,15 @@ The projection then computes ``base(x) + scaling * (x @ A.T) @ B.T``, the conven
 
 The metadata ties the adapter to what it was trained with: the base model (its name and the fingerprint of its
 weights, engine.loading.fingerprint), the analyst prompt's version, the labels in readout order and the word whose
-first token stands for each. An adapter is only valid on the model and prompt it was trained for, so loading it
-anywhere else is refused (:func:`check_base`).
+first token stands for each, and the offsets fitted on the dev split after training that are added to the labels'
+logits (engine.tuning.calibration; a file without them adds none). An adapter is only valid on the model and prompt
+it was trained for, so loading it anywhere else is refused (:func:`check_base`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,12 @@ class AnalystAdapter:
     scaling: float
     pairs: dict[tuple[int, str], LoraPair]  # (layer index, projection) -> matrices
     recipe: dict[str, object] = field(default_factory=dict)  # how it was trained (data, steps, time), for people
+    # Added to each label's logit before the verdict (engine.tuning.calibration); a label not named adds 0.
+    label_offsets: dict[str, float] = field(default_factory=dict)
+
+    def offsets(self) -> list[float]:
+        """The label offsets in ``labels`` order."""
+        return [float(self.label_offsets.get(label, 0.0)) for label in self.labels]
 
     @property
     def layers(self) -> list[int]:
@@ -84,6 +92,7 @@ class AnalystAdapter:
             "label_words": json.dumps(self.label_words, ensure_ascii=False),
             "scaling": repr(float(self.scaling)),
             "recipe": json.dumps(self.recipe, ensure_ascii=False),
+            "label_offsets": json.dumps(self.label_offsets),
         }
         save_file(tensors, str(path), metadata=metadata)
 
@@ -119,6 +128,7 @@ def load_adapter(path: Path | str) -> AnalystAdapter:
                 scaling=float(metadata["scaling"]),
                 pairs={},
                 recipe=dict(json.loads(metadata.get("recipe", "{}"))),
+                label_offsets={str(k): float(v) for k, v in json.loads(metadata.get("label_offsets", "{}")).items()},
             )
     except AdapterError:
         raise
@@ -136,6 +146,8 @@ def load_adapter(path: Path | str) -> AnalystAdapter:
         raise AdapterError(f"{path} holds no adapter matrices")
     if set(adapter.labels) - set(adapter.label_words) or len(set(adapter.labels)) != len(adapter.labels):
         raise AdapterError(f"{path}: labels and label words do not match")
+    if set(adapter.label_offsets) - set(adapter.labels) or not all(map(math.isfinite, adapter.offsets())):
+        raise AdapterError(f"{path}: label offsets must be finite numbers for its labels")
     return adapter
 
 

@@ -5,7 +5,8 @@ prefix and reads next-token logits after the answer's opening, never generating 
 the adapter's own short one, laid out as training lays it out (engine/adapters/layout.py); every projection the
 adapter names adds its low-rank update, in the prefix's keys and values as in the messages' pass
 (engine/kernels/low_rank.py); and the verdict is a softmax over the adapter's label words (positive, neutral,
-negative), with no calibration and no neutral margin. The care question, when asked, still goes to the base model
+negative) after adding the adapter's own label offsets (fitted on its dev split when it was trained), with no
+zero-shot calibration and no neutral margin. The care question, when asked, still goes to the base model
 through the base analyst.
 
 The adapted layers are a second view of the same modules: the model holds its weights once, and replies never pass
@@ -50,6 +51,7 @@ class AdaptedAnalyst:
         self.labels = adapter.labels
         self.layout = self._layout(adapter)  # the prompt exactly as training built it
         self.label_ids = [self.layout.label_ids[label] for label in self.labels]
+        self.offsets = adapter.offsets()  # added to the label logits before the verdict
         self.tail_ids = self.layout.tail_ids
         try:
             prompt_pass = paths.adapted_prompt_pass(self.layout.prefix_ids, adapter.pairs, adapter.scaling)
@@ -96,7 +98,7 @@ class AdaptedAnalyst:
         logits: dict[int, list[float]] = {}
         for group in length_groups(lengths, len(self.tail_ids), BATCH_TOKENS):
             for index, row in zip(group, self.label_logits([texts[i] for i in group]).tolist(), strict=True):
-                logits[index] = row
+                logits[index] = [logit + offset for logit, offset in zip(row, self.offsets, strict=True)]
         if self.care is not None:
             cares = [care_from_logprobs(yes, no) for _, _, yes, no in self.care.answers(texts)]
         else:
@@ -125,8 +127,9 @@ def adapted_analyst(loaded: LoadedModel, adapter: AnalystAdapter, *, care_questi
     care = Analyst(loaded.paths, loaded.tokenizer, calibrate=False, care_question=True) if care_question else None
     analyst = AdaptedAnalyst(loaded.paths, loaded.tokenizer, adapter, care=care)
     logger.info(
-        "analyst adapter: labels %s, rank %d on %d layers, %.0f KB",
+        "analyst adapter: labels %s, rank %d on %d layers, %.0f KB, label offsets %s",
         "/".join(adapter.labels), adapter.rank, len(adapter.layers), adapter.size_bytes() / 1024,
+        " ".join(f"{offset:+.1f}" for offset in adapter.offsets()),
     )
     return analyst
 

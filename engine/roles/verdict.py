@@ -47,8 +47,8 @@ def care_from_logprobs(yes: float, no: float) -> float:
 
 def sentiment_from_label_logits(labels: Sequence[str], logits: Sequence[float], *, care: float = 0.0) -> Sentiment:
     """Verdict of a trained (adapted) analyst from its label words' logits, in ``labels`` order: softmax over them,
-    the likeliest label, ``score`` = P(positive) − P(negative). No calibration and no neutral margin: an adapter
-    learned where neutral lies."""
+    the likeliest label, ``score`` = P(positive) − P(negative). No calibration and no neutral margin here: an adapter
+    learned where neutral lies (its own label offsets are already in ``logits``)."""
     top = max(logits)
     weights = [math.exp(logit - top) for logit in logits]
     total = sum(weights)

@@ -89,8 +89,9 @@ class AdapterTrainer:
             for name, value in state.items():
                 named[name].copy_(value)
 
-    def export(self, state: dict[str, torch.Tensor], recipe_notes: dict[str, object]) -> AnalystAdapter:
-        """The adapter file's contents for LoRA matrices ``state``."""
+    def export(self, state: dict[str, torch.Tensor], recipe_notes: dict[str, object],
+               label_offsets: dict[str, float] | None = None) -> AnalystAdapter:
+        """The adapter file's contents for LoRA matrices ``state`` (and the label offsets fitted after training)."""
         self.load_lora_state(state)
         pairs: dict[tuple[int, str], LoraPair] = {}
         scaling = None
@@ -107,23 +108,33 @@ class AdapterTrainer:
             base_model=self.training.name, base_fingerprint=self.training.fingerprint,
             prompt_version=ADAPTED_ANALYST_PROMPT_VERSION, labels=LABELS,
             label_words={label: ADAPTED_LABEL_WORDS[label] for label in LABELS}, scaling=float(scaling or 0.0),
-            pairs=pairs, recipe=recipe_notes,
+            pairs=pairs, recipe=recipe_notes, label_offsets=dict(label_offsets or {}),
         )
+
+
+def dev_logits(trainer: AdapterTrainer, prefix_hidden: torch.Tensor, dev: Encoded) -> torch.Tensor:
+    """(n, 3) label logits of every dev example, in LABELS order."""
+    batches = [torch.zeros(0, len(LABELS))]
+    with torch.no_grad():
+        for start in range(0, len(dev.features), 32):
+            batches.append(trainer.logits(prefix_hidden, dev.features[start : start + 32]))
+    return torch.cat(batches)
+
+
+def scores_of(logits: torch.Tensor, dev: Encoded) -> dict[str, float]:
+    """Accuracy per dev file (among each file's own labels) of label ``logits`` (n, 3), and their mean."""
+    predicted = logits.masked_fill(~dev.allowed, float("-inf")).argmax(dim=-1)
+    correct: dict[str, list[bool]] = {}
+    for source, hit in zip(dev.sources, (predicted == dev.gold).tolist(), strict=True):
+        correct.setdefault(source, []).append(hit)
+    scores = {source: sum(hits) / len(hits) for source, hits in sorted(correct.items())}
+    scores["mean"] = sum(scores.values()) / len(scores)
+    return scores
 
 
 def dev_scores(trainer: AdapterTrainer, prefix_hidden: torch.Tensor, dev: Encoded) -> dict[str, float]:
     """Accuracy per dev file (among each file's own labels) and their mean."""
-    correct: dict[str, list[bool]] = {}
-    with torch.no_grad():
-        for start in range(0, len(dev.features), 32):
-            logits = trainer.logits(prefix_hidden, dev.features[start : start + 32])
-            allowed = dev.allowed[start : start + 32]
-            predicted = logits.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
-            for i, hit in enumerate((predicted == dev.gold[start : start + 32]).tolist()):
-                correct.setdefault(dev.sources[start + i], []).append(hit)
-    scores = {source: sum(hits) / len(hits) for source, hits in sorted(correct.items())}
-    scores["mean"] = sum(scores.values()) / len(scores)
-    return scores
+    return scores_of(dev_logits(trainer, prefix_hidden, dev), dev)
 
 
 def train_step(

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from engine.adapters.layout import adapted_prompt_layout
 from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
+from engine.tuning.calibration import fitted_offsets
 from engine.tuning.data import (
     LabelledText,
     TrainingDataError,
@@ -41,8 +42,9 @@ from engine.tuning.steps import (
     AdapterTrainer,
     Encoded,
     cosine_rate,
-    dev_scores,
+    dev_logits,
     epoch_batches,
+    scores_of,
     train_step,
 )
 
@@ -79,6 +81,8 @@ class TuneResult:
     dev_scores: dict[str, float]  # per dev file accuracy of the saved adapter, and their mean under "mean"
     stopped: str  # "done" | "early stop" | "time limit"
     history: list[dict[str, float]]  # per evaluation: step, minutes, mean
+    label_offsets: dict[str, float] = field(default_factory=dict)  # added to the label logits (all 0: none fitted)
+    balanced_recall: tuple[float, float] = (0.0, 0.0)  # dev mean of balanced recall without and with the offsets
 
 
 def _allowed(example: LabelledText) -> list[bool]:
@@ -195,6 +199,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_rate(total_steps, recipe.warmup_share))
     step, best_score, best_state, stale, history = 0, -1.0, trainer.lora_state(), 0, []
     best_scores: dict[str, float] = {}  # per dev file, of the best state so far
+    best_logits: torch.Tensor | None = None  # the best state's dev label logits, for fitting the label offsets
     spent_before, evaluation_minutes, mark = 0.0, 0.0, None  # mark: when the last step or evaluation ended
     checkpoint = workdir / CHECKPOINT
     if checkpoint.exists():
@@ -205,7 +210,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             schedule.load_state_dict(saved["schedule"])
             step, best_score, best_state = saved["step"], saved["best_score"], saved["best_state"]
             stale, history, spent_before = saved["stale"], saved["history"], saved["seconds"]
-            best_scores = saved.get("best_scores", {})
+            best_scores, best_logits = saved.get("best_scores", {}), saved.get("best_logits")
             started = clock()  # the time limit counts the earlier run's time plus this one's
             logger.info("resuming from step %d of %d", step, total_steps)
     lengths = [f.shape[0] for f in train_set.features]
@@ -229,19 +234,21 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         out_of_time = minutes + step_minutes + evaluation_minutes >= recipe.max_minutes
         if step % recipe.eval_every == 0 or step == total_steps or out_of_time:
             evaluating = clock()
-            scores = dev_scores(trainer, prefix_hidden, dev_set)
+            logits = dev_logits(trainer, prefix_hidden, dev_set)
+            scores = scores_of(logits, dev_set)
             evaluation_minutes = (clock() - evaluating) / 60
             mark = minutes + evaluation_minutes
             out_of_time = out_of_time or mark + step_minutes + evaluation_minutes >= recipe.max_minutes
             history.append({"step": step, "minutes": round(minutes, 2), "mean": round(scores["mean"], 4)})
             if scores["mean"] > best_score:
                 best_score, best_state, best_scores, stale = scores["mean"], trainer.lora_state(), scores, 0
+                best_logits = logits
             else:
                 stale += 1
             _save_checkpoint(checkpoint, {
                 "run_key": run_key, "lora": trainer.lora_state(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "step": step, "best_score": best_score, "best_state": best_state,
-                "best_scores": best_scores,
+                "best_scores": best_scores, "best_logits": best_logits,
                 "stale": stale, "history": history, "seconds": spent_before + clock() - started,
             })
             if stale >= recipe.patience:
@@ -254,15 +261,20 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     seconds = spent_before + clock() - started
     trainer.load_lora_state(best_state)
     # The best state's scores were measured when it was found; a dev pass through deep adapters is not free.
-    final = best_scores or dev_scores(trainer, prefix_hidden, dev_set)
+    if best_logits is None:
+        best_logits = dev_logits(trainer, prefix_hidden, dev_set)
+    final = best_scores or scores_of(best_logits, dev_set)
+    offsets, without, with_offsets = fitted_offsets(best_logits, dev_set.gold, dev_set.allowed, dev_set.sources)
+    label_offsets = dict(zip(LABELS, offsets, strict=True))
     notes: dict[str, object] = {
         "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",
         "examples": len(train_set.features), "steps": step, "stopped": stopped, "minutes": round(seconds / 60, 1),
         "dev_scores": {k: round(v, 4) for k, v in final.items()}, "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "history": history,  # dev accuracy against training time
+        "dev_balanced_recall": {"without offsets": round(without, 4), "with offsets": round(with_offsets, 4)},
     }
-    trainer.export(best_state, notes).save(job.out)
-    return TuneResult(job.out, step, seconds, final, stopped, history)
+    trainer.export(best_state, notes, label_offsets).save(job.out)
+    return TuneResult(job.out, step, seconds, final, stopped, history, label_offsets, (without, with_offsets))
 
 
 def _save_checkpoint(path: Path, state: dict[str, object]) -> None:

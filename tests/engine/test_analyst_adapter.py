@@ -3,6 +3,7 @@ on every classification path, and nothing else in the engine changes with it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,22 @@ def test_an_adapter_that_changes_nothing_reads_the_base_model(model_dir: Path) -
         assert verdict.probs == pytest.approx(probs, abs=1e-5), text
         assert verdict.label == max(probs, key=probs.__getitem__)
         assert verdict.score == pytest.approx(probs["positive"] - probs["negative"], abs=1e-5)
+
+
+def test_the_adapters_label_offsets_are_added_before_the_verdict(model_dir: Path, adapter: AnalystAdapter) -> None:
+    loaded = load(model_dir, "fp32")
+    plain = adapted_analyst(loaded, adapter, care_question=False)
+    offsets = {"positive": 0.0, "neutral": -0.7, "negative": 1.1}
+    shifted = adapted_analyst(loaded, replace(adapter, label_offsets=offsets), care_question=False)
+    logits = plain.label_logits(TEXTS)
+    torch.testing.assert_close(shifted.label_logits(TEXTS), logits)  # the raw readout is the same
+    moved = logits + torch.tensor([offsets[label] for label in plain.labels])
+    for row, verdict in zip(moved, shifted.classify_batch(TEXTS), strict=True):
+        probs = dict(zip(plain.labels, row.softmax(dim=0).tolist(), strict=True))
+        assert verdict.probs == pytest.approx(probs, abs=1e-5)
+        assert verdict.label == max(probs, key=probs.__getitem__)
+    always = replace(adapter, label_offsets={"neutral": 100.0})
+    assert {v.label for v in adapted_analyst(loaded, always, care_question=False).classify_batch(TEXTS)} == {"neutral"}
 
 
 def test_verdicts_are_three_way_and_care_comes_from_the_phrases_or_the_base_model(

@@ -14,6 +14,7 @@ from bot.cli.evaluation import INJECTIONS as EVAL_INJECTIONS
 from engine.adapters.file import load_adapter
 from engine.adapters.layout import adapted_prompt_layout
 from engine.loading.fingerprint import fingerprint
+from engine.tuning.calibration import MIN_ROWS
 from engine.tuning.data import (
     TrainingDataError,
     at_least_words,
@@ -249,13 +250,13 @@ def test_the_time_limit_counts_the_evaluation_it_triggers(
         now[0] += 6.0
         return now[0]
 
-    scores = trainer.dev_scores
+    logits = trainer.dev_logits
 
-    def slow_dev_scores(*args: object) -> dict[str, float]:  # an evaluation takes three minutes
+    def slow_dev_logits(*args: object) -> torch.Tensor:  # an evaluation takes three minutes
         now[0] += 180.0
-        return scores(*args)
+        return logits(*args)
 
-    monkeypatch.setattr(trainer, "dev_scores", slow_dev_scores)
+    monkeypatch.setattr(trainer, "dev_logits", slow_dev_logits)
     recipe = TINY_RECIPE.with_overrides(epochs=50, eval_every=4, max_minutes=8.0)
     result = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors", recipe=recipe),
                   progress=False, clock=clock)
@@ -305,6 +306,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
     assert "dev accuracy (mean) over training:" in printed
+    assert "label offsets: none" in printed  # 4 dev rows per file: too few to place a boundary by
     adapter = load_adapter(out)
     assert adapter.rank == 2
     assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
@@ -312,6 +314,38 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert isinstance(history, list) and history and {"step", "minutes", "mean"} <= set(history[-1])
     assert [point["step"] for point in history] == list(range(1, len(history) + 1))  # --eval-every 1: every step
     assert len(history) > 1
+
+
+def test_label_offsets_are_fitted_on_the_best_states_dev_logits_and_saved_with_the_adapter(
+        tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.tuning import trainer
+
+    dev = write_tsv(tmp_path / "dev.tsv", [(f"I feel happy about thing {i}", 1) for i in range(MIN_ROWS)] + [
+        (f"The train leaves at {i}", 2) for i in range(MIN_ROWS)] + [(f"I feel sad about thing {i}", 0)
+                                                                     for i in range(MIN_ROWS)])
+    seen: list[tuple[torch.Tensor, list[str]]] = []
+
+    def fit(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: list[str]) -> tuple:
+        seen.append((logits.clone(), list(sources)))
+        return [0.0, -0.4, 0.3], 0.5, 0.625
+
+    monkeypatch.setattr(trainer, "fitted_offsets", fit)
+    out = tmp_path / "analyst.safetensors"
+    result = tune(TuneJob(model=str(tiny_model_dir), data=data_files, dev=[dev], out=out,
+                          recipe=TINY_RECIPE.with_overrides(epochs=1)), progress=False)
+    [(logits, sources)] = seen
+    assert logits.shape == (2 * 3 * MIN_ROWS, 3)  # every dev row and its injected copy
+    assert Counter(sources) == {"dev.tsv": 3 * MIN_ROWS, "dev.tsv +injected": 3 * MIN_ROWS}
+    adapter = load_adapter(out)
+    assert adapter.label_offsets == result.label_offsets == {"positive": 0.0, "neutral": -0.4, "negative": 0.3}
+    assert result.balanced_recall == (0.5, 0.625)
+    assert adapter.recipe["dev_balanced_recall"] == {"without offsets": 0.5, "with offsets": 0.625}
+    # The logits are the saved adapter's own dev pass (the best state's), in the adapter's label order.
+    gold = torch.tensor([0] * MIN_ROWS + [1] * MIN_ROWS + [2] * MIN_ROWS)  # positive, neutral, negative rows
+    assert adapter.labels == ("positive", "neutral", "negative")
+    hits = logits.argmax(dim=-1) == torch.cat([gold, gold])
+    per_file = [hits[: 3 * MIN_ROWS].float().mean(), hits[3 * MIN_ROWS :].float().mean()]
+    assert result.dev_scores["mean"] == pytest.approx(float(sum(per_file) / 2), abs=1e-6)
 
 
 def test_moodbot_tune_with_a_bad_file_is_one_line_and_exit_2(tiny_model_dir: Path, tmp_path: Path,
