@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from bot.cli import main, with_adapter
 from bot.cli.doctor import check_adapter, doctor
 from bot.config import ConfigError, config_from_dict, load_config
+from engine.adapters.file import load_adapter
 from tests.support.adapters import MIXED, plain_model, random_adapter
 
 THREE_WAY = (
@@ -102,6 +104,12 @@ async def test_doctor_line_for_the_adapter(
     good = load_config(write_config(tmp_path, tiny_model_dir, f'analyst_adapter = "{adapter_file}"\n'), environ={})
     ok = await check_adapter(good)
     assert ok is not None and ok.ok and "labels positive/neutral/negative, rank 4 on 2 layers" in ok.line()
+    assert "label offsets none" in ok.line()  # a test adapter written without any
+    shifted = tmp_path / "shifted.safetensors"
+    replace(load_adapter(adapter_file), label_offsets={"neutral": -1.5, "negative": 0.0}).save(shifted)
+    shown = await check_adapter(load_config(write_config(tmp_path, tiny_model_dir,
+                                                         f'analyst_adapter = "{shifted}"\n'), environ={}))
+    assert shown is not None and shown.ok and shown.line().endswith("label offsets neutral -1.5")
     foreign = load_config(
         write_config(tmp_path, tiny_model_dir, f'analyst_adapter = "{foreign_adapter_file}"\n'), environ={})
     failed = await check_adapter(foreign)
