@@ -23,6 +23,7 @@ import torch
 LIMIT = 2.0  # the largest offset tried, in logits (a factor of e² ≈ 7.4 in odds)
 STEP = 0.1
 MARGIN = 2  # steps either side that a chosen point's neighbourhood spans
+GRID_SLICE = 128  # offsets tried at once
 MIN_ROWS = 10  # dev rows each file needs of each of its labels before offsets are fitted (fewer: all stay 0)
 
 
@@ -47,7 +48,9 @@ def fitted_offsets(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tens
     steps = torch.arange(-reach, reach + 1) * STEP  # 0 exactly among them
     second, third = torch.meshgrid(steps, steps, indexing="ij")
     grid = torch.stack([torch.zeros_like(second), second, third], dim=-1).reshape(-1, 3)
-    scores = _balanced_recalls(logits, gold, allowed, sources, grid)
+    # In slices of the grid: each point holds a prediction per dev row, and a --dev file may be large.
+    scores = torch.cat([_balanced_recalls(logits, gold, allowed, sources, grid[start : start + GRID_SLICE])
+                        for start in range(0, len(grid), GRID_SLICE)])
     # Each point is judged with its neighbours (±MARGIN steps): the pick then lies inside a stretch of good offsets,
     # not on the edge where one more dev row would have fallen the other way.
     side = len(steps)
