@@ -264,6 +264,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     if best_logits is None:
         best_logits = dev_logits(trainer, prefix_hidden, dev_set)
     final = best_scores or scores_of(best_logits, dev_set)
+    # Where the classes meet: an epoch can end leaning one way, and one offset per label moves that boundary.
     offsets, without, with_offsets = fitted_offsets(best_logits, dev_set.gold, dev_set.allowed, dev_set.sources)
     label_offsets = dict(zip(LABELS, offsets, strict=True))
     notes: dict[str, object] = {
