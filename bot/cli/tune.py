@@ -69,6 +69,6 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
         print(f"label offsets: {shown} (balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
     else:
         print(f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need {MIN_ROWS} dev rows "
-              "of each label in each file, and help only where the classes' boundaries lean)")
+              "of each label in each file, and are kept only when they gain a point or more)")
     print(f"use it: [engine] analyst_adapter = \"{result.out}\"; check it: moodbot eval --adapter {result.out} "
           "--data FILE")

@@ -51,6 +51,16 @@ def test_offsets_stay_zero_when_nothing_is_gained() -> None:
     assert offsets == [0.0, 0.0, 0.0] and without == with_offsets == 1.0
 
 
+def test_a_gain_within_chance_fits_nothing() -> None:
+    # One positive message of 300 is called neutral: offsets could fix it, for a third of a point.
+    data = (rows(99, POSITIVE, [2.0, 0.0, -2.0], "chat", THREE_WAY)
+            + rows(1, POSITIVE, [1.0, 1.2, -2.0], "chat", THREE_WAY)
+            + rows(100, NEUTRAL, [0.0, 2.0, 0.0], "chat", THREE_WAY)
+            + rows(100, NEGATIVE, [-2.0, 0.0, 2.0], "chat", THREE_WAY))
+    offsets, without, with_offsets = fitted_offsets(*tensors(data))
+    assert without < 1.0 and offsets == [0.0, 0.0, 0.0] and with_offsets == without
+
+
 def test_too_few_dev_rows_of_a_label_fit_nothing() -> None:
     data = (rows(30, POSITIVE, [1.0, 1.5, -2.0], "chat", THREE_WAY)
             + rows(30, NEUTRAL, [0.0, 2.0, -1.0], "chat", THREE_WAY)
