@@ -46,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def tune_command(config: Config, args: argparse.Namespace) -> None:
     """Run ``moodbot tune`` with parsed ``args`` and print the result."""
     from engine import RECIPES, TuneJob, tune
-    from engine.tuning.calibration import MIN_ROWS
 
     recipe = RECIPES[args.recipe].with_rank(args.rank).with_overrides(
         seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers,
@@ -68,7 +67,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
         shown = ", ".join(f"{label} {offset:+.1f}" for label, offset in result.label_offsets.items() if offset)
         print(f"label offsets: {shown} (balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
     else:
-        print(f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need {MIN_ROWS} dev rows "
-              "of each label in each file, and are kept only when they gain a point or more)")
+        print(f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need 10 dev rows of "
+              "each label in each file, and are kept only when they gain a point or more)")
     print(f"use it: [engine] analyst_adapter = \"{result.out}\"; check it: moodbot eval --adapter {result.out} "
           "--data FILE")

@@ -307,6 +307,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
     assert "dev accuracy (mean) over training:" in printed
     assert "label offsets: none" in printed  # 4 dev rows per file: too few to place a boundary by
+    assert f"offsets need {MIN_ROWS} dev rows" in printed  # the CLI's words match the engine's rule
     adapter = load_adapter(out)
     assert adapter.rank == 2
     assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
