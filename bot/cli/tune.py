@@ -64,8 +64,8 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
         print(f"dev accuracy (mean) over training: {curve}")
     without, with_offsets = result.balanced_recall
     if any(result.label_offsets.values()):
-        shown = ", ".join(f"{label} {offset:+.1f}" for label, offset in result.label_offsets.items() if offset)
-        print(f"label offsets: {shown} (balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
+        print(f"label offsets: {result.offsets_text} "
+              f"(balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
     else:
         print(f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need 10 dev rows of "
               "each label in each file, and are kept only when they gain a point or more)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,11 @@ FORMAT = "moodbot-analyst-adapter"
 FORMAT_VERSION = 1
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _TENSOR_NAME = re.compile(r"^layers\.(\d+)\.(\w+)\.lora_([AB])$")
+
+
+def offsets_text(label_offsets: Mapping[str, float]) -> str:
+    """The label offsets that move anything, as people read them ("neutral -0.8, negative -0.5"), or "none"."""
+    return ", ".join(f"{label} {offset:+.1f}" for label, offset in label_offsets.items() if offset) or "none"
 
 
 class AdapterError(EngineError):
@@ -61,6 +67,10 @@ class AnalystAdapter:
     def offsets(self) -> list[float]:
         """The label offsets in ``labels`` order."""
         return [float(self.label_offsets.get(label, 0.0)) for label in self.labels]
+
+    def offsets_text(self) -> str:
+        """The offsets that move anything, in ``labels`` order, as people read them; "none" without any."""
+        return offsets_text(dict(zip(self.labels, self.offsets(), strict=True)))
 
     @property
     def layers(self) -> list[int]:

@@ -129,7 +129,7 @@ def adapted_analyst(loaded: LoadedModel, adapter: AnalystAdapter, *, care_questi
     logger.info(
         "analyst adapter: labels %s, rank %d on %d layers, %.0f KB, label offsets %s",
         "/".join(adapter.labels), adapter.rank, len(adapter.layers), adapter.size_bytes() / 1024,
-        " ".join(f"{offset:+.1f}" for offset in adapter.offsets()),
+        adapter.offsets_text(),
     )
     return analyst
 
@@ -145,10 +145,8 @@ def describe_adapter(settings: EngineSettings) -> str:
         raise ModelLoadError(f"cannot read the model's weights at {source.weights}: {exc}") from exc
     check_base(adapter, model_name=settings.model, model_fingerprint=weights,
                prompt_version=ADAPTED_ANALYST_PROMPT_VERSION)
-    offsets = ", ".join(f"{label} {offset:+.1f}" for label, offset in zip(adapter.labels, adapter.offsets(),
-                                                                            strict=True) if offset)
     return (
         f"{settings.analyst_adapter}: trained on {adapter.base_model} (these weights), labels "
         f"{'/'.join(adapter.labels)}, rank {adapter.rank} on {len(adapter.layers)} layers, "
-        f"{adapter.size_bytes() / 1024:.0f} KB, label offsets {offsets or 'none'}"
+        f"{adapter.size_bytes() / 1024:.0f} KB, label offsets {adapter.offsets_text()}"
     )

@@ -43,7 +43,7 @@ def fitted_offsets(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tens
     """(offsets per label, score without, score with): the offsets (label order of ``logits``' columns, the first
     fixed at 0) that give the highest :func:`balanced_recall` on these rows, ties going to the smallest offsets.
     All 0 when some file has fewer than ``MIN_ROWS`` rows of one of its labels: too few to place a boundary by."""
-    none = float(_balanced_recalls(logits, gold, allowed, sources, torch.zeros(1, 3))[0])
+    none = balanced_recall(logits, gold, allowed, sources, torch.zeros(3))
     counts = Counter(zip(sources, gold.tolist(), strict=True))
     if not counts or min(counts.values()) < MIN_ROWS:
         return [0.0, 0.0, 0.0], none, none

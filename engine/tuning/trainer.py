@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from engine.adapters.file import offsets_text
 from engine.adapters.layout import adapted_prompt_layout
 from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
 from engine.tuning.calibration import fitted_offsets
@@ -83,6 +84,11 @@ class TuneResult:
     history: list[dict[str, float]]  # per evaluation: step, minutes, mean
     label_offsets: dict[str, float] = field(default_factory=dict)  # added to the label logits (all 0: none fitted)
     balanced_recall: tuple[float, float] = (0.0, 0.0)  # dev mean of balanced recall without and with the offsets
+
+    @property
+    def offsets_text(self) -> str:
+        """The fitted offsets as people read them ("neutral -0.8, negative -0.5"), or "none"."""
+        return offsets_text(self.label_offsets)
 
 
 def _allowed(example: LabelledText) -> list[bool]:

@@ -97,6 +97,7 @@ def test_the_adapter_file_keeps_its_offsets_and_an_older_file_has_none(tmp_path:
     adapter_with({"positive": 0.0, "neutral": -1.3, "negative": 0.4}).save(path)
     loaded = load_adapter(path)
     assert loaded.offsets() == [0.0, -1.3, 0.4]
+    assert loaded.offsets_text() == "neutral -1.3, negative +0.4"  # labels' order, the zero one left out
 
     with safe_open(str(path), framework="pt") as handle:  # the same file as written before offsets existed
         metadata = {k: v for k, v in (handle.metadata() or {}).items() if k != "label_offsets"}
@@ -104,6 +105,7 @@ def test_the_adapter_file_keeps_its_offsets_and_an_older_file_has_none(tmp_path:
     older = tmp_path / "older.safetensors"
     save_file(tensors_, str(older), metadata=metadata)
     assert load_adapter(older).offsets() == [0.0, 0.0, 0.0]
+    assert load_adapter(older).offsets_text() == "none"
 
 
 @pytest.mark.parametrize("offsets", [{"neutral": math.nan}, {"neutral": math.inf}, {"happy": 1.0}])
