@@ -62,12 +62,6 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     if result.history:
         curve = ", ".join(f"{point['minutes']:.0f} min {point['mean']:.1%}" for point in result.history)
         print(f"dev accuracy (mean) over training: {curve}")
-    without, with_offsets = result.balanced_recall
-    if any(result.label_offsets.values()):
-        print(f"label offsets: {result.offsets_text} "
-              f"(balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
-    else:
-        print(f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need 10 dev rows of "
-              "each label in each file, and are kept only when they gain a point or more)")
+    print(result.offsets_report())
     print(f"use it: [engine] analyst_adapter = \"{result.out}\"; check it: moodbot eval --adapter {result.out} "
           "--data FILE")

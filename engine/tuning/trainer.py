@@ -26,7 +26,7 @@ from tqdm import tqdm
 from engine.adapters.file import offsets_text
 from engine.adapters.layout import adapted_prompt_layout
 from engine.roles.prompts import ADAPTED_ANALYST_PROMPT_VERSION, ADAPTED_LABEL_WORDS
-from engine.tuning.calibration import fitted_offsets
+from engine.tuning.calibration import MIN_GAIN, MIN_ROWS, fitted_offsets
 from engine.tuning.data import (
     LabelledText,
     TrainingDataError,
@@ -85,10 +85,15 @@ class TuneResult:
     label_offsets: dict[str, float] = field(default_factory=dict)  # added to the label logits (all 0: none fitted)
     balanced_recall: tuple[float, float] = (0.0, 0.0)  # dev mean of balanced recall without and with the offsets
 
-    @property
-    def offsets_text(self) -> str:
-        """The fitted offsets as people read them ("neutral -0.8, negative -0.5"), or "none"."""
-        return offsets_text(self.label_offsets)
+    def offsets_report(self) -> str:
+        """One line on the label offsets: those fitted, with the dev balanced recall they gained, or why none were
+        (the rule's numbers come from engine.tuning.calibration, so the words cannot drift from it)."""
+        without, with_offsets = self.balanced_recall
+        if any(self.label_offsets.values()):
+            return (f"label offsets: {offsets_text(self.label_offsets)} "
+                    f"(balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
+        return (f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need {MIN_ROWS} dev "
+                f"rows of each label in each file, and are kept only for a gain of {MIN_GAIN:.1%} or more)")
 
 
 def _allowed(example: LabelledText) -> list[bool]:

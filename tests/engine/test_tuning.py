@@ -14,7 +14,7 @@ from bot.cli.evaluation import INJECTIONS as EVAL_INJECTIONS
 from engine.adapters.file import load_adapter
 from engine.adapters.layout import adapted_prompt_layout
 from engine.loading.fingerprint import fingerprint
-from engine.tuning.calibration import MIN_ROWS
+from engine.tuning.calibration import MIN_GAIN, MIN_ROWS
 from engine.tuning.data import (
     TrainingDataError,
     at_least_words,
@@ -308,6 +308,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert "dev accuracy (mean) over training:" in printed
     assert "label offsets: none" in printed  # 4 dev rows per file: too few to place a boundary by
     assert f"offsets need {MIN_ROWS} dev rows" in printed  # the CLI's words match the engine's rule
+    assert f"a gain of {MIN_GAIN:.1%} or more" in printed
     adapter = load_adapter(out)
     assert adapter.rank == 2
     assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
@@ -340,6 +341,8 @@ def test_label_offsets_are_fitted_on_the_best_states_dev_logits_and_saved_with_t
     adapter = load_adapter(out)
     assert adapter.label_offsets == result.label_offsets == {"positive": 0.0, "neutral": -0.4, "negative": 0.3}
     assert result.balanced_recall == (0.5, 0.625)
+    assert result.offsets_report() == (
+        "label offsets: neutral -0.4, negative +0.3 (balanced recall on the dev split 50.0% -> 62.5%)")
     assert adapter.recipe["dev_balanced_recall"] == {"without offsets": 0.5, "with offsets": 0.625}
     # The logits are the saved adapter's own dev pass (the best state's), in the adapter's label order.
     gold = torch.tensor([0] * MIN_ROWS + [1] * MIN_ROWS + [2] * MIN_ROWS)  # positive, neutral, negative rows
