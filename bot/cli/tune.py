@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, default=None, help="LoRA rank (alpha follows it: the same scaling)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak rate (a run changing only this reuses the prepared features)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop training after this long, loading and preparing included (a run this limit "
+                             "stopped goes on from its checkpoint when started again with a larger one)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps between dev evaluations and checkpoints (fewer: more time for training)")
 
@@ -63,5 +65,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
         curve = ", ".join(f"{point['minutes']:.0f} min {point['mean']:.1%}" for point in result.history)
         print(f"dev accuracy (mean) over training: {curve}")
     print(result.offsets_report())
+    if (go_on := result.time_limit_report()) is not None:
+        print(go_on)
     print(f"use it: [engine] analyst_adapter = \"{result.out}\"; check it: moodbot eval --adapter {result.out} "
           "--data FILE")

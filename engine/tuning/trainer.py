@@ -84,6 +84,15 @@ class TuneResult:
     history: list[dict[str, float]]  # per evaluation: step, minutes, mean
     label_offsets: dict[str, float] = field(default_factory=dict)  # added to the label logits (all 0: none fitted)
     balanced_recall: tuple[float, float] = (0.0, 0.0)  # dev mean of balanced recall without and with the offsets
+    total_steps: int = 0  # the recipe's steps (epochs included); ``steps`` is how many were taken
+
+    def time_limit_report(self) -> str | None:
+        """How to go on with a run its time limit stopped before its last step (None for any other run)."""
+        if self.stopped != "time limit" or self.steps >= self.total_steps:
+            return None
+        return (f"the time limit stopped training at step {self.steps} of {self.total_steps}, keeping the best state "
+                f"so far; to go on from there, run the same command again with --max-minutes above "
+                f"{self.seconds / 60:.0f} (the minutes already spent count)")
 
     def offsets_report(self) -> str:
         """One line on the label offsets: those fitted, with the dev balanced recall they gained, or why none were
@@ -124,8 +133,11 @@ def injected_dev(dev: Sequence[LabelledText], seed: int) -> list[LabelledText]:
 def _run_key(
     job: TuneJob, training: TrainingModel, examples: Sequence[LabelledText], dev: Sequence[LabelledText]
 ) -> str:
-    """What a checkpoint belongs to: the base model, the prompt, the whole recipe and every text."""
-    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, asdict(job.recipe)], examples, dev)
+    """What a checkpoint belongs to: the base model, the prompt, the recipe and every text. Not the time limit: it
+    changes when a run stops, not what it trains, so a run stopped by its limit goes on from its checkpoint when
+    started again with a larger one."""
+    recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes"}
+    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe], examples, dev)
 
 
 def _features_key(
@@ -286,7 +298,9 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         "dev_balanced_recall": {"without offsets": round(without, 4), "with offsets": round(with_offsets, 4)},
     }
     trainer.export(best_state, notes, label_offsets).save(job.out)
-    return TuneResult(job.out, step, seconds, final, stopped, history, label_offsets, (without, with_offsets))
+    return TuneResult(
+        job.out, step, seconds, final, stopped, history, label_offsets, (without, with_offsets), total_steps
+    )
 
 
 def _save_checkpoint(path: Path, state: dict[str, object]) -> None:

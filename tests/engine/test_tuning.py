@@ -265,6 +265,33 @@ def test_the_time_limit_counts_the_evaluation_it_triggers(
     assert result.seconds / 60 <= recipe.max_minutes  # the last evaluation ended by the limit, not three minutes on
 
 
+def test_a_run_its_time_limit_stopped_goes_on_from_its_checkpoint_with_a_larger_limit(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    now = [0.0]
+
+    def clock() -> float:  # every look at the clock is a tenth of a minute
+        now[0] += 6.0
+        return now[0]
+
+    out = tmp_path / "a.safetensors"
+    short = TINY_RECIPE.with_overrides(max_minutes=1.0)
+    first = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=short), progress=False,
+                 clock=clock)
+    assert first.stopped == "time limit" and 0 < first.steps < first.total_steps
+    advice = first.time_limit_report()
+    assert advice is not None and f"step {first.steps} of {first.total_steps}" in advice
+    above = float(advice.split("--max-minutes above ")[1].split()[0])
+    assert above >= short.max_minutes  # at least the minutes it has already spent
+
+    longer = TINY_RECIPE.with_overrides(max_minutes=30.0)
+    second = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=longer), progress=False)
+    assert second.stopped == "done" and second.steps == second.total_steps
+    assert second.time_limit_report() is None
+    assert second.history[: len(first.history)] == first.history  # the same run, gone on from its checkpoint
+    assert second.history[len(first.history)]["step"] > first.steps
+
+
 def test_a_second_run_changing_only_how_it_trains_reuses_the_prepared_features(
     tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
