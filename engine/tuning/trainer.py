@@ -91,8 +91,8 @@ class TuneResult:
         if self.stopped != "time limit" or self.steps >= self.total_steps:
             return None
         return (f"the time limit stopped training at step {self.steps} of {self.total_steps}, keeping the best state "
-                f"so far; to go on from there, run the same command again with --max-minutes above "
-                f"{self.seconds / 60:.0f} (the minutes already spent count)")
+                f"so far; to go on from there, run the same command again with a larger --max-minutes (the "
+                f"{self.seconds / 60:.0f} minutes spent so far count towards it)")
 
     def offsets_report(self) -> str:
         """One line on the label offsets: those fitted, with the dev balanced recall they gained, or why none were
