@@ -87,8 +87,9 @@ class TuneResult:
     total_steps: int = 0  # the recipe's steps (epochs included); ``steps`` is how many were taken
 
     def time_limit_report(self) -> str | None:
-        """How to go on with a run its time limit stopped before its last step (None for any other run)."""
-        if self.stopped != "time limit" or self.steps >= self.total_steps:
+        """How to go on with a run its time limit stopped before its last step (None for any other run: ``tune``
+        reports "time limit" only when steps were left)."""
+        if self.stopped != "time limit":
             return None
         return (f"the time limit stopped training at step {self.steps} of {self.total_steps}, keeping the best state "
                 f"so far; to go on from there, run the same command again with a larger --max-minutes (the "
