@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training after this long, loading and preparing included (a run this limit "
                              "stopped goes on from its checkpoint when started again with a larger one)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="what training computes in: auto is bf16 where the CPU has AVX-512 BF16 or AMX (about "
+                             "three times faster there), else fp32")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps between dev evaluations and checkpoints (fewer: more time for training)")
 
@@ -55,11 +58,12 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     )
     job = TuneJob(
         model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,
-        workdir=args.workdir, min_words=args.min_words,
+        workdir=args.workdir, min_words=args.min_words, precision=args.precision,
     )
     result = tune(job)
     scores = ", ".join(f"{name} {value:.1%}" for name, value in result.dev_scores.items() if name != "mean")
-    print(f"wrote {result.out} after {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped})")
+    print(f"wrote {result.out} after {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}), "
+          f"computing in {result.precision}")
     print(f"dev accuracy: {scores}; mean {result.dev_scores['mean']:.1%}")
     if result.history:
         curve = ", ".join(f"{point['minutes']:.0f} min {point['mean']:.1%}" for point in result.history)

@@ -1,5 +1,9 @@
 """The base model as training uses it: loaded in float32, its decoder layers run by hand over a shared prefix.
 
+Where the CPU does bf16 matrix work natively (AVX-512 BF16 or AMX), training computes in bf16 under autocast: the
+weights and the LoRA matrices stay float32 (so do the optimiser's updates), only the products run in bf16, which on
+such a CPU makes a step about three times faster (bench/RESULTS.md, "Training in bf16").
+
 Only the upper layers carry the adapter, so the lower layers' output for a message never changes during training:
 :func:`lower_features` computes it once per example (stored in bf16), and every step runs the upper layers only.
 The prompt's fixed prefix goes through the upper layers once per batch; each message attends to its keys and
@@ -12,6 +16,7 @@ are the model's own modules, so peft's LoRA wrappers on them take part.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,19 +31,28 @@ from engine.loading.fingerprint import fingerprint
 from engine.loading.model import load_checkpoint
 from engine.loading.source import resolve_source
 from engine.roles.chat_format import ensure_chat_template
-from engine.settings import EngineSettings
+from engine.settings import EngineSettings, cpu_has_fast_bf16
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # (1, kv_heads, prefix, head_dim) each
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
 class TrainingModel:
-    """The base model in float32 with its tokenizer, and what identifies its weights."""
+    """The base model in float32 with its tokenizer, what identifies its weights, and the precision its products
+    run in (``"fp32"`` or ``"bf16"``)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
     fingerprint: str
+    precision: str = "fp32"
+
+    def computing(self) -> contextlib.AbstractContextManager:
+        """A context in which the model's products run in this model's precision (bf16: under CPU autocast)."""
+        if self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -46,8 +60,19 @@ class TrainingModel:
         return self.model.model.layers
 
 
-def load_training_model(spec: str) -> TrainingModel:
-    """The model named by ``spec`` (hub id, folder or .gguf file) in float32, frozen; ModelLoadError otherwise."""
+def training_precision(precision: str) -> str:
+    """``"fp32"`` or ``"bf16"`` for a ``tune --precision`` choice: ``auto`` is bf16 where this CPU has native bf16
+    products, else fp32 (elsewhere bf16 is emulated and slower than fp32)."""
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"training precision must be one of {', '.join(TRAINING_PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return precision
+
+
+def load_training_model(spec: str, precision: str = "fp32") -> TrainingModel:
+    """The model named by ``spec`` (hub id, folder or .gguf file) in float32, frozen, computing in ``precision``
+    (``auto``, ``fp32`` or ``bf16``); ModelLoadError otherwise."""
     source = resolve_source(spec)
     try:
         model, tokenizer = load_checkpoint(source, EngineSettings(model=spec, precision="fp32"))
@@ -59,7 +84,7 @@ def load_training_model(spec: str) -> TrainingModel:
     ensure_chat_template(tokenizer)
     model.eval()
     model.requires_grad_(False)
-    return TrainingModel(model, tokenizer, spec, fingerprint(source.weights))
+    return TrainingModel(model, tokenizer, spec, fingerprint(source.weights), training_precision(precision))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -148,6 +173,14 @@ def lower_features(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The input of layer ``first_adapted``: for the prefix (1, prefix, hidden) float32, and for each message's
     ``message + tail`` tokens (len, hidden) bf16. ``progress`` (optional) is called with the number of messages done."""
+    with training.computing():
+        return _lower_features(training, layout, messages, first_adapted, batch_tokens, progress)
+
+
+def _lower_features(
+    training: TrainingModel, layout: AdaptedPromptLayout, messages: Sequence[list[int]], first_adapted: int,
+    batch_tokens: int, progress,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     model = training.model
     embed = model.get_input_embeddings()
     stage = Stage(model, training.layers[:first_adapted])
@@ -170,4 +203,4 @@ def lower_features(
         if progress is not None:
             progress(len(group))
         start = end
-    return prefix_hidden, [f for f in features if f is not None]
+    return prefix_hidden.float(), [f for f in features if f is not None]

@@ -71,12 +71,14 @@ class AdapterTrainer:
         self.norm = training.model.model.norm
 
     def logits(self, prefix_hidden: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(batch, 3) label logits for a batch of examples' lower features."""
-        _, prefix_kv = self.stage.prefix(prefix_hidden)
-        hidden = self.stage.after_prefix(pad_right([f.float() for f in features]), prefix_kv)
-        last = torch.tensor([f.shape[0] - 1 for f in features])
-        answers = self.norm(hidden[torch.arange(len(features)), last])
-        return answers @ self.label_rows.T
+        """(batch, 3) float32 label logits for a batch of examples' lower features, computed in the training
+        model's precision."""
+        with self.training.computing():
+            _, prefix_kv = self.stage.prefix(prefix_hidden)
+            hidden = self.stage.after_prefix(pad_right([f.float() for f in features]), prefix_kv)
+            last = torch.tensor([f.shape[0] - 1 for f in features])
+            answers = self.norm(hidden[torch.arange(len(features)), last])
+            return (answers @ self.label_rows.T).float()
 
     def lora_state(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable LoRA matrices by parameter name."""

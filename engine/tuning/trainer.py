@@ -70,6 +70,7 @@ class TuneJob:
     dev: list[Path] = field(default_factory=list)  # empty: hold out recipe.dev_per_file rows of each data file
     workdir: Path | None = None  # checkpoints and cached features (default: next to ``out``)
     min_words: int = 0  # rows of ``data`` with fewer words are left out (``--dev`` files are kept whole)
+    precision: str = "auto"  # the products' precision: fp32, bf16, or auto (bf16 where the CPU has it natively)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class TuneResult:
     label_offsets: dict[str, float] = field(default_factory=dict)  # added to the label logits (all 0: none fitted)
     balanced_recall: tuple[float, float] = (0.0, 0.0)  # dev mean of balanced recall without and with the offsets
     total_steps: int = 0  # the recipe's steps (epochs included); ``steps`` is how many were taken
+    precision: str = "fp32"  # what the products ran in
 
     def time_limit_report(self) -> str | None:
         """How to go on with a run its time limit stopped before its last step (None for any other run: ``tune``
@@ -138,7 +140,7 @@ def _run_key(
     changes when a run stops, not what it trains, so a run stopped by its limit goes on from its checkpoint when
     started again with a larger one."""
     recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes"}
-    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe], examples, dev)
+    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe, training.precision], examples, dev)
 
 
 def _features_key(
@@ -147,7 +149,8 @@ def _features_key(
     """What the prepared lower-layer features depend on, and nothing more: a second run that changes only how it
     trains (rate, rank, epochs, time) reuses them instead of spending most of a quick run preparing again."""
     return _digest(
-        [training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe.layers, recipe.max_message_tokens],
+        [training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe.layers, recipe.max_message_tokens,
+         training.precision],
         examples, dev,
     )
 
@@ -195,7 +198,7 @@ def prepare(job: TuneJob, *, progress: bool = True, reuse_only: bool = False) ->
         train, dev = split_off_dev(rows, recipe.dev_per_file, recipe.seed)
     if recipe.injected_share > 0:
         dev = [*dev, *injected_dev(dev, recipe.seed)]
-    training = load_training_model(job.model)
+    training = load_training_model(job.model, job.precision)
     layout = adapted_prompt_layout(training.tokenizer, ADAPTED_LABEL_WORDS)
     examples = training_examples(train, recipe)
     workdir = job.workdir or job.out.with_name(job.out.stem + ".work")
@@ -295,12 +298,14 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",
         "examples": len(train_set.features), "steps": step, "stopped": stopped, "minutes": round(seconds / 60, 1),
         "dev_scores": {k: round(v, 4) for k, v in final.items()}, "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "history": history,  # dev accuracy against training time
+        "threads": torch.get_num_threads(), "precision": trainer.training.precision,
+        "history": history,  # dev accuracy against training time
         "dev_balanced_recall": {"without offsets": round(without, 4), "with offsets": round(with_offsets, 4)},
     }
     trainer.export(best_state, notes, label_offsets).save(job.out)
     return TuneResult(
-        job.out, step, seconds, final, stopped, history, label_offsets, (without, with_offsets), total_steps
+        job.out, step, seconds, final, stopped, history, label_offsets, (without, with_offsets), total_steps,
+        trainer.training.precision,
     )
 
 

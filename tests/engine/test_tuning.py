@@ -458,3 +458,72 @@ def test_the_ablation_bench_trains_without_a_file_and_scores_every_file(
     with pytest.raises(SystemExit, match="no --data file"):
         ablation.main(["--model", str(tiny_model_dir), "--recipe", "tiny", *files, "--work", str(work),
                        "--without", "fr.tsv"])
+
+
+def test_auto_training_precision_is_bf16_only_where_the_cpu_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.tuning import network
+
+    monkeypatch.setattr(network, "cpu_has_fast_bf16", lambda: True)
+    assert network.training_precision("auto") == "bf16"
+    monkeypatch.setattr(network, "cpu_has_fast_bf16", lambda: False)
+    assert network.training_precision("auto") == "fp32"  # emulated bf16 would be slower than fp32
+    assert network.training_precision("bf16") == "bf16" and network.training_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        network.training_precision("int8")
+
+
+def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.tuning import trainer
+    from engine.tuning.network import lower_features
+    from engine.tuning.steps import AdapterTrainer
+
+    # The same message through the same layers: bf16 products give close but different logits, as float32.
+    readouts = {}
+    for precision in ("fp32", "bf16"):
+        training = load_training_model(str(tiny_model_dir), precision)
+        layout = adapted_prompt_layout(training.tokenizer, {"positive": " positive", "neutral": " neutral",
+                                                            "negative": " negative"})
+        step = AdapterTrainer(training, layout, TINY_RECIPE)
+        ids = layout.message_ids(training.tokenizer, "I feel happy 3")
+        prefix, features = lower_features(training, layout, [ids], step.first)
+        assert prefix.dtype == torch.float32 and features[0].dtype == torch.bfloat16
+        with torch.no_grad():
+            readouts[precision] = step.logits(prefix, features)[0]
+    assert readouts["bf16"].dtype == torch.float32
+    assert not torch.equal(readouts["fp32"], readouts["bf16"])
+    torch.testing.assert_close(readouts["bf16"], readouts["fp32"], atol=0.1, rtol=0.05)
+
+    prepared: list[int] = []
+    real = trainer.lower_features
+
+    def counting(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        prepared.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer, "lower_features", counting)
+    work = tmp_path / "shared.work"
+    results = {
+        precision: tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / f"{precision}.safetensors",
+                                recipe=TINY_RECIPE, workdir=work, precision=precision), progress=False)
+        for precision in ("fp32", "bf16")
+    }
+    assert len(prepared) == 2  # features prepared in fp32 are not those of a bf16 run: prepared again
+    assert {p: r.precision for p, r in results.items()} == {"fp32": "fp32", "bf16": "bf16"}
+    assert load_adapter(tmp_path / "bf16.safetensors").recipe["precision"] == "bf16"
+    assert load_adapter(tmp_path / "fp32.safetensors").recipe["precision"] == "fp32"
+
+
+def test_moodbot_tune_says_what_it_computed_in(tiny_model_dir: Path, data_files: list[Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    argv = ["tune", "--model", str(tiny_model_dir), "--recipe", "quick", "--layers", "1", "--rank", "2",
+            "--examples", "12", "--epochs", "1", "--precision", "fp32", "--out", str(tmp_path / "a.safetensors")]
+    for path in data_files:
+        argv += ["--data", str(path)]
+    assert main(argv) == 0
+    assert "computing in fp32" in capsys.readouterr().out
