@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training after this long, loading and preparing included (a run this limit "
                              "stopped goes on from its checkpoint when started again with a larger one)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="what training computes in: auto is bf16 where the CPU has AVX-512 BF16 or AMX (about "
-                             "three times faster there), else fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="what training computes in: bf16 is about three times faster on a CPU with AVX-512 "
+                             "BF16 or AMX, for trying recipes; its adapters scored lower than fp32's")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps between dev evaluations and checkpoints (fewer: more time for training)")
 

@@ -1,8 +1,9 @@
 """The base model as training uses it: loaded in float32, its decoder layers run by hand over a shared prefix.
 
-Where the CPU does bf16 matrix work natively (AVX-512 BF16 or AMX), training computes in bf16 under autocast: the
-weights and the LoRA matrices stay float32 (so do the optimiser's updates), only the products run in bf16, which on
-such a CPU makes a step about three times faster (bench/RESULTS.md, "Training in bf16").
+With ``precision="bf16"`` the layers' products run in bf16 under CPU autocast; the weights, the LoRA matrices, the
+optimiser's updates and the label logits stay float32. Where the CPU does bf16 natively (AVX-512 BF16 or AMX) a step
+is about three times faster, but the adapters it trained were less accurate on the held-out sets than fp32's, so
+fp32 is the default and bf16 a way to try recipes quickly (bench/RESULTS.md, "Training in bf16").
 
 Only the upper layers carry the adapter, so the lower layers' output for a message never changes during training:
 :func:`lower_features` computes it once per example (stored in bf16), and every step runs the upper layers only.
@@ -17,6 +18,7 @@ are the model's own modules, so peft's LoRA wrappers on them take part.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +36,8 @@ from engine.roles.chat_format import ensure_chat_template
 from engine.settings import EngineSettings, cpu_has_fast_bf16
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # (1, kv_heads, prefix, head_dim) each
-TRAINING_PRECISIONS = ("auto", "fp32", "bf16")
+logger = logging.getLogger(__name__)
+TRAINING_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -61,18 +64,19 @@ class TrainingModel:
 
 
 def training_precision(precision: str) -> str:
-    """``"fp32"`` or ``"bf16"`` for a ``tune --precision`` choice: ``auto`` is bf16 where this CPU has native bf16
-    products, else fp32 (elsewhere bf16 is emulated and slower than fp32)."""
+    """``precision`` checked (``"fp32"`` or ``"bf16"``), with a warning where bf16 would be slower than fp32: a CPU
+    without native bf16 products emulates them."""
     if precision not in TRAINING_PRECISIONS:
         raise ValueError(f"training precision must be one of {', '.join(TRAINING_PRECISIONS)}, not {precision!r}")
-    if precision == "auto":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision == "bf16" and not cpu_has_fast_bf16():
+        logger.warning("this CPU has no native bf16 products (AVX-512 BF16 or AMX): training in bf16 will be "
+                       "slower than in fp32, not faster")
     return precision
 
 
 def load_training_model(spec: str, precision: str = "fp32") -> TrainingModel:
     """The model named by ``spec`` (hub id, folder or .gguf file) in float32, frozen, computing in ``precision``
-    (``auto``, ``fp32`` or ``bf16``); ModelLoadError otherwise."""
+    (``fp32`` or ``bf16``); ModelLoadError otherwise."""
     source = resolve_source(spec)
     try:
         model, tokenizer = load_checkpoint(source, EngineSettings(model=spec, precision="fp32"))

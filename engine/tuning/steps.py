@@ -71,14 +71,15 @@ class AdapterTrainer:
         self.norm = training.model.model.norm
 
     def logits(self, prefix_hidden: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(batch, 3) float32 label logits for a batch of examples' lower features, computed in the training
-        model's precision."""
+        """(batch, 3) label logits for a batch of examples' lower features: the layers computed in the training
+        model's precision, the final norm and the label rows in float32."""
         with self.training.computing():
             _, prefix_kv = self.stage.prefix(prefix_hidden)
             hidden = self.stage.after_prefix(pad_right([f.float() for f in features]), prefix_kv)
-            last = torch.tensor([f.shape[0] - 1 for f in features])
-            answers = self.norm(hidden[torch.arange(len(features)), last])
-            return (answers @ self.label_rows.T).float()
+        last = torch.tensor([f.shape[0] - 1 for f in features])
+        # In bf16 a logit near 15 moves in steps of 1/16: too coarse for the loss and the label offsets.
+        answers = self.norm(hidden[torch.arange(len(features)), last].float())
+        return answers @ self.label_rows.T
 
     def lora_state(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable LoRA matrices by parameter name."""

@@ -460,18 +460,20 @@ def test_the_ablation_bench_trains_without_a_file_and_scores_every_file(
                        "--without", "fr.tsv"])
 
 
-def test_auto_training_precision_is_bf16_only_where_the_cpu_computes_it_natively(
-    monkeypatch: pytest.MonkeyPatch,
+def test_training_precision_is_fp32_or_bf16_and_warns_where_bf16_is_emulated(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from engine.tuning import network
 
     monkeypatch.setattr(network, "cpu_has_fast_bf16", lambda: True)
-    assert network.training_precision("auto") == "bf16"
-    monkeypatch.setattr(network, "cpu_has_fast_bf16", lambda: False)
-    assert network.training_precision("auto") == "fp32"  # emulated bf16 would be slower than fp32
     assert network.training_precision("bf16") == "bf16" and network.training_precision("fp32") == "fp32"
-    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+    assert not caplog.records
+    monkeypatch.setattr(network, "cpu_has_fast_bf16", lambda: False)
+    assert network.training_precision("bf16") == "bf16"  # allowed, but the person is told it will be slower
+    assert "slower than in fp32" in caplog.text
+    with pytest.raises(ValueError, match="fp32, bf16"):
         network.training_precision("int8")
+    assert TuneJob(model="m", data=[], out=Path("a"), recipe=TINY_RECIPE).precision == "fp32"  # the default
 
 
 def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
