@@ -140,7 +140,8 @@ def _run_key(
     changes when a run stops, not what it trains, so a run stopped by its limit goes on from its checkpoint when
     started again with a larger one."""
     recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes"}
-    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe, training.precision], examples, dev)
+    return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe, *_precision_mark(training)],
+                   examples, dev)
 
 
 def _features_key(
@@ -150,9 +151,15 @@ def _features_key(
     trains (rate, rank, epochs, time) reuses them instead of spending most of a quick run preparing again."""
     return _digest(
         [training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe.layers, recipe.max_message_tokens,
-         training.precision],
+         *_precision_mark(training)],
         examples, dev,
     )
+
+
+def _precision_mark(training: TrainingModel) -> list[str]:
+    """What a run's keys add for its precision: nothing for fp32, so work folders from before bf16 training existed
+    still resume and reuse their features; bf16 features and checkpoints are kept apart from them."""
+    return [] if training.precision == "fp32" else [training.precision]
 
 
 def _digest(head: object, examples: Sequence[LabelledText], dev: Sequence[LabelledText]) -> str:
