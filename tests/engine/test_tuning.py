@@ -50,6 +50,22 @@ def data_files(tmp_path: Path) -> list[Path]:
             write_tsv(tmp_path / "chat.tsv", chat)]
 
 
+@pytest.fixture
+def prepared(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per time a run computes lower-layer features (rather than reading them from its work folder)."""
+    from engine.tuning import trainer
+
+    calls: list[int] = []
+    real = trainer.lower_features
+
+    def counting(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer, "lower_features", counting)
+    return calls
+
+
 def test_two_way_files_choose_between_positive_and_negative_only(data_files: list[Path]) -> None:
     assert {e.choices for e in read_labelled(data_files[0])} == {("positive", "negative")}
     assert {e.choices for e in read_labelled(data_files[2])} == {("positive", "neutral", "negative")}
@@ -292,18 +308,8 @@ def test_a_run_its_time_limit_stopped_goes_on_from_its_checkpoint_with_a_larger_
 
 
 def test_a_second_run_changing_only_how_it_trains_reuses_the_prepared_features(
-    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, prepared: list[int]
 ) -> None:
-    from engine.tuning import trainer
-
-    prepared: list[int] = []
-    real = trainer.lower_features
-
-    def counting(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        prepared.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(trainer, "lower_features", counting)
     work = tmp_path / "shared.work"
     first = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors",
                          recipe=TINY_RECIPE, workdir=work), progress=False)
@@ -477,7 +483,7 @@ def test_training_precision_is_fp32_or_bf16_and_warns_where_bf16_is_emulated(
 
 
 def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
-    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, prepared: list[int]
 ) -> None:
     from engine.tuning import trainer
     from engine.tuning.network import lower_features
@@ -499,14 +505,6 @@ def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
     assert not torch.equal(readouts["fp32"], readouts["bf16"])
     torch.testing.assert_close(readouts["bf16"], readouts["fp32"], atol=0.1, rtol=0.05)
 
-    prepared: list[int] = []
-    real = trainer.lower_features
-
-    def counting(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        prepared.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(trainer, "lower_features", counting)
     work = tmp_path / "shared.work"
     results = {
         precision: tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / f"{precision}.safetensors",
