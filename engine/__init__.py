@@ -19,7 +19,7 @@ from engine.base import Engine
 from engine.errors import EngineBusy, EngineClosed, EngineError, ModelLoadError, ServerUnavailable
 from engine.roles.care_phrases import has_crisis_phrase
 from engine.roles.language import script_of
-from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, EngineSettings
+from engine.settings import BACKENDS, DEFAULT_MODEL, PRECISIONS, TRAINING_PRECISIONS, EngineSettings
 from engine.values import LABELS, REPLY_LENGTHS, ChatTurn, ReplyLength, Sentiment
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ __all__ = [
     "LABELS",
     "PRECISIONS",
     "REPLY_LENGTHS",
+    "TRAINING_PRECISIONS",
     "ChatTurn",
     "Engine",
     "EngineBusy",

@@ -14,6 +14,8 @@ from engine.values import ReplyLength
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
+# What ``moodbot tune`` may compute in (the first is its default; bf16 is faster only with native bf16 products).
+TRAINING_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 Backend = Literal["local", "openai"]
 BACKENDS: tuple[str, ...] = ("local", "openai")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; llama.cpp server: :8080/v1, Ollama: :11434/v1

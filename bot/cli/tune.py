@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from bot.config import Config
+from engine import TRAINING_PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training after this long, loading and preparing included (a run this limit "
                              "stopped goes on from its checkpoint when started again with a larger one)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=TRAINING_PRECISIONS[0],
                         help="what training computes in: bf16 is about three times faster on a CPU with AVX-512 "
                              "BF16 or AMX, for trying recipes; its adapters scored lower than fp32's")
     parser.add_argument("--eval-every", type=int, default=None,

@@ -33,11 +33,10 @@ from engine.loading.fingerprint import fingerprint
 from engine.loading.model import load_checkpoint
 from engine.loading.source import resolve_source
 from engine.roles.chat_format import ensure_chat_template
-from engine.settings import EngineSettings, cpu_has_fast_bf16
+from engine.settings import TRAINING_PRECISIONS, EngineSettings, cpu_has_fast_bf16
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # (1, kv_heads, prefix, head_dim) each
 logger = logging.getLogger(__name__)
-TRAINING_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass

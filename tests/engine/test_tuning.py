@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -512,18 +513,17 @@ def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
         for precision in ("fp32", "bf16")
     }
     assert len(prepared) == 2  # features prepared in fp32 are not those of a bf16 run: prepared again
-    # An fp32 run's keys are what they were before bf16 existed, so older work folders still resume.
-    from dataclasses import asdict
+    assert {p: r.precision for p, r in results.items()} == {"fp32": "fp32", "bf16": "bf16"}
+    assert load_adapter(tmp_path / "bf16.safetensors").recipe["precision"] == "bf16"
+    assert load_adapter(tmp_path / "fp32.safetensors").recipe["precision"] == "fp32"
 
+    # An fp32 run's keys are what they were before bf16 existed, so older work folders still resume.
     fp32, version = load_training_model(str(tiny_model_dir)), trainer.ADAPTED_ANALYST_PROMPT_VERSION
     assert trainer._features_key(fp32, TINY_RECIPE, [], []) == trainer._digest(
         [fp32.fingerprint, version, TINY_RECIPE.layers, TINY_RECIPE.max_message_tokens], [], [])
     job = TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "c.safetensors", recipe=TINY_RECIPE)
     recipe = {k: v for k, v in asdict(TINY_RECIPE).items() if k != "max_minutes"}
     assert trainer._run_key(job, fp32, [], []) == trainer._digest([fp32.fingerprint, version, recipe], [], [])
-    assert {p: r.precision for p, r in results.items()} == {"fp32": "fp32", "bf16": "bf16"}
-    assert load_adapter(tmp_path / "bf16.safetensors").recipe["precision"] == "bf16"
-    assert load_adapter(tmp_path / "fp32.safetensors").recipe["precision"] == "fp32"
 
 
 def test_moodbot_tune_says_what_it_computed_in(tiny_model_dir: Path, data_files: list[Path], tmp_path: Path,
