@@ -17,6 +17,13 @@ from engine import TRAINING_PRECISIONS
 logger = logging.getLogger(__name__)
 
 
+def _count(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text} is not a count (a whole number, 0 or more)")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``tune`` sub-command's options."""
     parser.add_argument("--data", type=Path, action="append", required=True,
@@ -26,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-words", type=int, default=0,
                         help="leave out --data rows of fewer words, e.g. 6 for SST-2's phrase fragments "
                              "(a Chinese character counts as a word)")
+    parser.add_argument("--max-repeats", type=_count, default=0,
+                        help="repeat a small file's rows at most this often, giving the rest of its share to the "
+                             "bigger files (default: every file an equal share, however small)")
     parser.add_argument("--out", type=Path, required=True, help="the adapter file to write (.safetensors)")
     parser.add_argument("--recipe", choices=("quick", "default"), default="default",
                         help="quick: under half an hour on 2 cores; default: about an hour")
@@ -59,7 +69,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     )
     job = TuneJob(
         model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,
-        workdir=args.workdir, min_words=args.min_words, precision=args.precision,
+        workdir=args.workdir, min_words=args.min_words, max_repeats=args.max_repeats, precision=args.precision,
     )
     result = tune(job)
     scores = ", ".join(f"{name} {value:.1%}" for name, value in result.dev_scores.items() if name != "mean")

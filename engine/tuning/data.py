@@ -98,21 +98,24 @@ def split_off_dev(
     return train, dev
 
 
-def balanced(examples: Sequence[LabelledText], count: int, seed: int) -> list[LabelledText]:
+def balanced(
+    examples: Sequence[LabelledText], count: int, seed: int, max_repeats: int = 0
+) -> list[LabelledText]:
     """``count`` examples with every file given an equal share and, within a file, every label an equal share.
 
     A group with fewer rows than its share is repeated (its rows cycle in a shuffled order) rather than left
-    under-represented; a bigger group is sampled without repetition. The result is shuffled.
+    under-represented; a bigger group is sampled without repetition. With ``max_repeats``, no file's smallest label
+    group is repeated more than that many times: a small file's share stops there and the rest goes to the bigger
+    files (fewer than ``count`` when every file is capped). The result is shuffled.
     """
     rng = random.Random(seed)
     by_file: dict[str, dict[str, list[LabelledText]]] = defaultdict(lambda: defaultdict(list))
     for example in examples:
         by_file[example.source][example.label].append(example)
     chosen: list[LabelledText] = []
-    files = sorted(by_file)
-    for file_index, source in enumerate(files):
-        file_share = count // len(files) + (1 if file_index < count % len(files) else 0)
-        labels = sorted(by_file[source])
+    shares = _file_shares(by_file, count, max_repeats)
+    for source in sorted(by_file):
+        labels, file_share = sorted(by_file[source]), shares[source]
         for label_index, label in enumerate(labels):
             share = file_share // len(labels) + (1 if label_index < file_share % len(labels) else 0)
             rows = by_file[source][label][:]
@@ -120,3 +123,21 @@ def balanced(examples: Sequence[LabelledText], count: int, seed: int) -> list[La
             chosen += [rows[i % len(rows)] for i in range(share)]
     rng.shuffle(chosen)
     return chosen
+
+
+def _file_shares(by_file: dict[str, dict[str, list[LabelledText]]], count: int, max_repeats: int) -> dict[str, int]:
+    """How many of ``count`` examples each file gives: equal shares, or with ``max_repeats`` equal shares up to each
+    file's cap, filled from the smallest cap up so that what a capped file cannot give goes to the others."""
+    files = sorted(by_file)
+    if not max_repeats:
+        return {source: count // len(files) + (1 if index < count % len(files) else 0)
+                for index, source in enumerate(files)}
+    caps = {source: max_repeats * len(groups) * min(len(rows) for rows in groups.values())
+            for source, groups in by_file.items()}
+    shares: dict[str, int] = {}
+    left = count
+    for index, source in enumerate(sorted(files, key=lambda name: (caps[name], name))):
+        fair = -(-left // (len(files) - index))  # rounded up, so that the last file takes what is left
+        shares[source] = min(caps[source], fair)
+        left -= shares[source]
+    return shares

@@ -70,6 +70,7 @@ class TuneJob:
     dev: list[Path] = field(default_factory=list)  # empty: hold out recipe.dev_per_file rows of each data file
     workdir: Path | None = None  # checkpoints and cached features (default: next to ``out``)
     min_words: int = 0  # rows of ``data`` with fewer words are left out (``--dev`` files are kept whole)
+    max_repeats: int = 0  # cap on how often a small file's rows repeat (0: equal shares per file, however small)
     precision: str = "fp32"  # the layers' products: fp32, or bf16 (faster on CPUs with native bf16, less accurate)
 
 
@@ -112,10 +113,12 @@ def _allowed(example: LabelledText) -> list[bool]:
     return [label in example.choices for label in LABELS]
 
 
-def training_examples(train: Sequence[LabelledText], recipe: Recipe) -> list[LabelledText]:
+def training_examples(
+    train: Sequence[LabelledText], recipe: Recipe, max_repeats: int = 0
+) -> list[LabelledText]:
     """The balanced examples of one run, plus an injected copy (true label kept) of ``injected_share`` of them."""
     rng = random.Random(recipe.seed + 1)
-    chosen = balanced(train, recipe.examples, recipe.seed)
+    chosen = balanced(train, recipe.examples, recipe.seed, max_repeats)
     copies = [
         replace(e, appended=instruction(e.text, e.choices, rng))
         for e in chosen[: round(len(chosen) * recipe.injected_share)]
@@ -207,7 +210,7 @@ def prepare(job: TuneJob, *, progress: bool = True, reuse_only: bool = False) ->
         dev = [*dev, *injected_dev(dev, recipe.seed)]
     training = load_training_model(job.model, job.precision)
     layout = adapted_prompt_layout(training.tokenizer, ADAPTED_LABEL_WORDS)
-    examples = training_examples(train, recipe)
+    examples = training_examples(train, recipe, job.max_repeats)
     workdir = job.workdir or job.out.with_name(job.out.stem + ".work")
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     trainer = AdapterTrainer(training, layout, recipe)
@@ -303,6 +306,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     label_offsets = dict(zip(LABELS, offsets, strict=True))
     notes: dict[str, object] = {
         "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",
+        "min_words": job.min_words, "max_repeats": job.max_repeats,
         "examples": len(train_set.features), "steps": step, "stopped": stopped, "minutes": round(seconds / 60, 1),
         "dev_scores": {k: round(v, 4) for k, v in final.items()}, "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "precision": trainer.training.precision,

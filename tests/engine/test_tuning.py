@@ -121,6 +121,18 @@ def test_balancing_gives_every_file_and_every_label_within_it_an_equal_share(dat
     assert {per_group[("chat.tsv", label)] for label in ("positive", "neutral", "negative")} in ({13, 14}, {14, 13})
 
 
+def test_a_repeat_cap_gives_a_small_files_unused_share_to_the_bigger_files(data_files: list[Path]) -> None:
+    rows = [e for path in data_files for e in read_labelled(path)]
+    chosen = balanced(rows, 120, seed=1, max_repeats=2)
+    per_group = Counter((e.source, e.label) for e in chosen)
+    assert per_group[("zh.tsv", "negative")] == per_group[("zh.tsv", "positive")] == 12  # 6 rows, each twice
+    assert Counter(e.source for e in chosen) == {"zh.tsv": 24, "chat.tsv": 48, "en.tsv": 48}
+    assert max(Counter(e.text for e in chosen).values()) == 2
+    # when every file is capped, the run gets fewer examples rather than more repetition
+    assert Counter(e.source for e in balanced(rows, 150, seed=1, max_repeats=2)) == Counter(e.source for e in chosen)
+    assert balanced(rows, 120, seed=1, max_repeats=0) == balanced(rows, 120, seed=1)  # no cap: equal shares
+
+
 def test_the_dev_split_is_held_out_and_stratified(data_files: list[Path]) -> None:
     rows = [e for path in data_files for e in read_labelled(path)]
     train, dev = split_off_dev(rows, per_file=6, seed=0)
@@ -332,9 +344,12 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
 
     out = tmp_path / "a.safetensors"
     argv = ["tune", "--model", str(tiny_model_dir), "--recipe", "quick", "--layers", "1", "--rank", "2",
-            "--examples", "12", "--epochs", "1", "--eval-every", "1", "--out", str(out)]
+            "--examples", "12", "--epochs", "1", "--eval-every", "1", "--max-repeats", "2", "--out", str(out)]
     for path in data_files:
         argv += ["--data", str(path)]
+    with pytest.raises(SystemExit):
+        main([*argv, "--max-repeats", "-1"])
+    assert "--max-repeats: -1 is not a count" in capsys.readouterr().err
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
@@ -343,7 +358,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert f"offsets need {MIN_ROWS} dev rows" in printed  # the CLI's words match the engine's rule
     assert f"a gain of {MIN_GAIN:.1%} or more" in printed
     adapter = load_adapter(out)
-    assert adapter.rank == 2
+    assert adapter.rank == 2 and adapter.recipe["max_repeats"] == 2
     assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
     history = adapter.recipe["history"]  # the curve travels with the adapter
     assert isinstance(history, list) and history and {"step", "minutes", "mean"} <= set(history[-1])
