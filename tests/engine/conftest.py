@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from engine.kernels import native
+from engine.kernels import activations, native
+from tests.support.kernel import NO_AVX2_KERNEL, runnable_avx2_int8
+
+
+@pytest.fixture
+def avx2_kernel(monkeypatch: pytest.MonkeyPatch) -> native.Avx2Int8:
+    """The AVX2 kernel, chosen for this test as on an AVX2-only server, whether or not the engine would choose it on
+    this CPU (skips where the CPU cannot run it)."""
+    kernel = runnable_avx2_int8()
+    if kernel is None:
+        pytest.skip(NO_AVX2_KERNEL)
+    monkeypatch.setattr(native, "avx2_int8", lambda: kernel)
+    # With the kernel come seven-bit activations: a CPU with int8 dot products quantises to eight bits, whose pairs
+    # of products would saturate the kernel's int16 sums (activations.py).
+    monkeypatch.setattr(activations, "ACTIVATION_MAX", 127)
+    return kernel
 
 
 @pytest.fixture(params=["AVX2 kernel", "oneDNN"])
 def int8_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Packed layers computed by each kernel this machine can run: oneDNN always, the AVX2 one where it is chosen."""
+    """Packed layers computed by each int8 kernel: oneDNN, and the AVX2 one wherever this CPU can run it."""
     if request.param == "oneDNN":
         monkeypatch.setattr(native, "avx2_int8", lambda: None)
-    elif native.avx2_int8() is None:
-        pytest.skip("the AVX2 kernel is not chosen on this CPU (int8 dot products, or no compiler): oneDNN only")
+    else:
+        request.getfixturevalue("avx2_kernel")
     return request.param
