@@ -126,18 +126,15 @@ def balanced(
 
 
 def _file_shares(by_file: dict[str, dict[str, list[LabelledText]]], count: int, max_repeats: int) -> dict[str, int]:
-    """How many of ``count`` examples each file gives: equal shares, or with ``max_repeats`` equal shares up to each
-    file's cap, filled from the smallest cap up so that what a capped file cannot give goes to the others."""
-    files = sorted(by_file)
-    if not max_repeats:
-        return {source: count // len(files) + (1 if index < count % len(files) else 0)
-                for index, source in enumerate(files)}
-    caps = {source: max_repeats * len(groups) * min(len(rows) for rows in groups.values())
+    """How many of ``count`` examples each file gives: equal shares (the first files by name take the remainder),
+    each capped by ``max_repeats`` where it is set, filled from the smallest cap up so that what a capped file cannot
+    give goes to the others."""
+    caps = {source: max_repeats * len(groups) * min(len(rows) for rows in groups.values()) if max_repeats else count
             for source, groups in by_file.items()}
     shares: dict[str, int] = {}
     left = count
-    for index, source in enumerate(sorted(files, key=lambda name: (caps[name], name))):
-        fair = -(-left // (len(files) - index))  # rounded up, so that the last file takes what is left
+    for index, source in enumerate(sorted(by_file, key=lambda name: (caps[name], name))):
+        fair = -(-left // (len(by_file) - index))  # rounded up, so that the last file takes what is left
         shares[source] = min(caps[source], fair)
         left -= shares[source]
     return shares
