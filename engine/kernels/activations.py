@@ -21,7 +21,8 @@ from engine.settings import cpu_has_int8_dot_products
 # multiplies uint8 by int8 with vpmaddubsw, which adds pairs of products into int16 and saturates: two products of
 # 255 * 127 overflow it and the sum comes back wrong. Seven bits (0..127) keep every pair within int16, at the cost
 # of one bit of activation precision; with VNNI the products accumulate in int32 and all eight bits are used.
-ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else 127
+SEVEN_BIT_MAX = 127  # what vpmaddubsw's int16 pairs allow: oneDNN's on AVX2, and moodbot's AVX2 kernel
+ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else SEVEN_BIT_MAX
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ def avx2_kernel(monkeypatch: pytest.MonkeyPatch) -> native.Avx2Int8:
     monkeypatch.setattr(native, "avx2_int8", lambda: kernel)
     # With the kernel come seven-bit activations: a CPU with int8 dot products quantises to eight bits, whose pairs
     # of products would saturate the kernel's int16 sums (activations.py).
-    monkeypatch.setattr(activations, "ACTIVATION_MAX", 127)
+    monkeypatch.setattr(activations, "ACTIVATION_MAX", activations.SEVEN_BIT_MAX)
     return kernel
 
 
