@@ -15,14 +15,22 @@ from dataclasses import dataclass
 import torch
 
 from engine.kernels import native
+from engine.kernels.native import SEVEN_BIT_MAX
 from engine.settings import cpu_has_int8_dot_products
 
-# The highest uint8 value an activation may take. Without int8 dot-product instructions (AVX2-only CPUs), oneDNN
-# multiplies uint8 by int8 with vpmaddubsw, which adds pairs of products into int16 and saturates: two products of
-# 255 * 127 overflow it and the sum comes back wrong. Seven bits (0..127) keep every pair within int16, at the cost
-# of one bit of activation precision; with VNNI the products accumulate in int32 and all eight bits are used.
-SEVEN_BIT_MAX = 127  # what vpmaddubsw's int16 pairs allow: oneDNN's on AVX2, and moodbot's AVX2 kernel
-ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else SEVEN_BIT_MAX
+# The highest uint8 value an activation for oneDNN's products may take. Without int8 dot-product instructions
+# (AVX2-only CPUs), oneDNN multiplies uint8 by int8 with vpmaddubsw, which adds pairs of products into int16 and
+# saturates: two products of 255 * 127 overflow it and the sum comes back wrong. Seven bits (0..127) keep every pair
+# within int16, at the cost of one bit of activation precision; with VNNI the products accumulate in int32 and all
+# eight bits are used. Where the AVX2 kernel does the products, it quantises the activations itself, always to
+# seven bits (native.SEVEN_BIT_MAX), whatever this says: see activation_max().
+ONEDNN_ACTIVATION_MAX = 255 if cpu_has_int8_dot_products() else SEVEN_BIT_MAX
+
+
+def activation_max() -> int:
+    """The top of the uint8 range activations are quantised to here: seven bits where the AVX2 kernel does the
+    products, else :data:`ONEDNN_ACTIVATION_MAX`."""
+    return SEVEN_BIT_MAX if native.avx2_int8() is not None else ONEDNN_ACTIVATION_MAX
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ class QuantizedActivations:
 
     values: torch.Tensor  # uint8 (rows, in)
     scales: torch.Tensor | None = None  # float32 (rows, 1); None for a single row (see single_row)
-    zero_points: torch.Tensor | None = None  # float32 (rows, 1), whole numbers in [0, ACTIVATION_MAX]
+    zero_points: torch.Tensor | None = None  # float32 (rows, 1), whole numbers in [0, activation_max()]
     single_row: tuple[float, int] | None = None  # (scale, zero point) as Python numbers when there is one row
 
     def dequantized(self) -> torch.Tensor:
@@ -61,7 +69,7 @@ def quantize_rows_of_activations(
         return QuantizedActivations(values, single_row=(scale, zero_point))
     kernel = native.avx2_int8()
     if kernel is not None:
-        return QuantizedActivations(*kernel.quantize_rows(flat, ACTIVATION_MAX, gain, eps))
+        return QuantizedActivations(*kernel.quantize_rows(flat, gain, eps))
     as_float = flat.float()
     inverse_rms = None if gain is None else as_float.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_()
     if gain is not None:
@@ -69,10 +77,10 @@ def quantize_rows_of_activations(
     # Two reductions: torch.aminmax along a dimension measured 7-10x slower than amin and amax (torch 2.13, CPU).
     low = as_float.amin(dim=-1, keepdim=True).clamp_(max=0)
     high = as_float.amax(dim=-1, keepdim=True).clamp_(min=0)
-    scales = high.sub_(low).div_(float(ACTIVATION_MAX)).clamp_(min=1e-12)
+    scales = high.sub_(low).div_(float(ONEDNN_ACTIVATION_MAX)).clamp_(min=1e-12)
     inverse = scales.reciprocal()
     zero_points = low.mul_(inverse).neg_().round_()
-    values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, ACTIVATION_MAX).to(torch.uint8)
+    values = as_float.mul(inverse).round_().add_(zero_points).clamp_(0, ONEDNN_ACTIVATION_MAX).to(torch.uint8)
     return QuantizedActivations(values, scales if inverse_rms is None else scales * inverse_rms, zero_points)
 
 
@@ -83,16 +91,17 @@ def quantize_one_row(
     ``row ≈ scale * (values - zero_point)``; ``gain`` and ``eps`` as for :func:`quantize_rows_of_activations`."""
     kernel = native.avx2_int8()
     if kernel is not None:
-        return kernel.quantize_row(row, ACTIVATION_MAX, gain, eps)
+        return kernel.quantize_row(row, gain, eps)
     if gain is not None:
         mean_square = float(torch.linalg.vector_norm(row)) ** 2 / row.shape[-1]
         values, scale, zero_point = quantize_one_row(row * gain)
         return values, scale / math.sqrt(mean_square + eps), zero_point
     low, high = (float(v) for v in torch.aminmax(row))
     low, high = min(low, 0.0), max(high, 0.0)
-    scale = max((high - low) / ACTIVATION_MAX, 1e-12)
+    scale = max((high - low) / ONEDNN_ACTIVATION_MAX, 1e-12)
     zero_point = round(-low / scale)
-    return row.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, ACTIVATION_MAX).to(torch.uint8), scale, zero_point
+    values = row.mul(1.0 / scale).round_().add_(zero_point).clamp_(0, ONEDNN_ACTIVATION_MAX).to(torch.uint8)
+    return values, scale, zero_point
 
 
 def symmetric_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

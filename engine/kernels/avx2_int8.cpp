@@ -3,11 +3,11 @@
 //
 // y[r, o] = row_scale[r] * (weight_scale[o] * sum_k x[r, k] * w[o, k] - zero_point[r] * column_sum[o]) + bias[o]
 //
-// x: uint8 activations (rows, in), each row quantised on its own with values in 0..127
-// (engine/kernels/activations.py, ACTIVATION_MAX); w: int8 weights (out, in), row-major, as quantize_rows stores
-// them; column_sum[o] is weight_scale[o] * sum_k w[o, k]. Seven-bit activations let vpmaddubsw add two products
-// into int16 without saturating (2 * 127 * 128 < 32768), so every sum is exact in integers, as oneDNN's is. The
-// output head of many chats takes signed eight-bit rows instead (moodbot_s8s8_matmul).
+// x: uint8 activations (rows, in), each row quantised on its own with values in 0..127 (native.py, SEVEN_BIT_MAX,
+// which the Python side passes to moodbot_quantize_rows on every CPU); w: int8 weights (out, in), row-major, as
+// quantize_rows stores them; column_sum[o] is weight_scale[o] * sum_k w[o, k]. Seven-bit activations let
+// vpmaddubsw add two products into int16 without saturating (2 * 127 * 128 < 32768), so every sum is exact in
+// integers, as oneDNN's is. The output head of many chats takes signed eight-bit rows instead (moodbot_s8s8_matmul).
 //
 // Why it exists: on AVX2 oneDNN reads the weights of a one-row product at about half the memory bandwidth, and a
 // reply's decode step is one row per layer. Here each thread streams its share of weight rows once; the rows of x

@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("avx2_int8.cpp")
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fno-math-errno")
 DISABLE_VARIABLE = "MOODBOT_NATIVE_KERNEL"
+# The top of the kernel's activation range, on every CPU: it multiplies with vpmaddubsw, which adds pairs of
+# uint8 x int8 products into int16, and two products of 255 x 127 overflow that. Its own quantisation
+# (quantize_rows, quantize_row) never goes above it, so no caller can hand it values that saturate.
+SEVEN_BIT_MAX = 127
 
 _pointer, _size, _float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
@@ -164,7 +168,7 @@ class Avx2Int8:
     ) -> torch.Tensor:
         """(rows, out) float32: ``row_scale * (values - zero_point) @ (weight * weight_scales).T + bias``.
 
-        ``values`` uint8 (rows, in) in 0..127, ``weight`` int8 (out, in) contiguous; ``weight_scales``,
+        ``values`` uint8 (rows, in) in 0..``SEVEN_BIT_MAX``, ``weight`` int8 (out, in) contiguous; ``weight_scales``,
         ``column_sums`` (``weight_scales * weight.sum(1)``) and ``bias`` float32 (out,). One row's scale and zero
         point come as numbers, several rows' as float32 tensors (rows,) or (rows, 1).
         """
@@ -204,9 +208,9 @@ class Avx2Int8:
         return result
 
     def quantize_rows(
-        self, x: torch.Tensor, max_value: float, gain: torch.Tensor | None = None, eps: float = 0.0
+        self, x: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each row of ``x`` (rows, in) as asymmetric uint8 in 0..``max_value``: (values (rows, in), scales (rows,
+        """Each row of ``x`` (rows, in) as asymmetric uint8 in 0..``SEVEN_BIT_MAX``: (values (rows, in), scales (rows,
         1), zero points (rows, 1), float32 whole numbers) with ``x[r] ≈ scale[r] * (values[r] - zero_point[r])``.
         With ``gain`` (in,) float32, the rows quantised are ``RMSNorm(x) * gain`` (epsilon ``eps``)."""
         x = x.float().contiguous()
@@ -214,11 +218,11 @@ class Avx2Int8:
         values = torch.empty(rows, width, dtype=torch.uint8)
         scales, zero_points = torch.empty(rows, 1), torch.empty(rows, 1)
         self._quantize(x.data_ptr(), rows, width, None if gain is None else _gain_pointer(gain, width), eps,
-                       max_value, values.data_ptr(), scales.data_ptr(), zero_points.data_ptr())
+                       float(SEVEN_BIT_MAX), values.data_ptr(), scales.data_ptr(), zero_points.data_ptr())
         return values, scales, zero_points
 
     def quantize_row(
-        self, x: torch.Tensor, max_value: float, gain: torch.Tensor | None = None, eps: float = 0.0
+        self, x: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
     ) -> tuple[torch.Tensor, float, int]:
         """:meth:`quantize_rows` for one row (1, in), its scale and zero point as Python numbers (a decode step's
         single-row products take them so)."""
@@ -227,7 +231,7 @@ class Avx2Int8:
         values = torch.empty(1, width, dtype=torch.uint8)
         scale, zero_point = _float(), _float()
         self._quantize(x.data_ptr(), 1, width, None if gain is None else _gain_pointer(gain, width), eps,
-                       max_value, values.data_ptr(), ctypes.byref(scale), ctypes.byref(zero_point))
+                       float(SEVEN_BIT_MAX), values.data_ptr(), ctypes.byref(scale), ctypes.byref(zero_point))
         return values, scale.value, int(zero_point.value)
 
     def weight_only_matmul(self, x: torch.Tensor, weight: torch.Tensor, weight_scales: torch.Tensor) -> torch.Tensor:
@@ -284,12 +288,13 @@ def check(kernel: Avx2Int8) -> None:
     columns, a tail of rows, a tail of the inner dimension), so a bad build never computes a reply."""
     generator = torch.Generator().manual_seed(0)
     rows, width, out = 6, 70, 5
-    values = torch.randint(0, 128, (rows, width), generator=generator, dtype=torch.uint8)
+    values = torch.randint(0, SEVEN_BIT_MAX + 1, (rows, width), generator=generator, dtype=torch.uint8)
     weight = torch.randint(-127, 128, (out, width), generator=generator, dtype=torch.int8)
     weight_scales = (torch.rand(out, generator=generator) + 1.0) * 1e-3  # outputs of a few hundred: +1 shows
     column_sums = weight.double().sum(1).float() * weight_scales
     bias = torch.randn(out, generator=generator)
-    row_scales, zero_points = torch.rand(rows, generator=generator) + 0.5, torch.randint(0, 128, (rows,)).float()
+    row_scales = torch.rand(rows, generator=generator) + 0.5
+    zero_points = torch.randint(0, SEVEN_BIT_MAX + 1, (rows,)).float()
     expected = (values.double() - zero_points.double()[:, None]) @ (weight.double() * weight_scales.double()[:, None]).T
     expected = expected * row_scales.double()[:, None] + bias.double()
     got = kernel.matmul(values, weight, weight_scales, column_sums, bias, row_scales=row_scales,
@@ -309,9 +314,9 @@ def check(kernel: Avx2Int8) -> None:
         expected_signed.abs().max()), "the int8 x int8 product disagrees with float"
     rows_to_quantize = torch.randn(3, width, generator=generator) * 4.0
     gain = torch.rand(width, generator=generator) + 0.5
-    values, scales, zero_points = kernel.quantize_rows(rows_to_quantize, 127.0, gain, 1e-6)
+    values, scales, zero_points = kernel.quantize_rows(rows_to_quantize, gain, 1e-6)
     normed = rows_to_quantize * gain * rows_to_quantize.square().mean(-1, keepdim=True).add(1e-6).rsqrt()
-    assert int(values.max()) <= 127, "the quantised values leave their range"
+    assert int(values.max()) <= SEVEN_BIT_MAX, "the quantised values leave their range"
     assert bool(((values.float() - zero_points) * scales - normed).abs().le(scales * 0.5001 + 1e-6).all()), (
         "the quantised rows do not stand for their inputs")
     tolerance = 1e-5 * float(expected.abs().max())

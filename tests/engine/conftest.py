@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.kernels import activations, native
+from engine.kernels import native
 from tests.support.kernel import NO_AVX2_KERNEL, runnable_avx2_int8
 
 
@@ -16,9 +16,6 @@ def avx2_kernel(monkeypatch: pytest.MonkeyPatch) -> native.Avx2Int8:
     if kernel is None:
         pytest.skip(NO_AVX2_KERNEL)
     monkeypatch.setattr(native, "avx2_int8", lambda: kernel)
-    # With the kernel come seven-bit activations: a CPU with int8 dot products quantises to eight bits, whose pairs
-    # of products would saturate the kernel's int16 sums (activations.py).
-    monkeypatch.setattr(activations, "ACTIVATION_MAX", activations.SEVEN_BIT_MAX)
     return kernel
 
 

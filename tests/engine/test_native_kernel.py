@@ -46,8 +46,8 @@ def _reference(values, weight, weight_scales, bias, row_scales, zero_points) -> 
 def test_products_match_the_float_reference(rows: int, width: int, out: int, with_bias: bool) -> None:
     # Full-range inputs: weights at ±127 and activations at 127 are where vpmaddubsw's int16 pairs would saturate.
     generator = torch.Generator().manual_seed(rows * 1000 + width + out)
-    values = torch.randint(0, activations.ACTIVATION_MAX + 1, (rows, width), generator=generator, dtype=torch.uint8)
-    values[0, :] = activations.ACTIVATION_MAX
+    values = torch.randint(0, native.SEVEN_BIT_MAX + 1, (rows, width), generator=generator, dtype=torch.uint8)
+    values[0, :] = native.SEVEN_BIT_MAX
     weight = torch.randint(-127, 128, (out, width), generator=generator, dtype=torch.int8)
     weight[0, :] = 127
     weight_scales = torch.rand(out, generator=generator) * 0.01 + 0.001
@@ -70,6 +70,8 @@ def test_products_match_the_float_reference(rows: int, width: int, out: int, wit
 
 @needs_kernel
 def test_a_packed_layer_gives_the_same_outputs_through_either_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seven-bit activations for both, as on an AVX2-only server (a CPU with int8 dot products gives oneDNN eight).
+    monkeypatch.setattr(activations, "ONEDNN_ACTIVATION_MAX", native.SEVEN_BIT_MAX)
     torch.manual_seed(0)
     linear = nn.Linear(192, 70, bias=True)
     with_kernel = Int8Linear.from_linear(linear)
@@ -89,6 +91,29 @@ def test_a_packed_layer_gives_the_same_outputs_through_either_kernel(monkeypatch
             exact_ours = with_kernel.forward_quantized(quantized, torch.float32)
             exact_theirs = with_onednn.forward_quantized(quantized, torch.float32)
             assert (exact_ours - exact_theirs).abs().max() <= 1e-5 * exact_theirs.abs().max()
+
+
+@needs_kernel
+def test_the_kernel_keeps_activations_to_seven_bits_where_onednn_takes_eight(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a CPU with int8 dot products oneDNN takes eight-bit activations. Were the kernel chosen there, its int16
+    # pair sums would saturate on them, so it quantises its own inputs to seven bits whatever oneDNN's range is.
+    monkeypatch.setattr(activations, "ONEDNN_ACTIVATION_MAX", 255)
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 64, bias=False)
+    with torch.no_grad():  # weights near ±127 once quantised: where saturation shows
+        linear.weight.copy_(torch.sign(torch.randn(64, 256)) * (0.9 + 0.1 * torch.rand(64, 256)))
+    layer = Int8Linear.from_linear(linear)
+    weights = layer.weight_int8.double() * layer.scales.double()[:, None]
+    layer.pack()
+    assert layer.kernel is not None
+    x = torch.rand(3, 256) * 4.0  # all positive: the values run to the top of the range
+    with torch.inference_mode():
+        for rows in (x, x[:1]):
+            quantized = activations.quantize_rows_of_activations(rows)
+            assert int(quantized.values.max()) == native.SEVEN_BIT_MAX == activations.activation_max()
+            expected = quantized.dequantized().double() @ weights.t()
+            got = layer.forward_quantized(quantized, torch.float32).double()
+            assert float((got - expected).abs().max()) < 1e-4 * float(expected.abs().max())
 
 
 def test_without_a_compiler_the_layers_use_onednn_and_say_why(
@@ -272,6 +297,8 @@ def test_install_reports_a_kernel_it_could_not_build(
 def test_the_kernel_quantises_rows_as_the_tensor_operations_do(
     rows: int, width: int, with_norm: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Seven-bit activations for both, as on an AVX2-only server (a CPU with int8 dot products gives oneDNN eight).
+    monkeypatch.setattr(activations, "ONEDNN_ACTIVATION_MAX", native.SEVEN_BIT_MAX)
     generator = torch.Generator().manual_seed(rows * 100 + width)
     hidden = torch.randn(rows, width, generator=generator) * 3.0
     hidden[0, 0] = 40.0  # one large channel, as real activations have
@@ -284,7 +311,7 @@ def test_the_kernel_quantises_rows_as_the_tensor_operations_do(
     monkeypatch.setattr(native, "avx2_int8", lambda: None)
     by_torch = activations.quantize_rows_of_activations(hidden, gain, 1e-6)
     assert torch.equal(by_kernel.values, by_torch.values)
-    assert by_kernel.values.dtype == torch.uint8 and int(by_kernel.values.max()) <= activations.ACTIVATION_MAX
+    assert by_kernel.values.dtype == torch.uint8 and int(by_kernel.values.max()) <= native.SEVEN_BIT_MAX
     if rows == 1:
         assert by_kernel.single_row is not None and by_torch.single_row is not None
         assert by_kernel.single_row[1] == by_torch.single_row[1]

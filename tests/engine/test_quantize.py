@@ -132,7 +132,7 @@ def test_packed_layer_multiplies_exactly_what_the_quantised_rows_say(int8_kernel
     layer.pack()
     x = torch.rand(3, 256) * 4.0  # all positive: the values run from 0 to the top of the range
     activations = rows_of.quantize_rows_of_activations(x)
-    assert int(activations.values.max()) == rows_of.ACTIVATION_MAX
+    assert int(activations.values.max()) == rows_of.activation_max()
     assert activations.scales is not None and activations.zero_points is not None
     restored = (activations.values.double() - activations.zero_points.double()) * activations.scales.double()
     expected = restored @ weights.t()
