@@ -14,6 +14,11 @@ from the page cache) is what a slow load keeps. A single mapping of the whole fi
 stay alive as long as any tensor in it (the embedding does forever) and with it every page packing had read. Small
 tensors (norms, biases, scales) are read into memory of their own.
 
+Every tensor starts on a 64-byte boundary of the file (filler entries between them keep it a valid safetensors
+file), so also in memory once mapped: torch's kernels may assume the alignment its own allocator gives, and its int8
+weight-only product crashed on an 8-byte-aligned head on AVX-512 (bench/RESULTS.md). Small tensors are read into
+memory torch allocates, for the same reason.
+
 Files are written to a temporary name in the same folder, synced and renamed into place, owner-only (0600 in a
 0700 folder): a crash leaves no partial file under the real name, and a running bot that maps the old file keeps
 reading it (renaming replaces the name, not the data).
@@ -26,6 +31,7 @@ import json
 import logging
 import mmap
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +45,8 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from engine.kernels.int8 import COMPUTE_DTYPE, Int8Embedding, Int8Linear
 from engine.loading.memory import release_freed_memory
 from engine.loading.prepared_files import (
+    ALIGNMENT,
+    PADDING_PREFIX,
     PARTIAL_SUFFIX,
     Header,
     PreparedFile,
@@ -57,6 +65,7 @@ TORCH_DTYPES = {
     "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32, "U32": torch.uint32, "F32": torch.float32,
     "I64": torch.int64, "U64": torch.uint64, "F64": torch.float64,
 }
+SAFETENSORS_DTYPES = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 
 
 @dataclass
@@ -90,15 +99,13 @@ def load_prepared(file: PreparedFile) -> Prepared | None:
 def save_prepared(file: PreparedFile, model: PreTrainedModel, tokenizer: Tokenizer | None = None) -> bool:
     """Save ``model`` (as the loaders leave it, before fast paths) and, when given, ``tokenizer`` to ``file``; then
     remove the same model's outdated files. A failure (disk full, read-only folder) is one warning, and False."""
-    from safetensors import SafetensorError
-
     try:
         tensors, metadata = model_state(model)
         metadata.update(file.expected, model=file.model)
         if tokenizer is not None:
             metadata.update(tokenizer_files(tokenizer))
         write_atomically(file.path, tensors, metadata)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         logger.warning("could not save prepared weights to %s (%s): the next start prepares them again",
                        file.path, exc)
         return False
@@ -157,14 +164,12 @@ def tokenizer_files(tokenizer: Tokenizer) -> dict[str, str]:
 
 def write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a safetensors file to ``path`` through a synced temporary file renamed into place (0600, folder 0700)."""
-    from safetensors.torch import save_file
-
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
-    os.close(descriptor)  # mkstemp made it 0600; safetensors reopens it by name
     try:
-        save_file(tensors, temporary, metadata=metadata)
-        with open(temporary, "rb") as handle:
+        with os.fdopen(descriptor, "wb") as handle:  # mkstemp made it 0600
+            write_aligned(handle, tensors, metadata)
+            handle.flush()
             os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
@@ -172,6 +177,34 @@ def write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def write_aligned(handle: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """``tensors`` and ``metadata`` as a safetensors file, every tensor's bytes starting on an ALIGNMENT boundary of
+    the file: the header is padded with spaces, and the gap before a tensor is a uint8 entry named PADDING_PREFIX..."""
+    entries: dict[str, object] = {"__metadata__": metadata}
+    pieces: list[torch.Tensor | bytes] = []
+    offset = 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{name}: no safetensors type for {tensor.dtype}")
+        gap = -offset % ALIGNMENT
+        if gap:
+            entries[f"{PADDING_PREFIX}{len(pieces)}"] = {
+                "dtype": "U8", "shape": [gap], "data_offsets": [offset, offset + gap]}
+            pieces.append(bytes(gap))
+            offset += gap
+        nbytes = tensor.numel() * tensor.element_size()
+        entries[name] = {"dtype": SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                         "data_offsets": [offset, offset + nbytes]}
+        pieces.append(tensor)
+        offset += nbytes
+    header = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
+    header += b" " * (-(8 + len(header)) % ALIGNMENT)  # the data, and with it the first tensor, on a boundary
+    handle.write(struct.pack("<Q", len(header)))
+    handle.write(header)
+    for piece in pieces:
+        handle.write(piece if isinstance(piece, bytes) else piece.contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
 def restore_model(path: Path, header: Header) -> PreTrainedModel:
@@ -227,9 +260,12 @@ def read_tensors(path: Path, header: Header) -> dict[str, torch.Tensor]:
             elif nbytes >= MAP_MIN_BYTES:
                 with contextlib.suppress(OSError):  # out of file handles or mappings: read it instead
                     tensor = mapped_tensor(handle, entry.start, nbytes, dtype)
-            if tensor is None:
+            if tensor is None:  # into memory torch allocates: aligned as the kernels expect
+                tensor = torch.empty(nbytes, dtype=torch.uint8)
                 handle.seek(entry.start)
-                tensor = torch.frombuffer(bytearray(handle.read(nbytes)), dtype=dtype)
+                if handle.readinto(tensor.numpy()) != nbytes:
+                    raise PreparedFileError(f"tensor {name!r}: the file ends inside it")
+                tensor = tensor.view(dtype)
             tensors[name] = tensor.view(entry.shape)
     return tensors
 
