@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import platform
 import subprocess
@@ -91,13 +92,18 @@ async def _moodbot(model: Path, precision: str, threads: int, quick: bool) -> di
 
     # N chats asking at once: aggregate decode throughput and end-to-end latency per chat.
     loaded.stop_token_ids = frozenset()  # every reply decodes max_new_tokens
-    engine.sampling = type(engine.sampling)(max_new_tokens=32 if quick else 64, temperature=0.0)
+    # A reply's length comes from the settings (engine.reply caps it there), not from engine.sampling.
+    reply_tokens = 32 if quick else 64
+    engine.settings = dataclasses.replace(engine.settings, max_new_tokens=reply_tokens)
+    engine.sampling = type(engine.sampling)(max_new_tokens=reply_tokens, temperature=0.0)
     for chats in CONCURRENCY if not quick else (1, 4):
         before = engine.tokens_generated
         t0 = time.perf_counter()
         ends = await asyncio.gather(*(_one_chat(engine, i) for i in range(chats)))
         wall = time.perf_counter() - t0
-        out[f"aggregate_tok_s_{chats}_chats"] = round((engine.tokens_generated - before) / wall, 1)
+        generated = engine.tokens_generated - before
+        assert generated == chats * reply_tokens, f"{generated} tokens for {chats} chats of {reply_tokens}"
+        out[f"aggregate_tok_s_{chats}_chats"] = round(generated / wall, 1)
         out[f"p95_latency_s_{chats}_chats"] = round(percentile([e - t0 for e in ends], 95), 2)
     # The worker hands freed memory back once it has been idle for IDLE_TRIM_DELAY_S.
     await asyncio.sleep(IDLE_TRIM_DELAY_S + 1.0)
