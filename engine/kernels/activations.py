@@ -52,7 +52,7 @@ class QuantizedActivations:
 
 
 def quantize_rows_of_activations(
-    flat: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0
+    flat: torch.Tensor, gain: torch.Tensor | None = None, eps: float = 0.0, *, one_row_as_numbers: bool = True
 ) -> QuantizedActivations:
     """Asymmetric uint8 quantisation of each row of ``flat`` (rows, in) on its own (range widened to include 0).
 
@@ -63,8 +63,11 @@ def quantize_rows_of_activations(
     With ``gain`` (float32 (in,)), the rows quantised are ``RMSNorm(flat) * gain`` with epsilon ``eps``: ``flat *
     gain`` is quantised and each row's 1/rms joins its scale (engine.kernels.arithmetic.FoldedNorm). Where the AVX2
     kernel is used, it does all of this in one call (about twenty small tensor operations otherwise).
+
+    A single row comes with its scale and zero point as Python numbers (cheaper for a decode step, but multiplied in
+    another order) unless ``one_row_as_numbers`` is False: prompt passes keep one arithmetic for any number of rows.
     """
-    if flat.shape[0] == 1:  # a decode step: plain Python numbers are cheaper than six small tensor ops
+    if flat.shape[0] == 1 and one_row_as_numbers:  # a decode step: plain numbers cost less than six small tensor ops
         values, scale, zero_point = quantize_one_row(flat.float(), gain, eps)
         return QuantizedActivations(values, single_row=(scale, zero_point))
     kernel = native.avx2_int8()

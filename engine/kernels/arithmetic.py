@@ -46,8 +46,9 @@ class FoldedNorm:
         return cls(weight.detach().float(), eps)
 
     def rows(self, hidden: torch.Tensor) -> QuantizedActivations:
-        """RMSNorm(hidden) * gain for rows (rows, hidden), quantised per row: each row's 1/rms rides in its scale."""
-        return quantize_rows_of_activations(hidden, self.gain, self.eps)
+        """RMSNorm(hidden) * gain for rows (rows, hidden), quantised per row: each row's 1/rms rides in its scale
+        (one row too: :class:`PackedRowsArithmetic`)."""
+        return quantize_rows_of_activations(hidden, self.gain, self.eps, one_row_as_numbers=False)
 
     def one_row(self, hidden: torch.Tensor) -> OneRow:
         """The same for one row (1, hidden), its scale and zero point as Python numbers."""
@@ -106,7 +107,10 @@ class FloatStreamArithmetic:
 
 
 class PackedRowsArithmetic:
-    """Packed int8 projections of float32 rows, each row quantised with its own scale and zero point."""
+    """Packed int8 projections of float32 rows, each row quantised with its own scale and zero point, as tensors
+    even for one row, so that a row's numbers do not depend on how many rows come with it (a prompt pass's last
+    layer keeps one row per message: alone, that is one row in all). :class:`PackedRowArithmetic` is the one-row
+    form a single chat's decode step uses."""
 
     @staticmethod
     def normed(hidden: torch.Tensor, norm: FoldedNorm) -> QuantizedActivations:
@@ -114,7 +118,7 @@ class PackedRowsArithmetic:
 
     @staticmethod
     def quantized(x: torch.Tensor) -> QuantizedActivations:
-        return quantize_rows_of_activations(x)
+        return quantize_rows_of_activations(x, one_row_as_numbers=False)
 
     @staticmethod
     def project(linear: Int8Linear, x: QuantizedActivations) -> torch.Tensor:

@@ -71,6 +71,7 @@ class PrefixAttention:
         self.batch, self.width, self.keep, self.record = batch, width, keep, record
         self.last = len(prefix) - 1
         self.queries = width  # rows per sequence still going on
+        self.padding = leading_padding(bias, width)
 
     def __call__(self, index: int, qkv: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention output (batch * queries, heads * head_dim) for layer ``index``'s q/k/v (batch * width, ...)."""
@@ -87,8 +88,32 @@ class PrefixAttention:
         values = _append(prefix_values, qkv[:, split:].view(batch, width, kv_heads, head_dim), batch)
         if self.record is not None:
             self.record.append((keys, values))
-        attended = prompt_attention(query, keys, values, bias)  # (batch, queries, heads, head_dim)
+        if any(self.padding):
+            attended = self._each_as_if_alone(query, keys, values, bias)
+        else:
+            attended = prompt_attention(query, keys, values, bias)  # (batch, queries, heads, head_dim)
         return attended.reshape(batch * self.queries, heads * head_dim), hidden
+
+    def _each_as_if_alone(
+        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """:func:`prompt_attention` of each padded row over the prefix and its own tokens only, the shapes it has
+        alone. Summed over the masked padding too, a message's attention rounded differently beside longer messages
+        (the int8 layers after it turned that into whole steps: bench/RESULTS.md), so a verdict depended on the
+        lengths of the other messages in its batch. Padding rows attend to nothing (zeros): no one sees them."""
+        prefix = keys.shape[2] - self.width
+        attended = values.new_zeros(query.shape)
+        for row, pad in enumerate(self.padding):
+            own = slice(pad, None) if query.shape[1] == self.width else slice(None)  # the last layer: own rows only
+            kept = (slice(row, row + 1), slice(None))
+            row_keys = torch.cat([keys[kept][:, :, :prefix], keys[kept][:, :, prefix + pad:]], dim=2)
+            row_values = torch.cat([values[kept][:, :, :prefix], values[kept][:, :, prefix + pad:]], dim=2)
+            row_bias = bias[kept][:, :, own]
+            row_bias = torch.cat([row_bias[..., :prefix], row_bias[..., prefix + pad:]], dim=-1)
+            row_query = query[row:row + 1, own]
+            attended[row:row + 1, own] = prompt_attention(row_query, row_keys, row_values, row_bias).reshape(
+                row_query.shape)
+        return attended
 
 
 class StackPromptPass:
@@ -149,6 +174,13 @@ class StackPromptPass:
         for index, layer in enumerate(self.stack.layers):
             hidden = run_layer(layer, self.arithmetic, index, hidden, attention)
         return inner.norm(hidden).float().view(batch, attention.queries, -1)
+
+
+def leading_padding(bias: torch.Tensor, width: int) -> list[int]:
+    """For each row of ``bias`` (batch, 1, width, prefix + width), how many of its new tokens come first and are
+    hidden from every query: its left padding."""
+    hidden = torch.isneginf(bias[:, 0, :, bias.shape[-1] - width:]).all(dim=1)  # (batch, width)
+    return [int(row.int().argmin()) if not bool(row.all()) else width for row in hidden]
 
 
 def _append(prefix: torch.Tensor, new: torch.Tensor, batch: int) -> torch.Tensor:

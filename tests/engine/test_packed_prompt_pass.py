@@ -71,6 +71,21 @@ def test_padding_and_batch_neighbours_do_not_reach_a_message(tiny_int8: LoadedMo
 
 
 @needs_onednn
+@pytest.mark.parametrize("care_question", [False, True])
+def test_a_message_gets_the_same_bits_beside_longer_messages_as_alone(
+    tiny_int8: LoadedModel, care_question: bool
+) -> None:
+    # Summed over the masked padding too, a message's attention rounded differently beside a longer message, and the
+    # int8 layers after it turned that into whole steps: a verdict depended on the lengths of other people's messages.
+    analyst = Analyst(tiny_int8.paths, tiny_int8.tokenizer, calibrate=False, care_question=care_question)
+    longer = "and then it went on and on, " * 6
+    for text in TEXTS:
+        alone = analyst.hidden_at_answers([text])
+        beside = analyst.hidden_at_answers([longer, text, "ok"])[1:2]
+        assert torch.equal(alone, beside), text
+
+
+@needs_onednn
 def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
     tiny_int8: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,7 +101,7 @@ def test_batches_of_long_messages_take_sdpa_and_get_the_same_answer(
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counted_sdpa)
     monkeypatch.setattr(attention, "MATERIALISED_SCORES_LIMIT", 0)  # as if the scores were too big to hold
     blocked = analyst.hidden_at_answers(TEXTS)
-    assert len(calls) == tiny_int8.model.config.num_hidden_layers
+    assert len(calls) == tiny_int8.model.config.num_hidden_layers * len(TEXTS)  # padded: each message on its own
     assert _relative_error(blocked, matmuls) < 1e-4
 
 
