@@ -12,7 +12,9 @@ up to int8 rounding; the model's fast paths pick one at load time (engine/kernel
   stream, norms folded into the activation scales), rotates with cos/sin computed once per pass (the attention
   scaling folded into the queries' copy), attends with two float32 matmuls over the prefix's keys and values held
   in float32 (a few MB) and never copied into a cache (SDPA for batches of long messages), and in the last layer
-  takes only the rows whose hidden state is asked for past the keys and values.
+  takes only the rows whose hidden state is asked for past the keys and values. In a batch of messages of several
+  lengths each one attends over the prefix and its own tokens only, in the shapes it has alone, so its verdict does
+  not depend on the lengths of the others (measured: within 1e-5 in log-odds, the hidden states bit for bit).
 
 Nothing is cached: a pass's own keys and values are dropped with it.
 
