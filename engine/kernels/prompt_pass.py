@@ -106,14 +106,16 @@ class PrefixAttention:
         prefix = keys.shape[2] - self.width
         attended = values.new_zeros(query.shape)
         for row, pad in enumerate(self.padding):
+            if pad == self.width:  # nothing of its own to attend from
+                continue
             own = slice(pad, None) if query.shape[1] == self.width else slice(None)  # the last layer: own rows only
-            kept = (slice(row, row + 1), slice(None))
-            row_keys = torch.cat([keys[kept][:, :, :prefix], keys[kept][:, :, prefix + pad:]], dim=2)
-            row_values = torch.cat([values[kept][:, :, :prefix], values[kept][:, :, prefix + pad:]], dim=2)
-            row_bias = bias[kept][:, :, own]
+            one = slice(row, row + 1)
+            row_keys = torch.cat([keys[one, :, :prefix], keys[one, :, prefix + pad:]], dim=2)
+            row_values = torch.cat([values[one, :, :prefix], values[one, :, prefix + pad:]], dim=2)
+            row_bias = bias[one, :, own]
             row_bias = torch.cat([row_bias[..., :prefix], row_bias[..., prefix + pad:]], dim=-1)
-            row_query = query[row:row + 1, own]
-            attended[row:row + 1, own] = prompt_attention(row_query, row_keys, row_values, row_bias).reshape(
+            row_query = query[one, own]
+            attended[one, own] = prompt_attention(row_query, row_keys, row_values, row_bias).reshape(
                 row_query.shape)
         return attended
 
