@@ -86,37 +86,41 @@ class PrefixAttention:
             query, bias, self.queries = query[:, columns], bias[..., columns, :], len(self.keep)
             hidden = hidden.view(batch, width, -1)[:, columns].reshape(batch * self.queries, -1)
         prefix_keys, prefix_values = self.prefix[index]
-        keys = _append(prefix_keys, query_key[:, :, heads:], batch)  # (batch, kv_heads, prefix + width, head_dim)
-        values = _append(prefix_values, qkv[:, split:].view(batch, width, kv_heads, head_dim), batch)
-        if self.record is not None:
-            self.record.append((keys, values))
+        new_keys = query_key[:, :, heads:]  # (batch, width, kv_heads, head_dim)
+        new_values = qkv[:, split:].view(batch, width, kv_heads, head_dim)
         if any(self.padding):
-            attended = self._each_as_if_alone(query, keys, values, bias)
+            assert self.record is None, "a prefix is recorded from one unpadded row"
+            attended = self._each_as_if_alone(query, bias, prefix_keys, prefix_values, new_keys, new_values)
         else:
+            keys = _append(prefix_keys, new_keys, batch)  # (batch, kv_heads, prefix + width, head_dim)
+            values = _append(prefix_values, new_values, batch)
+            if self.record is not None:
+                self.record.append((keys, values))
             attended = prompt_attention(query, keys, values, bias)  # (batch, queries, heads, head_dim)
         return attended.reshape(batch * self.queries, heads * head_dim), hidden
 
     def _each_as_if_alone(
-        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+        self, query: torch.Tensor, bias: torch.Tensor, prefix_keys: torch.Tensor, prefix_values: torch.Tensor,
+        new_keys: torch.Tensor, new_values: torch.Tensor,
     ) -> torch.Tensor:
-        """:func:`prompt_attention` of each padded row over the prefix and its own tokens only, the shapes it has
-        alone. Summed over the masked padding too, a message's attention rounded differently beside longer messages
-        (the int8 layers after it turned that into whole steps: bench/RESULTS.md), so a verdict depended on the
-        lengths of the other messages in its batch. Padding rows attend to nothing (zeros): no one sees them."""
-        prefix = keys.shape[2] - self.width
-        attended = values.new_zeros(query.shape)
+        """:func:`prompt_attention` of each padded row over the prefix and its own tokens only, the keys and values
+        built as for that message alone. Summed over the masked padding too, a message's attention rounded
+        differently beside longer messages (the int8 layers after it turned that into whole steps: bench/RESULTS.md),
+        so a verdict depended on the lengths of the other messages in its batch. Padding rows attend to nothing
+        (zeros): no one sees them."""
+        prefix = prefix_keys.shape[1]
+        attended = new_values.new_zeros(query.shape)
         for row, pad in enumerate(self.padding):
             if pad == self.width:  # nothing of its own to attend from
                 continue
             own = slice(pad, None) if query.shape[1] == self.width else slice(None)  # the last layer: own rows only
             one = slice(row, row + 1)
-            row_keys = torch.cat([keys[one, :, :prefix], keys[one, :, prefix + pad:]], dim=2)
-            row_values = torch.cat([values[one, :, :prefix], values[one, :, prefix + pad:]], dim=2)
             row_bias = bias[one, :, own]
             row_bias = torch.cat([row_bias[..., :prefix], row_bias[..., prefix + pad:]], dim=-1)
             row_query = query[one, own]
-            attended[one, own] = prompt_attention(row_query, row_keys, row_values, row_bias).reshape(
-                row_query.shape)
+            row_keys = _append(prefix_keys, new_keys[one, pad:], 1)
+            row_values = _append(prefix_values, new_values[one, pad:], 1)
+            attended[one, own] = prompt_attention(row_query, row_keys, row_values, row_bias).reshape(row_query.shape)
         return attended
 
 
