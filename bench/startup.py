@@ -25,18 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import DEFAULT_MODEL
-from bench.measure import bench_lock, cpu_description, median
+from bench.measure import bench_lock, cpu_description, median, peak_rss_mb, rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "startup.json"
 STARTS = ("cache off", "first start, writing the file", "from the prepared file")
-
-
-def _status_mb(field: str) -> float:
-    """A /proc/self/status memory field (VmRSS, VmHWM) in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise KeyError(field)
 
 
 def _start(model: str, cache_dir: str, threads: int) -> dict[str, float]:
@@ -51,15 +43,15 @@ def _start(model: str, cache_dir: str, threads: int) -> dict[str, float]:
         started = time.perf_counter()
         loaded = load_model(settings)
         load_s = time.perf_counter() - started
-        after_load = _status_mb("VmRSS")
+        after_load = round(rss_mb(), 1)
         ids = loaded.tokenizer.encode("How was your day?", add_special_tokens=False)
         with torch.inference_mode():
             loaded.paths.prompt_logits(ids)
-        to_first_answer = time.perf_counter() - started
+        to_first_forward = time.perf_counter() - started
         return {
-            "load_s": round(load_s, 2), "to_first_forward_s": round(to_first_answer, 2),
-            "peak_rss_mb": _status_mb("VmHWM"), "rss_after_load_mb": after_load,
-            "rss_after_forward_mb": _status_mb("VmRSS"),
+            "load_s": round(load_s, 2), "to_first_forward_s": round(to_first_forward, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_load_mb": after_load,
+            "rss_after_forward_mb": round(rss_mb(), 1),
         }
 
 
