@@ -24,6 +24,17 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _decay(text: str) -> float:
+    """argparse type: a number from 0 up to (not including) 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a decay (a number from 0 up to, not including, 1)")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``tune`` sub-command's options."""
     parser.add_argument("--data", type=Path, action="append", required=True,
@@ -55,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=TRAINING_PRECISIONS[0],
                         help="what training computes in: bf16 is about three times faster on a CPU with AVX-512 "
                              "BF16 or AMX, for trying recipes; its adapters scored lower than fp32's")
+    parser.add_argument("--average-decay", type=_decay, default=None,
+                        help="evaluate and save an average of the steps after the warm-up, each weighing 1 - this "
+                             "(0: the last step's matrices as they are)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps between dev evaluations and checkpoints (fewer: more time for training)")
 
@@ -66,6 +80,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     recipe = RECIPES[args.recipe].with_rank(args.rank).with_overrides(
         seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers,
         learning_rate=args.learning_rate, max_minutes=args.max_minutes, eval_every=args.eval_every,
+        average_decay=args.average_decay,
     )
     job = TuneJob(
         model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,

@@ -27,6 +27,9 @@ class Recipe:
     eval_every: int = 50  # steps between dev evaluations (and checkpoints)
     patience: int = 4  # evaluations without a better dev score before stopping early
     max_message_tokens: int = 128  # longer training messages are cut (inference reads up to 512)
+    # 0: evaluate and save the matrices as the last step left them; else an average of the steps after the warm-up,
+    # each step weighing 1 - decay (engine.tuning.steps.WeightAverage).
+    average_decay: float = 0.0
     max_minutes: float = 110.0  # the run (loading and preparing included) stops here, keeping the best adapter
     seed: int = 0
 

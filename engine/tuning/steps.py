@@ -157,9 +157,46 @@ def train_step(
     return loss.item()
 
 
+class WeightAverage:
+    """An exponential moving average of the LoRA matrices over the steps after the warm-up: ``average += (1 -
+    decay) * (current - average)`` after every step. Evaluated and saved in place of the last step's matrices, it
+    smooths out where the last few batches happened to push the adapter (bench/RESULTS.md, "Averaged weights").
+
+    Written out rather than through ``torch.optim.swa_utils.AveragedModel``, which copies the whole module: here
+    that is the whole base model, for an average of a few million LoRA numbers."""
+
+    def __init__(self, decay: float, start_after: int) -> None:
+        self.decay, self.start_after = decay, start_after
+        self.state: dict[str, torch.Tensor] | None = None  # None until the first step after the warm-up
+
+    def update(self, trainer: AdapterTrainer, step: int) -> None:
+        """Fold the trainer's matrices after ``step`` (counted from 1) into the average (with decay 0: nothing)."""
+        if not self.decay or step <= self.start_after:
+            return
+        if self.state is None:
+            self.state = trainer.lora_state()
+            return
+        named = dict(trainer.peft_model.named_parameters())
+        with torch.no_grad():
+            for name, average in self.state.items():
+                average.lerp_(named[name].detach(), 1.0 - self.decay)
+
+    def evaluated(self, trainer: AdapterTrainer) -> dict[str, torch.Tensor]:
+        """What the run evaluates and would save: a copy of the average, or of the current matrices before it
+        starts (or when it is off)."""
+        if self.state is None:
+            return trainer.lora_state()
+        return {name: value.clone() for name, value in self.state.items()}
+
+
+def warmup_steps(total_steps: int, warmup_share: float) -> int:
+    """Steps of the rate's linear warm-up."""
+    return max(1, round(total_steps * warmup_share))
+
+
 def cosine_rate(total_steps: int, warmup_share: float) -> Callable[[int], float]:
     """The rate's multiplier at each step: a linear warm-up, then a cosine down to a tenth."""
-    warmup = max(1, round(total_steps * warmup_share))
+    warmup = warmup_steps(total_steps, warmup_share)
 
     def rate(step: int) -> float:
         return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total_steps)))

@@ -42,11 +42,13 @@ from engine.tuning.steps import (
     LABELS,
     AdapterTrainer,
     Encoded,
+    WeightAverage,
     cosine_rate,
     dev_logits,
     epoch_batches,
     scores_of,
     train_step,
+    warmup_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -142,7 +144,8 @@ def _run_key(
     """What a checkpoint belongs to: the base model, the prompt, the recipe and every text. Not the time limit: it
     changes when a run stops, not what it trains, so a run stopped by its limit goes on from its checkpoint when
     started again with a larger one."""
-    recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes"}
+    # Nor an average that is off: work folders from before averaging existed still resume.
+    recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes" and (k != "average_decay" or v)}
     return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe, *_precision_mark(training)],
                    examples, dev)
 
@@ -234,6 +237,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
     steps_per_epoch = math.ceil(len(train_set.features) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_rate(total_steps, recipe.warmup_share))
+    average = WeightAverage(recipe.average_decay, warmup_steps(total_steps, recipe.warmup_share))
     step, best_score, best_state, stale, history = 0, -1.0, trainer.lora_state(), 0, []
     best_scores: dict[str, float] = {}  # per dev file, of the best state so far
     best_logits: torch.Tensor | None = None  # the best state's dev label logits, for fitting the label offsets
@@ -248,6 +252,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
             step, best_score, best_state = saved["step"], saved["best_score"], saved["best_state"]
             stale, history, spent_before = saved["stale"], saved["history"], saved["seconds"]
             best_scores, best_logits = saved.get("best_scores", {}), saved.get("best_logits")
+            average.state = saved.get("average")
             started = clock()  # the time limit counts the earlier run's time plus this one's
             logger.info("resuming from step %d of %d", step, total_steps)
     lengths = [f.shape[0] for f in train_set.features]
@@ -262,6 +267,7 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         loss = train_step(trainer, prefix_hidden, train_set, batch, optimizer)
         schedule.step()
         step += 1
+        average.update(trainer, step)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_score:.3f}" if best_score >= 0 else "-")
         minutes = (spent_before + clock() - started) / 60  # loading and preparing count too
@@ -271,21 +277,22 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         out_of_time = minutes + step_minutes + evaluation_minutes >= recipe.max_minutes
         if step % recipe.eval_every == 0 or step == total_steps or out_of_time:
             evaluating = clock()
-            logits = dev_logits(trainer, prefix_hidden, dev_set)
+            evaluated = average.evaluated(trainer)
+            logits = _dev_logits_of(trainer, evaluated, prefix_hidden, dev_set)
             scores = scores_of(logits, dev_set)
             evaluation_minutes = (clock() - evaluating) / 60
             mark = minutes + evaluation_minutes
             out_of_time = out_of_time or mark + step_minutes + evaluation_minutes >= recipe.max_minutes
             history.append({"step": step, "minutes": round(minutes, 2), "mean": round(scores["mean"], 4)})
             if scores["mean"] > best_score:
-                best_score, best_state, best_scores, stale = scores["mean"], trainer.lora_state(), scores, 0
+                best_score, best_state, best_scores, stale = scores["mean"], evaluated, scores, 0
                 best_logits = logits
             else:
                 stale += 1
             _save_checkpoint(checkpoint, {
                 "run_key": run_key, "lora": trainer.lora_state(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "step": step, "best_score": best_score, "best_state": best_state,
-                "best_scores": best_scores, "best_logits": best_logits,
+                "best_scores": best_scores, "best_logits": best_logits, "average": average.state,
                 "stale": stale, "history": history, "seconds": spent_before + clock() - started,
             })
             if stale >= recipe.patience:
@@ -318,6 +325,18 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         job.out, step, seconds, final, stopped, history, label_offsets, (without, with_offsets), total_steps,
         trainer.training.precision,
     )
+
+
+def _dev_logits_of(
+    trainer: AdapterTrainer, state: dict[str, torch.Tensor], prefix_hidden: torch.Tensor, dev: Encoded
+) -> torch.Tensor:
+    """The dev label logits of LoRA matrices ``state``, leaving the trainer's own matrices as they were."""
+    current = trainer.lora_state()
+    trainer.load_lora_state(state)
+    try:
+        return dev_logits(trainer, prefix_hidden, dev)
+    finally:
+        trainer.load_lora_state(current)
 
 
 def _save_checkpoint(path: Path, state: dict[str, object]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -350,6 +350,11 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     with pytest.raises(SystemExit):
         main([*argv, "--max-repeats", "-1"])
     assert "--max-repeats: -1 is not a count" in capsys.readouterr().err
+    for decay in ("1", "-0.1", "x"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--average-decay", decay])
+        assert f"--average-decay: {decay} is not a decay" in capsys.readouterr().err
+    argv += ["--average-decay", "0.5"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
@@ -359,6 +364,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     assert f"a gain of {MIN_GAIN:.1%} or more" in printed
     adapter = load_adapter(out)
     assert adapter.rank == 2 and adapter.recipe["max_repeats"] == 2
+    assert adapter.recipe["recipe"]["average_decay"] == 0.5  # type: ignore[index]
     assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
     history = adapter.recipe["history"]  # the curve travels with the adapter
     assert isinstance(history, list) and history and {"step", "minutes", "mean"} <= set(history[-1])
@@ -537,8 +543,11 @@ def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
     assert trainer._features_key(fp32, TINY_RECIPE, [], []) == trainer._digest(
         [fp32.fingerprint, version, TINY_RECIPE.layers, TINY_RECIPE.max_message_tokens], [], [])
     job = TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "c.safetensors", recipe=TINY_RECIPE)
-    recipe = {k: v for k, v in asdict(TINY_RECIPE).items() if k != "max_minutes"}
+    # Nor by weight averaging, when off: the recipe as it was before it had that field.
+    recipe = {k: v for k, v in asdict(TINY_RECIPE).items() if k not in ("max_minutes", "average_decay")}
     assert trainer._run_key(job, fp32, [], []) == trainer._digest([fp32.fingerprint, version, recipe], [], [])
+    averaging = replace(job, recipe=TINY_RECIPE.with_overrides(average_decay=0.9))
+    assert trainer._run_key(averaging, fp32, [], []) != trainer._run_key(job, fp32, [], [])
 
 
 def test_moodbot_tune_says_what_it_computed_in(tiny_model_dir: Path, data_files: list[Path], tmp_path: Path,
@@ -551,3 +560,94 @@ def test_moodbot_tune_says_what_it_computed_in(tiny_model_dir: Path, data_files:
         argv += ["--data", str(path)]
     assert main(argv) == 0
     assert "computing in fp32" in capsys.readouterr().out
+
+
+class _OneMatrix:
+    """The part of an AdapterTrainer a WeightAverage reads: its trainable matrices."""
+
+    def __init__(self) -> None:
+        self.peft_model = torch.nn.Linear(3, 2, bias=False)
+
+    def lora_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.peft_model.named_parameters()}
+
+    def set(self, value: float) -> None:
+        with torch.no_grad():
+            self.peft_model.weight.fill_(value)
+
+
+def test_the_weight_average_starts_after_the_warm_up_and_weighs_each_later_step_by_one_minus_the_decay() -> None:
+    from engine.tuning.steps import WeightAverage
+
+    matrices, average = _OneMatrix(), WeightAverage(0.75, start_after=2)
+    for step, value in enumerate([8.0, 4.0, 2.0, 6.0, 10.0], start=1):
+        matrices.set(value)
+        average.update(matrices, step)  # type: ignore[arg-type]
+        if step == 2:  # still warming up: the current matrices are what is evaluated
+            assert average.state is None and average.evaluated(matrices)["weight"].eq(4.0).all()  # type: ignore[arg-type]
+    # Starts from step 3's matrices (2), then 2 + 0.25 * (6 - 2) = 3, then 3 + 0.25 * (10 - 3) = 4.75.
+    evaluated = average.evaluated(matrices)  # type: ignore[arg-type]
+    assert evaluated["weight"].eq(4.75).all()
+    evaluated["weight"].zero_()  # a copy: the run's average is not touched by what is done with it
+    assert average.state is not None and average.state["weight"].eq(4.75).all()
+
+
+def test_an_averaging_run_saves_the_average_of_its_steps_and_resumes_with_it(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.tuning import steps, trainer
+    from engine.tuning.steps import warmup_steps
+
+    recipe = TINY_RECIPE.with_overrides(average_decay=0.8, eval_every=1000)  # one evaluation, after the last step
+    after_each_step: list[dict[str, torch.Tensor]] = []
+    saved: list[dict[str, torch.Tensor]] = []
+    real_step, real_export = trainer.train_step, steps.AdapterTrainer.export
+
+    def recording_step(run: steps.AdapterTrainer, *args: object) -> float:
+        loss = real_step(run, *args)  # type: ignore[arg-type]
+        after_each_step.append(run.lora_state())
+        return loss
+
+    def recording_export(run: steps.AdapterTrainer, state: dict[str, torch.Tensor], *args: object):  # type: ignore[no-untyped-def]
+        saved.append({name: value.clone() for name, value in state.items()})
+        return real_export(run, state, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer, "train_step", recording_step)
+    monkeypatch.setattr(steps.AdapterTrainer, "export", recording_export)
+    out = tmp_path / "averaged.safetensors"
+    result = tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=out, recipe=recipe), progress=False)
+
+    warm = warmup_steps(result.total_steps, recipe.warmup_share)
+    assert len(after_each_step) == result.total_steps > warm + 1
+    expected = {name: value.clone() for name, value in after_each_step[warm].items()}
+    for state in after_each_step[warm + 1 :]:
+        for name, value in expected.items():
+            value.lerp_(state[name], 1 - recipe.average_decay)
+    [state] = saved
+    assert state.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0)
+    last = after_each_step[-1]
+    assert any(not torch.equal(state[name], last[name]) for name in last)  # not the last step's matrices
+
+    # A run stopped part-way goes on with the average its checkpoint kept, and saves the same adapter.
+    resumed = tmp_path / "resumed.safetensors"
+    job = TuneJob(model=str(tiny_model_dir), data=data_files, out=resumed,
+                  recipe=recipe.with_overrides(eval_every=warm + 3))
+    calls = iter(range(1000))
+
+    def clock_that_stops_the_run() -> float:  # at the start, once a step, thrice an evaluation: stops two steps
+        if next(calls) == (warm + 3) + 5:  # after the first evaluation's checkpoint
+            raise Interrupt
+        return 0.0
+
+    with pytest.raises(Interrupt):
+        tune(job, progress=False, clock=clock_that_stops_the_run)
+    tune(job, progress=False)
+    whole = tmp_path / "whole.safetensors"
+    tune(TuneJob(model=str(tiny_model_dir), data=data_files, out=whole,
+                 recipe=recipe.with_overrides(eval_every=warm + 3)), progress=False)
+    first, second = load_adapter(whole), load_adapter(resumed)
+    for key, pair in first.pairs.items():
+        torch.testing.assert_close(second.pairs[key].a, pair.a, rtol=0, atol=0)
+        torch.testing.assert_close(second.pairs[key].b, pair.b, rtol=0, atol=0)
