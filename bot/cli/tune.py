@@ -35,6 +35,17 @@ def _decay(text: str) -> float:
     return value
 
 
+def _weight(text: str) -> float:
+    """argparse type: a number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a weight (a number, 0 or more)")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``tune`` sub-command's options."""
     parser.add_argument("--data", type=Path, action="append", required=True,
@@ -69,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--average-decay", type=_decay, default=None,
                         help="evaluate and save an average of the steps after the warm-up, each weighing 1 - this "
                              "(0: the last step's matrices as they are)")
+    parser.add_argument("--consistency", type=_weight, default=None,
+                        help="weight of a loss keeping each injected copy's label probabilities those of its clean "
+                             "original (0: off)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps between dev evaluations and checkpoints (fewer: more time for training)")
 
@@ -80,7 +94,7 @@ def tune_command(config: Config, args: argparse.Namespace) -> None:
     recipe = RECIPES[args.recipe].with_rank(args.rank).with_overrides(
         seed=args.seed, examples=args.examples, epochs=args.epochs, layers=args.layers,
         learning_rate=args.learning_rate, max_minutes=args.max_minutes, eval_every=args.eval_every,
-        average_decay=args.average_decay,
+        average_decay=args.average_decay, consistency=args.consistency,
     )
     job = TuneJob(
         model=args.model or config.engine.model, data=args.data, dev=args.dev, out=args.out, recipe=recipe,

@@ -30,6 +30,9 @@ class Recipe:
     # 0: evaluate and save the matrices as the last step left them; else an average of the steps after the warm-up,
     # each step weighing 1 - decay (engine.tuning.steps.WeightAverage).
     average_decay: float = 0.0
+    # Weight of a second loss on each injected copy: the KL divergence from its clean original's label distribution
+    # (as the adapter reads it at that step) to the copy's, so the instruction moves no probability; 0: off.
+    consistency: float = 0.0
     max_minutes: float = 110.0  # the run (loading and preparing included) stops here, keeping the best adapter
     seed: int = 0
 

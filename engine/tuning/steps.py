@@ -30,6 +30,8 @@ class Encoded:
     gold: torch.Tensor  # (n,) index into LABELS
     allowed: torch.Tensor  # (n, 3) bool
     sources: list[str]
+    # (n,) for an injected copy the index of a clean example of the same text, else -1 (None: no copies known)
+    originals: torch.Tensor | None = None
 
 
 def epoch_batches(count: int, batch_size: int, lengths: Sequence[int], seed: int) -> list[list[int]]:
@@ -145,9 +147,11 @@ def train_step(
     optimizer: torch.optim.Optimizer,
 ) -> float:
     """One optimiser step on the examples ``batch`` indexes in ``data``; the batch's loss."""
-    logits = trainer.logits(prefix_hidden, [data.features[i] for i in batch])
-    logits = logits.masked_fill(~data.allowed[list(batch)], float("-inf"))
+    raw = trainer.logits(prefix_hidden, [data.features[i] for i in batch])
+    logits = raw.masked_fill(~data.allowed[list(batch)], float("-inf"))
     loss = torch.nn.functional.cross_entropy(logits, data.gold[list(batch)])
+    if trainer.recipe.consistency:
+        loss = loss + trainer.recipe.consistency * _copies_consistency(trainer, prefix_hidden, data, batch, raw)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     # A batch of injected copies can pull hard against what the model believes: clipping keeps one such batch
@@ -155,6 +159,35 @@ def train_step(
     torch.nn.utils.clip_grad_norm_(trainer.parameters, trainer.recipe.clip_norm)
     optimizer.step()
     return loss.item()
+
+
+def consistency_loss(copies: torch.Tensor, originals: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Mean KL divergence from the originals' label distributions (fixed targets: no gradient reaches them) to
+    their injected copies', over each row's allowed labels; ``copies`` and ``originals`` are (n, 3) label logits."""
+    # A large finite fill rather than -inf: a label outside the file's choices then has probability 0 in both
+    # distributions and adds exactly 0, where -inf would make 0 * (-inf - -inf) a NaN.
+    copies = copies.masked_fill(~allowed, -1e9).log_softmax(dim=-1)
+    targets = originals.detach().masked_fill(~allowed, -1e9).log_softmax(dim=-1)
+    return (targets.exp() * (targets - copies)).sum(dim=-1).mean()
+
+
+def _copies_consistency(
+    trainer: AdapterTrainer, prefix_hidden: torch.Tensor, data: Encoded, batch: Sequence[int], raw: torch.Tensor
+) -> torch.Tensor:
+    """The consistency loss of the injected copies in ``batch`` (whose label logits are ``raw``) against their clean
+    originals, read from the batch or, when not in it, from a pass without gradients; 0 when the batch has none."""
+    if data.originals is None:
+        return raw.new_zeros(())
+    rows = [row for row, index in enumerate(batch) if data.originals[index] >= 0]
+    if not rows:
+        return raw.new_zeros(())
+    where = {index: row for row, index in enumerate(batch)}
+    wanted = [int(data.originals[batch[row]]) for row in rows]
+    missing = sorted({index for index in wanted if index not in where})
+    with torch.no_grad():
+        extra = trainer.logits(prefix_hidden, [data.features[i] for i in missing]) if missing else raw[:0]
+    targets = torch.stack([raw[where[i]] if i in where else extra[missing.index(i)] for i in wanted])
+    return consistency_loss(raw[rows], targets, data.allowed[[batch[row] for row in rows]])
 
 
 class WeightAverage:

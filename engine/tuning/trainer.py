@@ -57,6 +57,9 @@ CHECKPOINT = "checkpoint.pt"
 FEATURES = "features.pt"
 
 
+_OFF_AT_ZERO = ("average_decay", "consistency")  # recipe fields that change nothing at 0
+
+
 class StaleFeatures(Exception):
     """The work folder holds no features prepared for this data and recipe."""
 
@@ -144,8 +147,8 @@ def _run_key(
     """What a checkpoint belongs to: the base model, the prompt, the recipe and every text. Not the time limit: it
     changes when a run stops, not what it trains, so a run stopped by its limit goes on from its checkpoint when
     started again with a larger one."""
-    # Nor an average that is off: work folders from before averaging existed still resume.
-    recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes" and (k != "average_decay" or v)}
+    # Nor an average or a consistency loss that is off: work folders from before they existed still resume.
+    recipe = {k: v for k, v in asdict(job.recipe).items() if k != "max_minutes" and (k not in _OFF_AT_ZERO or v)}
     return _digest([training.fingerprint, ADAPTED_ANALYST_PROMPT_VERSION, recipe, *_precision_mark(training)],
                    examples, dev)
 
@@ -351,11 +354,16 @@ def _save_checkpoint(path: Path, state: dict[str, object]) -> None:
 def _encode(
     trainer: AdapterTrainer, examples: Sequence[LabelledText], features: list[torch.Tensor]
 ) -> Encoded:
+    clean: dict[tuple[str, str], int] = {}
+    for index, example in enumerate(examples):
+        if not example.appended:
+            clean.setdefault((example.source, example.text), index)
     return Encoded(
         features=features,
         gold=torch.tensor([LABELS.index(e.label) for e in examples]),
         allowed=torch.tensor([_allowed(e) for e in examples]),
         sources=[e.source for e in examples],
+        originals=torch.tensor([clean.get((e.source, e.text), -1) if e.appended else -1 for e in examples]),
     )
 
 

@@ -354,7 +354,11 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
         with pytest.raises(SystemExit):
             main([*argv, "--average-decay", decay])
         assert f"--average-decay: {decay} is not a decay" in capsys.readouterr().err
-    argv += ["--average-decay", "0.5"]
+    for weight in ("-1", "x", "inf", "nan"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--consistency", weight])
+        assert f"--consistency: {weight} is not a weight" in capsys.readouterr().err
+    argv += ["--average-decay", "0.5", "--consistency", "0.25"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "analyst_adapter" in printed and "moodbot eval --adapter" in printed
@@ -365,6 +369,7 @@ def test_moodbot_tune_reports_the_file_and_how_to_use_it(tiny_model_dir: Path, d
     adapter = load_adapter(out)
     assert adapter.rank == 2 and adapter.recipe["max_repeats"] == 2
     assert adapter.recipe["recipe"]["average_decay"] == 0.5  # type: ignore[index]
+    assert adapter.recipe["recipe"]["consistency"] == 0.25  # type: ignore[index]
     assert adapter.scaling == pytest.approx(16.0 / 8)  # --rank keeps the recipe's alpha / rank (quick: 16 / 8)
     history = adapter.recipe["history"]  # the curve travels with the adapter
     assert isinstance(history, list) and history and {"step", "minutes", "mean"} <= set(history[-1])
@@ -543,11 +548,12 @@ def test_bf16_training_computes_in_bf16_and_keeps_its_own_features(
     assert trainer._features_key(fp32, TINY_RECIPE, [], []) == trainer._digest(
         [fp32.fingerprint, version, TINY_RECIPE.layers, TINY_RECIPE.max_message_tokens], [], [])
     job = TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "c.safetensors", recipe=TINY_RECIPE)
-    # Nor by weight averaging, when off: the recipe as it was before it had that field.
-    recipe = {k: v for k, v in asdict(TINY_RECIPE).items() if k not in ("max_minutes", "average_decay")}
+    # Nor by weight averaging or the consistency loss, when off: the recipe as it was before it had those fields.
+    recipe = {k: v for k, v in asdict(TINY_RECIPE).items() if k not in ("max_minutes", "average_decay", "consistency")}
     assert trainer._run_key(job, fp32, [], []) == trainer._digest([fp32.fingerprint, version, recipe], [], [])
-    averaging = replace(job, recipe=TINY_RECIPE.with_overrides(average_decay=0.9))
-    assert trainer._run_key(averaging, fp32, [], []) != trainer._run_key(job, fp32, [], [])
+    for change in ({"average_decay": 0.9}, {"consistency": 1.0}):
+        changed = replace(job, recipe=TINY_RECIPE.with_overrides(**change))
+        assert trainer._run_key(changed, fp32, [], []) != trainer._run_key(job, fp32, [], [])
 
 
 def test_moodbot_tune_says_what_it_computed_in(tiny_model_dir: Path, data_files: list[Path], tmp_path: Path,
@@ -651,3 +657,74 @@ def test_an_averaging_run_saves_the_average_of_its_steps_and_resumes_with_it(
     for key, pair in first.pairs.items():
         torch.testing.assert_close(second.pairs[key].a, pair.a, rtol=0, atol=0)
         torch.testing.assert_close(second.pairs[key].b, pair.b, rtol=0, atol=0)
+
+
+def test_the_consistency_loss_is_the_kl_divergence_over_allowed_labels_and_moves_only_the_copies() -> None:
+    from engine.tuning.steps import consistency_loss
+
+    allowed = torch.tensor([[True, False, True], [True, True, True]])  # a two-way and a three-way example
+    originals = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.0, -0.5]], requires_grad=True)
+    assert consistency_loss(originals.detach().clone(), originals, allowed).item() == 0.0  # no change: no loss
+
+    copies = torch.tensor([[-1.0, 5.0, 2.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    loss = consistency_loss(copies, originals, allowed)
+    two_p, two_q = torch.tensor([2.0, -1.0]).softmax(-1), torch.tensor([-1.0, 2.0]).softmax(-1)
+    three_p, three_q = torch.tensor([0.5, 1.0, -0.5]).softmax(-1), torch.full((3,), 1 / 3)
+    expected = ((two_p * (two_p / two_q).log()).sum() + (three_p * (three_p / three_q).log()).sum()) / 2
+    torch.testing.assert_close(loss, expected)
+    # The neutral logit of a two-way example is not one of its choices, whatever its value.
+    moved = copies.detach().clone()
+    moved[0, 1] = -30.0
+    torch.testing.assert_close(consistency_loss(moved, originals, allowed), expected)
+
+    loss.backward()
+    assert originals.grad is None  # the clean original is the target, not pulled towards its copy
+    assert copies.grad is not None and copies.grad[0, 1] == 0 and copies.grad.abs().sum() > 0
+
+
+def test_each_injected_copy_knows_its_clean_original(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    from engine.tuning.trainer import prepare
+
+    run = prepare(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors",
+                          recipe=TINY_RECIPE), progress=False)
+    originals = run.train_set.originals
+    assert originals is not None and len(originals) == len(run.examples)
+    copies = [index for index, example in enumerate(run.examples) if example.appended]
+    assert copies and all(originals[index] == -1 for index, e in enumerate(run.examples) if not e.appended)
+    for index in copies:
+        copy, original = run.examples[index], run.examples[int(originals[index])]
+        assert not original.appended and (original.text, original.source) == (copy.text, copy.source)
+        assert original.label == copy.label
+
+
+def test_the_consistency_loss_changes_a_step_only_when_its_batch_holds_an_injected_copy(
+    tiny_model_dir: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    from engine.tuning.steps import train_step
+    from engine.tuning.trainer import prepare
+
+    run = prepare(TuneJob(model=str(tiny_model_dir), data=data_files, out=tmp_path / "a.safetensors",
+                          recipe=TINY_RECIPE), progress=False)
+    trainer, examples = run.trainer, run.examples
+    start = trainer.lora_state()
+
+    def one_step(consistency: float, batch: list[int]) -> dict[str, torch.Tensor]:
+        trainer.load_lora_state(start)
+        trainer.recipe = TINY_RECIPE.with_overrides(consistency=consistency)
+        optimizer = torch.optim.AdamW(trainer.parameters, lr=TINY_RECIPE.learning_rate, weight_decay=0.0)
+        train_step(trainer, run.prefix_hidden, run.train_set, batch, optimizer)
+        return trainer.lora_state()
+
+    def same(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+        return all(torch.equal(first[name], second[name]) for name in first)
+
+    clean = [index for index, example in enumerate(examples) if not example.appended][:4]
+    assert same(one_step(0.0, clean), one_step(1.0, clean))  # no copy in the batch: the loss is as before
+    # A copy whose original is not in the batch: the original is read from a pass of its own.
+    copy = next(i for i, e in enumerate(examples) if e.appended and run.train_set.originals[i] not in clean[:3])
+    batch = [*clean[:3], copy]
+    without, with_consistency = one_step(0.0, batch), one_step(1.0, batch)
+    assert not same(without, with_consistency)
+    assert same(with_consistency, one_step(1.0, batch))  # and it is repeatable
