@@ -11,10 +11,17 @@ Positive's offset stays 0 (only differences matter). The search is a grid over t
 ``±LIMIT``; each point is scored with its neighbours, so the pick lies inside a stretch of good offsets rather than
 on its edge, and a tie goes to the offsets nearest zero: a hundred dev rows per file cannot tell a hair's
 difference, and no offset at all is the answer when none helps by at least ``MIN_GAIN``.
+
+A gain on the rows the offsets were fitted to can be the two numbers fitting noise: a hundred dev rows of a file
+hold a dozen or so of its rarest label. So the same fit is also made ``FOLDS`` times, each time without a tenth
+of the rows, and judged on that tenth; offsets are kept only when those out-of-fold verdicts beat none. Offsets that
+gained one to two points on their own rows but lost out of fold cost two held-out adapters two to three points of
+the tweets' macro recall (bench/RESULTS.md, "Label offsets checked out of fold").
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Sequence
 
@@ -28,6 +35,8 @@ GRID_SLICE = 128  # offsets tried at once
 # is chance, and offsets that gained 0.2 points there moved held-out verdicts both ways (bench/RESULTS.md).
 MIN_GAIN = 0.01
 MIN_ROWS = 10  # dev rows each file needs of each of its labels before offsets are fitted (fewer: all stay 0)
+FOLDS = 10  # the out-of-fold check fits on nine tenths of the dev rows and judges on the tenth left out
+DRAWS = 3  # ways of cutting the rows into tenths that the check averages over (one alone decides by chance)
 
 
 def balanced_recall(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: Sequence[str],
@@ -38,11 +47,23 @@ def balanced_recall(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Ten
     return float(scores[0])
 
 
-def fitted_offsets(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor,
-                   sources: Sequence[str]) -> tuple[list[float], float, float]:
+def fitted_offsets(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: Sequence[str],
+                   groups: Sequence[str] | None = None, seed: int = 0) -> tuple[list[float], float, float]:
     """(offsets per label, score without, score with): the offsets (label order of ``logits``' columns, the first
     fixed at 0) that give the highest :func:`balanced_recall` on these rows, ties going to the smallest offsets.
-    All 0 when some file has fewer than ``MIN_ROWS`` rows of one of its labels: too few to place a boundary by."""
+    All 0 when some file has fewer than ``MIN_ROWS`` rows of one of its labels (too few to place a boundary by), when
+    they gain less than ``MIN_GAIN``, or when the same fit made without each tenth of the rows does no better than
+    none on the rows it left out. Rows sharing a ``groups`` entry (a message and its injected copy) are left out
+    together; ``seed`` draws the tenths."""
+    offsets, none, score = _fit(logits, gold, allowed, sources)
+    if any(offsets) and _out_of_fold_gain(logits, gold, allowed, sources, groups, seed) <= 0:
+        return [0.0, 0.0, 0.0], none, none
+    return offsets, none, score
+
+
+def _fit(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor,
+         sources: Sequence[str]) -> tuple[list[float], float, float]:
+    """:func:`fitted_offsets` on these rows alone, without the out-of-fold check."""
     none = balanced_recall(logits, gold, allowed, sources, torch.zeros(3))
     counts = Counter(zip(sources, gold.tolist(), strict=True))
     if not counts or min(counts.values()) < MIN_ROWS:
@@ -65,6 +86,41 @@ def fitted_offsets(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tens
     if scores[chosen] < none + MIN_GAIN:
         return [0.0, 0.0, 0.0], none, none
     return [round(float(x), 2) for x in grid[chosen]], none, float(scores[chosen])
+
+
+def _out_of_fold_gain(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: Sequence[str],
+                      groups: Sequence[str] | None, seed: int) -> float:
+    """Balanced recall when every row gets the offsets fitted without its tenth of the rows, less that of none;
+    the mean over ``DRAWS`` ways of cutting the rows into tenths."""
+    none = balanced_recall(logits, gold, allowed, sources, torch.zeros(3))
+    gains = []
+    for draw in range(DRAWS):
+        folds = _folds(gold, sources, groups or [str(row) for row in range(len(sources))], seed * DRAWS + draw)
+        shifted = logits.float().clone()
+        for fold in range(FOLDS):
+            held = folds == fold
+            kept = [source for source, out in zip(sources, held.tolist(), strict=True) if not out]
+            offsets, _, _ = _fit(logits[~held], gold[~held], allowed[~held], kept)
+            shifted[held] += torch.tensor(offsets)
+        gains.append(balanced_recall(shifted, gold, allowed, sources, torch.zeros(3)) - none)
+    return sum(gains) / DRAWS
+
+
+def _folds(gold: torch.Tensor, sources: Sequence[str], groups: Sequence[str], seed: int) -> torch.Tensor:
+    """A tenth (0 to FOLDS - 1) for every row: a group's rows in one, each file's labels dealt out evenly."""
+    first: dict[str, int] = {}
+    for row, group in enumerate(groups):
+        first.setdefault(group, row)
+    strata: dict[tuple[str, int], list[str]] = {}
+    for group, row in first.items():
+        strata.setdefault((sources[row], int(gold[row])), []).append(group)
+    rng, dealt, fold_of = random.Random(seed), 0, {}
+    for key in sorted(strata):
+        members = strata[key]
+        rng.shuffle(members)
+        for group in members:
+            fold_of[group], dealt = dealt % FOLDS, dealt + 1
+    return torch.tensor([fold_of[group] for group in groups])
 
 
 def _balanced_recalls(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: Sequence[str],

@@ -111,7 +111,8 @@ class TuneResult:
             return (f"label offsets: {offsets_text(self.label_offsets)} "
                     f"(balanced recall on the dev split {without:.1%} -> {with_offsets:.1%})")
         return (f"label offsets: none (balanced recall on the dev split {without:.1%}; offsets need {MIN_ROWS} dev "
-                f"rows of each label in each file, and are kept only for a gain of {MIN_GAIN:.1%} or more)")
+                f"rows of each label in each file, and are kept only for a gain of {MIN_GAIN:.1%} or more that "
+                f"also holds on rows left out of the fit)")
 
 
 def _allowed(example: LabelledText) -> list[bool]:
@@ -312,7 +313,8 @@ def tune(job: TuneJob, *, progress: bool = True, clock: Callable[[], float] = ti
         best_logits = dev_logits(trainer, prefix_hidden, dev_set)
     final = best_scores or scores_of(best_logits, dev_set)
     # Where the classes meet: an epoch can end leaning one way, and one offset per label moves that boundary.
-    offsets, without, with_offsets = fitted_offsets(best_logits, dev_set.gold, dev_set.allowed, dev_set.sources)
+    offsets, without, with_offsets = fitted_offsets(best_logits, dev_set.gold, dev_set.allowed, dev_set.sources,
+                                                    [example.text for example in run.dev], recipe.seed)
     label_offsets = dict(zip(LABELS, offsets, strict=True))
     notes: dict[str, object] = {
         "recipe": asdict(recipe), "data": [p.name for p in job.data], "dev": [p.name for p in job.dev] or "held out",

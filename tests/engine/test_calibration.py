@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,44 @@ def test_offsets_that_are_not_numbers_for_its_labels_are_refused(tmp_path: Path,
     adapter_with(offsets).save(path)
     with pytest.raises(AdapterError, match="label offsets"):
         load_adapter(path)
+
+
+def test_offsets_that_only_fit_noise_are_dropped_by_the_out_of_fold_check() -> None:
+    from engine.tuning.calibration import _fit
+
+    kept_by_own_rows = kept = 0
+    for seed in range(20):  # label logits with no relation to the labels at all
+        logits = torch.randn(120, 3, generator=torch.Generator().manual_seed(seed))
+        data = (logits, torch.tensor([POSITIVE, NEUTRAL, NEGATIVE] * 40), torch.ones(120, 3, dtype=torch.bool),
+                ["chat"] * 120)
+        kept_by_own_rows += any(_fit(*data)[0])
+        kept += any(fitted_offsets(*data)[0])
+    # On its own rows a grid over two offsets always finds a few points of "gain" in noise; out of fold it does not.
+    assert kept_by_own_rows == 20 and kept <= 10
+
+
+def test_a_real_lean_survives_the_out_of_fold_check_with_its_copies_kept_together() -> None:
+    data = (rows(30, POSITIVE, [1.0, 1.5, -2.0], "chat", THREE_WAY)
+            + rows(30, NEUTRAL, [0.0, 2.0, -1.0], "chat", THREE_WAY)
+            + rows(20, NEGATIVE, [-1.0, 0.5, 1.5], "chat", THREE_WAY))
+    logits, gold, allowed, sources = tensors(data + data)  # every row and its injected copy
+    groups = [str(row) for row in range(len(data))] * 2
+    offsets, without, with_offsets = fitted_offsets(logits, gold, allowed, sources, groups, seed=7)
+    assert -1.9 < offsets[1] < -0.6 and with_offsets == pytest.approx(1.0) and without == pytest.approx(2 / 3)
+
+
+def test_the_tenths_keep_a_group_together_and_deal_each_files_labels_evenly() -> None:
+    from engine.tuning.calibration import FOLDS, _folds
+
+    gold = torch.tensor([POSITIVE] * 23 + [NEGATIVE] * 17 + [NEUTRAL] * 31)
+    sources = ["reviews"] * 40 + ["chat"] * 31
+    groups = [f"{row // 2}" for row in range(71)]  # pairs of rows share a group (the last row is alone)
+    folds = _folds(gold, sources, groups, seed=1)
+    assert all(folds[row] == folds[row + 1] for row in range(0, 70, 2) if groups[row] == groups[row + 1])
+    assert set(folds.tolist()) == set(range(FOLDS))
+    firsts = {group: row for row, group in reversed(list(enumerate(groups)))}
+    counts = Counter((sources[row], int(gold[row]), int(folds[row])) for row in firsts.values())
+    for source, label in {(sources[row], int(gold[row])) for row in firsts.values()}:
+        spread = [counts[(source, label, fold)] for fold in range(FOLDS)]
+        assert max(spread) - min(spread) <= 1, (source, label, spread)
+    assert torch.equal(folds, _folds(gold, sources, groups, seed=1))  # the same draw every time

@@ -400,9 +400,12 @@ def test_label_offsets_are_fitted_on_the_best_states_dev_logits_and_saved_with_t
         (f"The train leaves at {i}", 2) for i in range(MIN_ROWS)] + [(f"I feel sad about thing {i}", 0)
                                                                      for i in range(MIN_ROWS)])
     seen: list[tuple[torch.Tensor, list[str]]] = []
+    seen_groups: list[list[str]] = []
 
-    def fit(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: list[str]) -> tuple:
+    def fit(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: list[str], groups: list[str],
+            seed: int) -> tuple:
         seen.append((logits.clone(), list(sources)))
+        seen_groups.append(list(groups))
         return [0.0, -0.4, 0.3], 0.5, 0.625
 
     monkeypatch.setattr(trainer, "fitted_offsets", fit)
@@ -412,6 +415,9 @@ def test_label_offsets_are_fitted_on_the_best_states_dev_logits_and_saved_with_t
     [(logits, sources)] = seen
     assert logits.shape == (2 * 3 * MIN_ROWS, 3)  # every dev row and its injected copy
     assert Counter(sources) == {"dev.tsv": 3 * MIN_ROWS, "dev.tsv +injected": 3 * MIN_ROWS}
+    # The out-of-fold check leaves a dev row and its injected copy out together: they share a group.
+    [groups] = seen_groups
+    assert groups[: 3 * MIN_ROWS] == groups[3 * MIN_ROWS :] and len(set(groups)) == 3 * MIN_ROWS
     adapter = load_adapter(out)
     assert adapter.label_offsets == result.label_offsets == {"positive": 0.0, "neutral": -0.4, "negative": 0.3}
     assert result.balanced_recall == (0.5, 0.625)
