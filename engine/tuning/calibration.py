@@ -16,7 +16,7 @@ A gain on the rows the offsets were fitted to can be the two numbers fitting noi
 hold a dozen or so of its rarest label. So the same fit is also made ``FOLDS`` times, each time without a tenth
 of the rows, and judged on that tenth; offsets are kept only when those out-of-fold verdicts beat none. Offsets that
 gained one to two points on their own rows but lost out of fold cost two held-out adapters two to three points of
-the tweets' macro recall (bench/RESULTS.md, "Label offsets checked out of fold").
+the tweets' macro recall (bench/RESULTS.md, "A consistency loss …, and label offsets checked out of fold").
 """
 
 from __future__ import annotations
