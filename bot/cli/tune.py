@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Config
@@ -24,26 +25,23 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _decay(text: str) -> float:
-    """argparse type: a number from 0 up to (not including) 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a decay (a number from 0 up to, not including, 1)")
-    return value
+def _number_from_zero_below(limit: float, kind: str, rule: str) -> Callable[[str], float]:
+    """argparse type: a number from 0 up to (not including) ``limit``; else "TEXT is not a KIND (RULE)"."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value < limit:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"{text} is not a {kind} ({rule})")
+        return value
+
+    return parse
 
 
-def _weight(text: str) -> float:
-    """argparse type: a number, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a weight (a number, 0 or more)")
-    return value
+_decay = _number_from_zero_below(1.0, "decay", "a number from 0 up to, not including, 1")
+_weight = _number_from_zero_below(float("inf"), "weight", "a number, 0 or more")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
