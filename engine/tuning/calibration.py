@@ -56,7 +56,7 @@ def fitted_offsets(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tens
     none on the rows it left out. Rows sharing a ``groups`` entry (a message and its injected copy) are left out
     together; ``seed`` draws the tenths."""
     offsets, none, score = _fit(logits, gold, allowed, sources)
-    if any(offsets) and _out_of_fold_gain(logits, gold, allowed, sources, groups, seed) <= 0:
+    if any(offsets) and _out_of_fold_gain(logits, gold, allowed, sources, groups, seed, none) <= 0:
         return [0.0, 0.0, 0.0], none, none
     return offsets, none, score
 
@@ -89,13 +89,13 @@ def _fit(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor,
 
 
 def _out_of_fold_gain(logits: torch.Tensor, gold: torch.Tensor, allowed: torch.Tensor, sources: Sequence[str],
-                      groups: Sequence[str] | None, seed: int) -> float:
-    """Balanced recall when every row gets the offsets fitted without its tenth of the rows, less that of none;
-    the mean over ``DRAWS`` ways of cutting the rows into tenths."""
-    none = balanced_recall(logits, gold, allowed, sources, torch.zeros(3))
+                      groups: Sequence[str] | None, seed: int, none: float) -> float:
+    """Balanced recall when every row gets the offsets fitted without its tenth of the rows, less ``none`` (that of
+    no offsets); the mean over ``DRAWS`` ways of cutting the rows into tenths."""
+    groups = groups or [str(row) for row in range(len(sources))]
     gains = []
     for draw in range(DRAWS):
-        folds = _folds(gold, sources, groups or [str(row) for row in range(len(sources))], seed * DRAWS + draw)
+        folds = _folds(gold, sources, groups, seed * DRAWS + draw)
         shifted = logits.float().clone()
         for fold in range(FOLDS):
             held = folds == fold

@@ -30,8 +30,7 @@ class Encoded:
     gold: torch.Tensor  # (n,) index into LABELS
     allowed: torch.Tensor  # (n, 3) bool
     sources: list[str]
-    # (n,) for an injected copy the index of a clean example of the same text, else -1 (None: no copies known)
-    originals: torch.Tensor | None = None
+    originals: torch.Tensor  # (n,) for an injected copy the index of a clean example of the same text, else -1
 
 
 def epoch_batches(count: int, batch_size: int, lengths: Sequence[int], seed: int) -> list[list[int]]:
@@ -176,8 +175,6 @@ def _copies_consistency(
 ) -> torch.Tensor:
     """The consistency loss of the injected copies in ``batch`` (whose label logits are ``raw``) against their clean
     originals, read from the batch or, when not in it, from a pass without gradients; 0 when the batch has none."""
-    if data.originals is None:
-        return raw.new_zeros(())
     rows = [row for row, index in enumerate(batch) if data.originals[index] >= 0]
     if not rows:
         return raw.new_zeros(())
